@@ -1,0 +1,10 @@
+#pragma once
+// One file per subcommand: each registers its options and a callback that calls the library.
+#include <CLI/CLI.hpp>
+
+namespace qft::cmd {
+
+void set_inspect_command(CLI::App& app);
+void set_eval_command(CLI::App& app);
+
+}  // namespace qft::cmd

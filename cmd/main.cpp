@@ -1,0 +1,49 @@
+// qft: quantized full-parameter tuning of LLaMA-family models. Errors are caught here and nowhere deeper.
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "cmd/commands.h"
+#include "core/error.h"
+#include "core/version.h"
+#include "cuda/device_info.h"
+
+namespace {
+
+std::string version_text() {
+  const qft::DeviceInfo d = qft::probe_cuda();
+  std::string s = std::string("qft ") + QFT_VERSION + "\nCUDA compiled in: " + (d.compiled ? "yes" : "no");
+  if (d.compiled) {
+    s += " (runtime " + std::to_string(d.runtime_version / 1000) + "." + std::to_string(d.runtime_version % 1000 / 10) +
+         ", cuBLASLt " + std::to_string(d.cublaslt_version) + ")";
+    s += "\nGPU visible: ";
+    s += d.device_count > 0 ? "yes, " + std::to_string(d.device_count) + " (" + d.device_name + ")" : "no (" + d.error + ")";
+  }
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"qft: full-parameter fine-tuning of LLaMA models with INT8 training state"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version,-V", version_text);
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "Debug logging");
+  qft::cmd::set_inspect_command(app);
+  qft::cmd::set_eval_command(app);
+  app.parse_complete_callback([&] { spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const qft::Error& e) {
+    std::cerr << "qft: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "qft: internal error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

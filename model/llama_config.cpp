@@ -1,0 +1,183 @@
+#include "model/llama_config.h"
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace qft {
+
+namespace {
+
+using nlohmann::json;
+
+template <class T>
+T get_or(const json& j, const std::string& key, T fallback, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  try {
+    return it->get<T>();
+  } catch (const json::exception&) {
+    throw ConfigError(where, key, "has the wrong type: " + it->dump());
+  }
+}
+
+int get_positive(const json& j, const std::string& key, int fallback, const std::string& where) {
+  auto it = j.find(key);
+  if (fallback == 0 && (it == j.end() || it->is_null())) throw ConfigError(where, key, "is required");
+  if (it != j.end() && !it->is_null() && !it->is_number_integer()) {
+    throw ConfigError(where, key, "must be an integer, got " + it->dump());
+  }
+  int v = get_or<int>(j, key, fallback, where);
+  if (v <= 0) throw ConfigError(where, key, "must be positive, got " + std::to_string(v));
+  return v;
+}
+
+int first_token_id(const json& j, const std::string& key, int fallback, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (it->is_array() && !it->empty()) return get_or<int>(json{{"id", it->at(0)}}, "id", fallback, where);
+  return get_or<int>(j, key, fallback, where);
+}
+
+RopeScaling parse_rope_scaling(const json& s, const std::string& where, const std::string& key) {
+  RopeScaling r;
+  if (s.is_null()) return r;
+  if (!s.is_object()) throw ConfigError(where, key, "must be an object or null");
+  std::string type = get_or<std::string>(s, "rope_type", get_or<std::string>(s, "type", "default", where), where);
+  if (type == "default") return r;
+  if (type != "llama3") {
+    throw ConfigError(where, key, "rope type '" + type + "' is unsupported (qft supports default and llama3)");
+  }
+  r.type = type;
+  r.factor = get_or<double>(s, "factor", 8.0, where);
+  r.low_freq_factor = get_or<double>(s, "low_freq_factor", 1.0, where);
+  r.high_freq_factor = get_or<double>(s, "high_freq_factor", 4.0, where);
+  r.original_max_position_embeddings = get_or<int>(s, "original_max_position_embeddings", 8192, where);
+  if (r.factor <= 0 || r.high_freq_factor <= r.low_freq_factor || r.original_max_position_embeddings <= 0) {
+    throw ConfigError(where, key, "llama3 rope scaling needs factor > 0, high_freq_factor > low_freq_factor and "
+                                  "original_max_position_embeddings > 0");
+  }
+  return r;
+}
+
+}  // namespace
+
+LlamaConfig parse_llama_config(const std::string& json_text, const std::string& where) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::exception& e) {
+    throw FileError(where, std::string("invalid JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw FileError(where, "must hold a JSON object");
+
+  std::string model_type = get_or<std::string>(j, "model_type", "llama", where);
+  if (model_type != "llama") {
+    throw ConfigError(where, "model_type", "'" + model_type + "' is unsupported; qft trains LLaMA-architecture models");
+  }
+  std::string act = get_or<std::string>(j, "hidden_act", "silu", where);
+  if (act != "silu") throw ConfigError(where, "hidden_act", "'" + act + "' is unsupported; LLaMA uses silu");
+  for (const char* key : {"attention_bias", "mlp_bias"}) {
+    if (get_or<bool>(j, key, false, where)) throw ConfigError(where, key, "bias terms are unsupported");
+  }
+
+  LlamaConfig c;
+  c.hidden_size = get_positive(j, "hidden_size", 0, where);
+  c.intermediate_size = get_positive(j, "intermediate_size", 0, where);
+  c.num_hidden_layers = get_positive(j, "num_hidden_layers", 0, where);
+  c.num_attention_heads = get_positive(j, "num_attention_heads", 0, where);
+  c.num_key_value_heads = get_positive(j, "num_key_value_heads", c.num_attention_heads, where);
+  c.vocab_size = get_positive(j, "vocab_size", 0, where);
+  c.max_position_embeddings = get_positive(j, "max_position_embeddings", 2048, where);
+  if (c.hidden_size % c.num_attention_heads != 0 && !j.contains("head_dim")) {
+    throw ConfigError(where, "num_attention_heads", "does not divide hidden_size and no head_dim is given");
+  }
+  c.head_dim = get_positive(j, "head_dim", c.hidden_size / c.num_attention_heads, where);
+  if (c.head_dim % 2 != 0) throw ConfigError(where, "head_dim", "must be even for rotary embeddings");
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    throw ConfigError(where, "num_key_value_heads", "must divide num_attention_heads (" +
+                                                        std::to_string(c.num_attention_heads) + ")");
+  }
+  c.rms_norm_eps = get_or<double>(j, "rms_norm_eps", 1e-6, where);
+  if (!(c.rms_norm_eps > 0)) throw ConfigError(where, "rms_norm_eps", "must be positive");
+  c.tie_word_embeddings = get_or<bool>(j, "tie_word_embeddings", false, where);
+  c.bos_token_id = first_token_id(j, "bos_token_id", 1, where);
+  c.eos_token_id = first_token_id(j, "eos_token_id", 2, where);
+
+  // transformers >= 5 writes rope_parameters {rope_theta, rope_type, ...}; older files rope_theta + rope_scaling.
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
+    const json& rp = j["rope_parameters"];
+    c.rope_theta = get_or<double>(rp, "rope_theta", get_or<double>(j, "rope_theta", 10000.0, where), where);
+    c.rope_scaling = parse_rope_scaling(rp, where, "rope_parameters");
+  } else {
+    c.rope_theta = get_or<double>(j, "rope_theta", 10000.0, where);
+    if (j.contains("rope_scaling")) c.rope_scaling = parse_rope_scaling(j["rope_scaling"], where, "rope_scaling");
+  }
+  if (!(c.rope_theta > 0)) throw ConfigError(where, "rope_theta", "must be positive");
+  return c;
+}
+
+LlamaConfig load_llama_config(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw FileError(path, "cannot open");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parse_llama_config(ss.str(), path);
+}
+
+std::vector<float> LlamaConfig::rope_inv_freq() const {
+  const int half = head_dim / 2;
+  std::vector<float> inv(half);
+  for (int i = 0; i < half; ++i) {
+    // transformers: 1 / base ** (arange(0, dim, 2).float() / dim), evaluated in fp32
+    float expo = float(2 * i) / float(head_dim);
+    inv[i] = float(1.0 / std::pow(rope_theta, double(expo)));
+  }
+  if (rope_scaling.type == "llama3") {
+    const RopeScaling& s = rope_scaling;
+    const double old_ctx = s.original_max_position_embeddings;
+    const double low_wavelen = old_ctx / s.low_freq_factor, high_wavelen = old_ctx / s.high_freq_factor;
+    for (float& f : inv) {
+      const double wavelen = 2.0 * M_PI / f;
+      if (wavelen < high_wavelen) continue;  // high frequency: unchanged
+      if (wavelen > low_wavelen) {
+        f = float(f / s.factor);  // low frequency: scaled down
+      } else {                    // medium: interpolate smoothly between the two
+        const double smooth = (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        f = float((1.0 - smooth) * f / s.factor + smooth * f);
+      }
+    }
+  }
+  return inv;
+}
+
+std::vector<TensorSpec> llama_tensor_specs(const LlamaConfig& c) {
+  const int64_t C = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  std::vector<TensorSpec> specs{{"model.embed_tokens.weight", {V, C}}};
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    specs.push_back({p + "input_layernorm.weight", {C}});
+    specs.push_back({p + "self_attn.q_proj.weight", {c.q_dim(), C}});
+    specs.push_back({p + "self_attn.k_proj.weight", {c.kv_dim(), C}});
+    specs.push_back({p + "self_attn.v_proj.weight", {c.kv_dim(), C}});
+    specs.push_back({p + "self_attn.o_proj.weight", {C, c.q_dim()}});
+    specs.push_back({p + "post_attention_layernorm.weight", {C}});
+    specs.push_back({p + "mlp.gate_proj.weight", {I, C}});
+    specs.push_back({p + "mlp.up_proj.weight", {I, C}});
+    specs.push_back({p + "mlp.down_proj.weight", {C, I}});
+  }
+  specs.push_back({"model.norm.weight", {C}});
+  if (!c.tie_word_embeddings) specs.push_back({"lm_head.weight", {V, C}});
+  return specs;
+}
+
+int64_t LlamaConfig::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& s : llama_tensor_specs(*this)) n += shape_numel(s.shape);
+  return n;
+}
+
+}  // namespace qft

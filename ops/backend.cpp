@@ -1,0 +1,61 @@
+#include "ops/backend.h"
+
+#include "core/error.h"
+#include "cpu/cpu_backend.h"
+#include "cuda/device_info.h"
+
+namespace qft {
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  if (this != &o) {
+    reset();
+    owner_ = o.owner_;
+    ptr_ = o.ptr_;
+    bytes_ = o.bytes_;
+    o.owner_ = nullptr;
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+
+void Buffer::reset() {
+  if (owner_ && ptr_) owner_->release(ptr_, bytes_);
+  owner_ = nullptr;
+  ptr_ = nullptr;
+  bytes_ = 0;
+}
+
+Buffer Backend::alloc(size_t bytes) {
+  void* p = raw_alloc(bytes == 0 ? 1 : bytes);
+  if (!p) {
+    throw Error(name() + ": out of memory allocating " + std::to_string(bytes) + " bytes (" +
+                std::to_string(stats_.current_bytes) + " bytes in use)");
+  }
+  stats_.current_bytes += bytes;
+  stats_.allocations += 1;
+  if (stats_.current_bytes > stats_.peak_bytes) stats_.peak_bytes = stats_.current_bytes;
+  return Buffer(this, p, bytes);
+}
+
+void Backend::release(void* p, size_t bytes) {
+  raw_free(p);
+  stats_.current_bytes -= bytes;
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& device) {
+  if (device == "cpu") return std::make_unique<CpuBackend>();
+  if (device == "cuda" || device == "auto") {
+    DeviceInfo info = probe_cuda();
+    // The training step on CUDA arrives with the CUDA-backend issue; until then only the CPU can run a model.
+    if (device == "cuda") {
+      if (!info.compiled) throw UnsupportedError("device 'cuda': this qft was built without CUDA (-DQFT_CUDA=OFF)");
+      if (info.device_count == 0) throw Error("device 'cuda': no usable GPU (" + info.error + ")");
+      throw UnsupportedError("device 'cuda': the CUDA model backend is not implemented yet; use device 'cpu'");
+    }
+    return std::make_unique<CpuBackend>();
+  }
+  throw Error("unknown device '" + device + "' (expected auto, cpu or cuda)");
+}
+
+}  // namespace qft

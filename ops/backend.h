@@ -1,0 +1,90 @@
+#pragma once
+// The backend seam: memory plus the ops the model composes. The model code calls only this interface and
+// never includes CUDA headers. All ops are fp32, row-major; weights are (out_features, in_features) as HF
+// stores them. Pointers are backend memory.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace qft {
+
+struct MemoryStats {
+  size_t current_bytes = 0;
+  size_t peak_bytes = 0;
+  size_t allocations = 0;
+};
+
+class Backend;
+
+// Owning handle to backend memory; freeing goes through the backend so that accounting stays exact.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend* owner, void* ptr, size_t bytes) : owner_(owner), ptr_(ptr), bytes_(bytes) {}
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { reset(); }
+
+  void reset();
+  size_t bytes() const { return bytes_; }
+  void* get() const { return ptr_; }
+  float* f32() const { return static_cast<float*>(ptr_); }
+  int32_t* i32() const { return static_cast<int32_t*>(ptr_); }
+
+ private:
+  Backend* owner_ = nullptr;
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+struct AttentionParams {
+  float* out;                // (B, T, H, D)
+  float* scratch;            // (B, H, T, T) probabilities, kept for the backward pass
+  const float* q;            // (B, T, H, D)
+  const float* k;            // (B, T, KVH, D)
+  const float* v;            // (B, T, KVH, D)
+  const int32_t* doc_start;  // (B, T) first visible key of each query, or null for plain causal
+  int B, T, H, KVH, D;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // ---- memory ----
+  Buffer alloc(size_t bytes);  // tracked; throws qft::Error on failure
+  MemoryStats memory() const { return stats_; }
+  virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() {}
+
+  // ---- ops ----
+  // out (N, O) = inp (N, I) @ weight (O, I)^T
+  virtual void matmul_forward(float* out, const float* inp, const float* weight, int N, int I, int O) = 0;
+  virtual void embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C) = 0;
+  virtual void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int N, int C, float eps) = 0;
+  virtual void rope_forward(float* x, const int32_t* pos, const float* inv_freq, int N, int H, int D) = 0;
+  virtual void attention_forward(const AttentionParams& p) = 0;
+  virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) = 0;
+  virtual void residual_add(float* x, const float* y, int64_t n) = 0;
+  // loss (N,) per row; ignored targets give 0
+  virtual void cross_entropy_forward(float* loss, const float* logits, const int32_t* targets, int N, int V) = 0;
+
+ protected:
+  virtual void* raw_alloc(size_t bytes) = 0;  // nullptr when out of memory
+  virtual void raw_free(void* p) = 0;
+
+ private:
+  friend class Buffer;
+  void release(void* p, size_t bytes);
+  MemoryStats stats_;
+};
+
+// "auto" picks CUDA when a GPU is usable and the CUDA backend is built, else the CPU. "cpu" and "cuda" are explicit.
+std::unique_ptr<Backend> make_backend(const std::string& device);
+
+}  // namespace qft

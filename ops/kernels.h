@@ -1,0 +1,139 @@
+#pragma once
+// The arithmetic of every op, written once. The CPU backend runs these functors in OpenMP loops, the CUDA
+// backend in kernels (cuda/launch.cuh). Row functors are written against a "row context": on the CPU it is
+// one thread walking the whole row (SerialRow); on the GPU it is a thread block whose reductions are block
+// reductions. Every thread of a row must call the row context's reductions, the same number of times.
+#include <cstddef>
+#include <cstdint>
+
+#include "core/hd.h"
+
+namespace qft {
+
+constexpr int32_t kIgnoreIndex = -100;  // the label that carries no loss, as in PyTorch
+
+struct SerialRow {
+  QFT_HD int lane() const { return 0; }
+  QFT_HD int width() const { return 1; }
+  QFT_HD float sum(float v) const { return v; }
+  QFT_HD float max(float v) const { return v; }
+};
+
+QFT_HD float silu(float x) { return x / (1.0f + exp_hd(-x)); }
+
+// ---- elementwise functors: f(i) for i in [0, n) -------------------------------------------------------
+
+struct EmbeddingForward {  // out (N, C) = table[tokens] (V, C)
+  float* out;
+  const int32_t* tokens;
+  const float* table;
+  int64_t C;
+  QFT_HD void operator()(int64_t i) const { out[i] = table[int64_t(tokens[i / C]) * C + i % C]; }
+};
+
+struct SwigluForward {  // out = silu(gate) * up, all (N, I)
+  float* out;
+  const float* gate;
+  const float* up;
+  QFT_HD void operator()(int64_t i) const { out[i] = silu(gate[i]) * up[i]; }
+};
+
+struct ResidualAdd {  // x += y
+  float* x;
+  const float* y;
+  QFT_HD void operator()(int64_t i) const { x[i] += y[i]; }
+};
+
+// Rotary embedding in the "rotate half" layout of HF LLaMA: pairs (d, d + D/2) of each head rotate by
+// pos * inv_freq[d]. One call per (token, head, d < D/2); x is (N, H, D).
+struct RopeForward {
+  float* x;
+  const int32_t* pos;       // (N,)
+  const float* inv_freq;    // (D/2,)
+  int64_t H, D;
+  QFT_HD void operator()(int64_t i) const {
+    int64_t half = D / 2;
+    int64_t d = i % half;
+    int64_t th = i / half;  // token * H + head
+    float angle = float(pos[th / H]) * inv_freq[d];
+    float c = cosf(angle), s = sinf(angle);
+    float* p = x + th * D;
+    float x1 = p[d], x2 = p[d + half];
+    p[d] = x1 * c - x2 * s;
+    p[d + half] = x2 * c + x1 * s;
+  }
+};
+
+// ---- row functors: f(row_ctx, r) for r in [0, rows) ---------------------------------------------------
+
+// y = w * x / rms(x); also stores 1/rms for the backward pass when rstd is not null. x, y: (rows, C)
+struct RmsNormForward {
+  float* y;
+  float* rstd;
+  const float* x;
+  const float* w;
+  int64_t C;
+  float eps;
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    const float* xr = x + r * C;
+    float* yr = y + r * C;
+    float ss = 0.0f;
+    for (int64_t i = row.lane(); i < C; i += row.width()) ss += xr[i] * xr[i];
+    ss = row.sum(ss);
+    float inv = rsqrt_hd(ss / float(C) + eps);
+    for (int64_t i = row.lane(); i < C; i += row.width()) yr[i] = w[i] * (xr[i] * inv);
+    if (rstd && row.lane() == 0) rstd[r] = inv;
+  }
+};
+
+// Scaled, masked softmax over one row of attention scores, in place. Row r is query t = r % T of its
+// (batch, head); keys j in [lo, t] are visible, where lo is the query's document start (0 without packing).
+struct AttentionSoftmax {
+  float* scores;            // (rows, T)
+  const int32_t* doc_start; // (B*T,) or null; indexed by batch * T + t
+  int64_t T, heads;         // rows = B * heads * T
+  float scale;
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    int64_t t = r % T;
+    int64_t b = r / (T * heads);
+    int64_t lo = doc_start ? doc_start[b * T + t] : 0;
+    float* s = scores + r * T;
+    float m = -INFINITY;
+    for (int64_t j = lo + row.lane(); j <= t; j += row.width()) m = max_hd(m, s[j] * scale);
+    m = row.max(m);
+    float sum = 0.0f;
+    for (int64_t j = lo + row.lane(); j <= t; j += row.width()) {
+      float e = exp_hd(s[j] * scale - m);
+      s[j] = e;
+      sum += e;
+    }
+    sum = row.sum(sum);
+    float inv = 1.0f / sum;
+    for (int64_t j = row.lane(); j < T; j += row.width()) s[j] = (j >= lo && j <= t) ? s[j] * inv : 0.0f;
+  }
+};
+
+// Cross-entropy of one row of logits against its target; ignored targets give loss 0.
+// loss[r] = logsumexp(logits) - logits[target].
+struct CrossEntropyForward {
+  float* loss;             // (rows,)
+  const float* logits;     // (rows, V)
+  const int32_t* targets;  // (rows,)
+  int64_t V;
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    int32_t target = targets[r];
+    const float* z = logits + r * V;
+    float m = -INFINITY;
+    for (int64_t i = row.lane(); i < V; i += row.width()) m = max_hd(m, z[i]);
+    m = row.max(m);
+    float sum = 0.0f;
+    for (int64_t i = row.lane(); i < V; i += row.width()) sum += exp_hd(z[i] - m);
+    sum = row.sum(sum);
+    if (row.lane() == 0) loss[r] = target == kIgnoreIndex ? 0.0f : (m + log_hd(sum)) - z[target];
+  }
+};
+
+}  // namespace qft

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test:
+#   1. the normal build (CUDA sources compiled when nvcc is present; required when CI is set), all tests;
+#   2. a CPU-only build under AddressSanitizer + UBSan, all tests again.
+# ctest fails when no test ran; [cuda] tests without a GPU are reported as skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+cuda_flags=()
+if [ -n "${CI:-}" ]; then
+  cuda_flags=(-DQFT_REQUIRE_CUDA=ON)  # CI must compile the CUDA sources
+  export QFT_CUDA_ARCHS=${QFT_CUDA_ARCHS:-80}
+fi
+
+echo "== build: default =="
+bash scripts/build.sh build "${cuda_flags[@]}"
+echo "== test: default =="
+(cd build && ctest --no-tests=error --output-on-failure -j "$(nproc)")
+
+echo "== build: CPU-only, AddressSanitizer + UBSan =="
+bash scripts/build.sh build-asan -DQFT_CUDA=OFF -DQFT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== test: CPU-only, AddressSanitizer + UBSan =="
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --no-tests=error --output-on-failure -j "$(nproc)")

@@ -1,0 +1,45 @@
+#pragma once
+// Shared test utilities: fixture paths, temporary directories, random data, error metrics, running the CLI.
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace qft::test {
+
+std::string source_path(const std::string& rel);   // QFT_SOURCE_DIR/rel
+std::string fixture(const std::string& name);      // test/fixtures/name
+const std::vector<std::string>& golden_fixtures(); // the model fixtures made by scripts/make_fixtures.py
+
+// A fresh directory under the system temp dir, removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A copy of a fixture directory to break things in.
+void copy_dir(const std::string& from, const std::string& to);
+void write_file(const std::string& path, const std::string& bytes);
+std::string read_file(const std::string& path);
+
+// Fresh random inputs for each run; the seed is printed by Catch on failure through INFO in the caller.
+uint64_t fresh_seed();
+std::vector<float> random_normal(size_t n, std::mt19937_64& rng, float stddev = 1.0f);
+
+// max_i |a_i - b_i| / max_i |b_i|: relative error in the max norm.
+double max_rel_error(const std::vector<float>& a, const std::vector<float>& b);
+
+struct CliResult {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+CliResult run_qft(const std::string& args);
+
+}  // namespace qft::test

@@ -1,0 +1,38 @@
+#include "trainer/jsonl.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace qft {
+
+std::vector<std::string> read_jsonl_strings(const std::string& path, const std::string& field) {
+  if (std::filesystem::is_directory(path)) throw FileError(path, "is a directory, not a JSONL data file");
+  std::ifstream f(path);
+  if (!f) throw FileError(path, "cannot open data file");
+  std::vector<std::string> out;
+  std::string line;
+  long lineno = 0;
+  while (std::getline(f, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw DataError(path, lineno, std::string("invalid JSON: ") + e.what());
+    }
+    if (!j.is_object()) throw DataError(path, lineno, "expected a JSON object");
+    auto it = j.find(field);
+    if (it == j.end()) throw DataError(path, lineno, "missing the \"" + field + "\" field");
+    if (!it->is_string()) throw DataError(path, lineno, "field \"" + field + "\" must be a string");
+    out.push_back(it->get<std::string>());
+  }
+  if (f.bad()) throw FileError(path, "read error");
+  if (out.empty()) throw DataError(path, lineno, "no records: the file is empty");
+  return out;
+}
+
+}  // namespace qft
