@@ -54,6 +54,12 @@ class DataError : public Error {
   long line_;
 };
 
+// A NaN or infinite loss or gradient, detected before any weight was changed.
+class NonFiniteLoss : public Error {
+ public:
+  using Error::Error;
+};
+
 // A feature that exists in the input format but that qft does not support (yet).
 class UnsupportedError : public Error {
  public:

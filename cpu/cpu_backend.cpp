@@ -5,7 +5,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <vector>
+
 #include "cpu/parallel.h"
+#include "ops/kernels_backward.h"
 
 namespace qft {
 
@@ -18,6 +21,8 @@ void CpuBackend::raw_free(void* p) { std::free(p); }
 
 void CpuBackend::copy_to_device(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void CpuBackend::copy_to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void CpuBackend::copy(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void CpuBackend::zero(void* dst, size_t bytes) { std::memset(dst, 0, bytes); }
 
 void CpuBackend::matmul_forward(float* out, const float* inp, const float* weight, int N, int I, int O) {
   // (N, I) @ (O, I)^T -> (N, O)
@@ -32,8 +37,8 @@ void CpuBackend::rmsnorm_forward(float* y, float* rstd, const float* x, const fl
   parallel_rows(N, RmsNormForward{y, rstd, x, w, C, eps});
 }
 
-void CpuBackend::rope_forward(float* x, const int32_t* pos, const float* inv_freq, int N, int H, int D) {
-  parallel_for(int64_t(N) * H * (D / 2), RopeForward{x, pos, inv_freq, H, D});
+void CpuBackend::rope(float* x, const int32_t* pos, const float* inv_freq, int N, int H, int D, bool backward) {
+  parallel_for(int64_t(N) * H * (D / 2), Rope{x, pos, inv_freq, H, D, backward ? -1.0f : 1.0f});
 }
 
 void CpuBackend::attention_forward(const AttentionParams& p) {
@@ -67,8 +72,85 @@ void CpuBackend::swiglu_forward(float* out, const float* gate, const float* up, 
 
 void CpuBackend::residual_add(float* x, const float* y, int64_t n) { parallel_for(n, ResidualAdd{x, y}); }
 
-void CpuBackend::cross_entropy_forward(float* loss, const float* logits, const int32_t* targets, int N, int V) {
-  parallel_rows(N, CrossEntropyForward{loss, logits, targets, V});
+void CpuBackend::cross_entropy_forward(float* loss, float* lse, const float* logits, const int32_t* targets, int N,
+                                       int V) {
+  parallel_rows(N, CrossEntropyForward{loss, lse, logits, targets, V});
+}
+
+// ---- backward ----
+
+void CpuBackend::matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int I, int O,
+                                       bool accumulate) {
+  // (N, O) @ (O, I) -> (N, I)
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dout, O, weight, I, accumulate ? 1.0f : 0.0f,
+              dinp, I);
+}
+
+void CpuBackend::matmul_backward_weight(float* dweight, const float* dout, const float* inp, int N, int I, int O,
+                                        bool accumulate) {
+  // (N, O)^T @ (N, I) -> (O, I)
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dout, O, inp, I, accumulate ? 1.0f : 0.0f,
+              dweight, I);
+}
+
+void CpuBackend::rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
+                                  const float* rstd, int N, int C, bool accumulate_dx) {
+  parallel_rows(N, RmsNormBackwardInput{dx, dy, x, w, rstd, C, accumulate_dx});
+  if (dw) parallel_for(C, RmsNormBackwardWeight{dw, dy, x, rstd, N, C});
+}
+
+void CpuBackend::attention_backward(const AttentionBackwardParams& p) {
+  const int64_t T = p.T, D = p.D, group = p.H / p.KVH;
+  const int64_t q_stride = int64_t(p.H) * D, kv_stride = int64_t(p.KVH) * D;
+  const float scale = 1.0f / std::sqrt(float(D));
+  zero(p.dk, size_t(p.B) * T * kv_stride * 4);
+  zero(p.dv, size_t(p.B) * T * kv_stride * 4);
+  for (int64_t b = 0; b < p.B; ++b) {
+    for (int64_t h = 0; h < p.H; ++h) {
+      const int64_t qo = b * T * q_stride + h * D, kvo = b * T * kv_stride + (h / group) * D;
+      const float* probs = p.probs + (b * p.H + h) * T * T;
+      float* ds = p.scratch;
+      // dP (T, T) = dout (T, D) @ v (T, D)^T
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, 1.0f, p.dout + qo, q_stride, p.v + kvo, kv_stride,
+                  0.0f, ds, T);
+      // dv (T, D) += P^T (T, T) @ dout (T, D); heads of a group share k and v, so their gradients add up
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, 1.0f, probs, T, p.dout + qo, q_stride, 1.0f,
+                  p.dv + kvo, kv_stride);
+      parallel_rows(T, AttentionSoftmaxBackward{ds, probs, T, scale});
+      // dq (T, D) = dS @ k;  dk (T, D) += dS^T @ q
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, 1.0f, ds, T, p.k + kvo, kv_stride, 0.0f,
+                  p.dq + qo, q_stride);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, 1.0f, ds, T, p.q + qo, q_stride, 1.0f, p.dk + kvo,
+                  kv_stride);
+    }
+  }
+}
+
+void CpuBackend::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                                 int64_t n) {
+  parallel_for(n, SwigluBackward{dgate, dup, dout, gate, up});
+}
+
+void CpuBackend::cross_entropy_backward(float* logits, const float* lse, const int32_t* targets, int N, int cols,
+                                        int v0, int V, float scale) {
+  parallel_for(int64_t(N) * cols, CrossEntropyBackward{logits, lse, targets, V, v0, cols, scale});
+}
+
+void CpuBackend::embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int N, int C, int v0,
+                                    int rows) {
+  parallel_for(C, EmbeddingBackward{dtable, dout, tokens, N, C, v0, rows});
+}
+
+void CpuBackend::lion_step(float* theta, float* m, const float* g, int64_t n, const LionParams& p) {
+  parallel_for(n, LionStepF32{theta, m, g, p});
+}
+
+double CpuBackend::sum_squares(const float* x, int64_t n) {
+  std::vector<float> partial(size_t((n + 1023) / 1024));
+  parallel_for(int64_t(partial.size()), SquaredNormPartial{partial.data(), x, n});
+  double s = 0;
+  for (float v : partial) s += v;
+  return s;
 }
 
 }  // namespace qft

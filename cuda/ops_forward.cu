@@ -36,7 +36,7 @@ void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int 
 
 void cross_entropy_forward(float* loss, const float* logits, const int32_t* targets, int N, int V, Stream stream) {
   if (V <= 0) throw Error("cross_entropy_forward: V must be positive, got " + std::to_string(V));
-  launch_rows(CrossEntropyForward{loss, logits, targets, V}, N, stream);
+  launch_rows(CrossEntropyForward{loss, nullptr, logits, targets, V}, N, stream);
 }
 
 }  // namespace qft::cuda

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "model/hf_model.h"
+#include "model/llama_internal.h"
 #include "ops/kernels.h"
 
 namespace qft {
@@ -61,29 +62,40 @@ void Batch::validate(int vocab_size) const {
   }
 }
 
-struct LlamaModel::DeviceBatch {
-  int B, T, N;
-  Buffer tokens, targets, positions, doc_start;
-};
+LossSum sum_losses(Backend& be, const Buffer& loss, const Batch& batch) {
+  std::vector<float> host(batch.targets.size());
+  be.copy_to_host(host.data(), loss.get(), host.size() * 4);
+  LossSum out;
+  for (size_t i = 0; i < host.size(); ++i) {
+    if (batch.targets[i] == kIgnoreIndex) continue;
+    out.loss_sum += host[i];
+    out.tokens += 1;
+  }
+  return out;
+}
+
+int64_t Batch::target_count() const {
+  int64_t n = 0;
+  for (int32_t t : targets) n += t != kIgnoreIndex;
+  return n;
+}
 
 LlamaModel::LlamaModel(const HfModel& hf, Backend& backend) : config_(hf.config()), backend_(backend) {
-  embed_ = upload_f32(backend_, hf.read_f32("model.embed_tokens.weight"));
-  for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerWeights w;
-    w.attn_norm = upload_f32(backend_, hf.read_f32(p + "input_layernorm.weight"));
-    w.wq = upload_f32(backend_, hf.read_f32(p + "self_attn.q_proj.weight"));
-    w.wk = upload_f32(backend_, hf.read_f32(p + "self_attn.k_proj.weight"));
-    w.wv = upload_f32(backend_, hf.read_f32(p + "self_attn.v_proj.weight"));
-    w.wo = upload_f32(backend_, hf.read_f32(p + "self_attn.o_proj.weight"));
-    w.mlp_norm = upload_f32(backend_, hf.read_f32(p + "post_attention_layernorm.weight"));
-    w.w_gate = upload_f32(backend_, hf.read_f32(p + "mlp.gate_proj.weight"));
-    w.w_up = upload_f32(backend_, hf.read_f32(p + "mlp.up_proj.weight"));
-    w.w_down = upload_f32(backend_, hf.read_f32(p + "mlp.down_proj.weight"));
-    layers_.push_back(std::move(w));
+  const auto specs = llama_tensor_specs(config_);
+  layers_.resize(size_t(config_.num_hidden_layers));  // no reallocation after this: params_ points into it
+  std::vector<Buffer*> slots{&embed_};
+  for (auto& w : layers_) {
+    for (Buffer* b : {&w.attn_norm, &w.wq, &w.wk, &w.wv, &w.wo, &w.mlp_norm, &w.w_gate, &w.w_up, &w.w_down}) slots.push_back(b);
   }
-  final_norm_ = upload_f32(backend_, hf.read_f32("model.norm.weight"));
-  if (!config_.tie_word_embeddings) lm_head_ = upload_f32(backend_, hf.read_f32("lm_head.weight"));
+  slots.push_back(&final_norm_);
+  if (!config_.tie_word_embeddings) slots.push_back(&lm_head_);
+  if (slots.size() != specs.size()) throw Error("LlamaModel: parameter list does not match the tensor specs");
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const TensorSpec& spec = specs[i];
+    *slots[i] = upload_f32(backend_, hf.read_f32(spec.name));
+    const bool is_1d = spec.shape.size() == 1;
+    params_.push_back({spec.name, is_1d ? 1 : spec.shape[0], is_1d ? spec.shape[0] : spec.shape[1], is_1d, slots[i]});
+  }
   inv_freq_ = upload_f32(backend_, config_.rope_inv_freq());
 }
 
@@ -97,50 +109,64 @@ LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch) {
   return db;
 }
 
-void LlamaModel::layer_forward(const LayerWeights& w, float* x, const DeviceBatch& db) {
+LlamaModel::LayerActs LlamaModel::layer_forward(const LayerWeights& w, const float* x_in, float* x_out,
+                                                const DeviceBatch& db) {
   Backend& be = backend_;
   const LlamaConfig& c = config_;
   const int N = db.N, C = c.hidden_size, I = c.intermediate_size, H = c.num_attention_heads,
             KVH = c.num_key_value_heads, D = c.head_dim;
-  Buffer xn = be.alloc(size_t(N) * C * 4);               // (N, C)
-  Buffer q = be.alloc(size_t(N) * c.q_dim() * 4);        // (N, H, D)
-  Buffer k = be.alloc(size_t(N) * c.kv_dim() * 4);       // (N, KVH, D)
-  Buffer v = be.alloc(size_t(N) * c.kv_dim() * 4);       // (N, KVH, D)
-  Buffer att = be.alloc(size_t(db.B) * H * db.T * db.T * 4);  // (B, H, T, T)
-  Buffer att_out = be.alloc(size_t(N) * c.q_dim() * 4);  // (N, H, D)
-  Buffer proj = be.alloc(size_t(N) * C * 4);             // (N, C)
+  const float eps = float(c.rms_norm_eps);
+  LayerActs a;
+  a.xn1 = be.alloc(size_t(N) * C * 4);                      // (N, C)
+  a.rstd1 = be.alloc(size_t(N) * 4);                        // (N,)
+  a.q = be.alloc(size_t(N) * c.q_dim() * 4);                // (N, H, D), after RoPE
+  a.k = be.alloc(size_t(N) * c.kv_dim() * 4);               // (N, KVH, D), after RoPE
+  a.v = be.alloc(size_t(N) * c.kv_dim() * 4);               // (N, KVH, D)
+  a.probs = be.alloc(size_t(db.B) * H * db.T * db.T * 4);   // (B, H, T, T)
+  a.att_out = be.alloc(size_t(N) * c.q_dim() * 4);          // (N, H, D)
+  a.x_mid = be.alloc(size_t(N) * C * 4);                    // (N, C) residual after attention
+  Buffer proj = be.alloc(size_t(N) * C * 4);                // (N, C)
 
-  be.rmsnorm_forward(xn.f32(), nullptr, x, w.attn_norm.f32(), N, C, float(c.rms_norm_eps));
-  be.matmul_forward(q.f32(), xn.f32(), w.wq.f32(), N, C, c.q_dim());
-  be.matmul_forward(k.f32(), xn.f32(), w.wk.f32(), N, C, c.kv_dim());
-  be.matmul_forward(v.f32(), xn.f32(), w.wv.f32(), N, C, c.kv_dim());
-  be.rope_forward(q.f32(), db.positions.i32(), inv_freq_.f32(), N, H, D);
-  be.rope_forward(k.f32(), db.positions.i32(), inv_freq_.f32(), N, KVH, D);
-  be.attention_forward({att_out.f32(), att.f32(), q.f32(), k.f32(), v.f32(), db.doc_start.i32(), db.B, db.T, H, KVH, D});
-  be.matmul_forward(proj.f32(), att_out.f32(), w.wo.f32(), N, c.q_dim(), C);
-  be.residual_add(x, proj.f32(), int64_t(N) * C);
+  be.rmsnorm_forward(a.xn1.f32(), a.rstd1.f32(), x_in, w.attn_norm.f32(), N, C, eps);
+  be.matmul_forward(a.q.f32(), a.xn1.f32(), w.wq.f32(), N, C, c.q_dim());
+  be.matmul_forward(a.k.f32(), a.xn1.f32(), w.wk.f32(), N, C, c.kv_dim());
+  be.matmul_forward(a.v.f32(), a.xn1.f32(), w.wv.f32(), N, C, c.kv_dim());
+  be.rope(a.q.f32(), db.positions.i32(), inv_freq_.f32(), N, H, D, false);
+  be.rope(a.k.f32(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, false);
+  be.attention_forward({a.att_out.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(), db.doc_start.i32(), db.B,
+                        db.T, H, KVH, D});
+  be.matmul_forward(proj.f32(), a.att_out.f32(), w.wo.f32(), N, c.q_dim(), C);
+  be.copy(a.x_mid.get(), x_in, size_t(N) * C * 4);
+  be.residual_add(a.x_mid.f32(), proj.f32(), int64_t(N) * C);
 
-  Buffer gate = be.alloc(size_t(N) * I * 4);  // (N, I)
-  Buffer up = be.alloc(size_t(N) * I * 4);    // (N, I)
-  be.rmsnorm_forward(xn.f32(), nullptr, x, w.mlp_norm.f32(), N, C, float(c.rms_norm_eps));
-  be.matmul_forward(gate.f32(), xn.f32(), w.w_gate.f32(), N, C, I);
-  be.matmul_forward(up.f32(), xn.f32(), w.w_up.f32(), N, C, I);
-  be.swiglu_forward(gate.f32(), gate.f32(), up.f32(), int64_t(N) * I);
-  be.matmul_forward(proj.f32(), gate.f32(), w.w_down.f32(), N, I, C);
-  be.residual_add(x, proj.f32(), int64_t(N) * C);
+  a.xn2 = be.alloc(size_t(N) * C * 4);  // (N, C)
+  a.rstd2 = be.alloc(size_t(N) * 4);    // (N,)
+  a.gate = be.alloc(size_t(N) * I * 4); // (N, I)
+  a.up = be.alloc(size_t(N) * I * 4);   // (N, I)
+  a.act = be.alloc(size_t(N) * I * 4);  // (N, I) silu(gate) * up
+  be.rmsnorm_forward(a.xn2.f32(), a.rstd2.f32(), a.x_mid.f32(), w.mlp_norm.f32(), N, C, eps);
+  be.matmul_forward(a.gate.f32(), a.xn2.f32(), w.w_gate.f32(), N, C, I);
+  be.matmul_forward(a.up.f32(), a.xn2.f32(), w.w_up.f32(), N, C, I);
+  be.swiglu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), int64_t(N) * I);
+  if (x_out) {
+    be.matmul_forward(proj.f32(), a.act.f32(), w.w_down.f32(), N, I, C);
+    be.copy(x_out, a.x_mid.get(), size_t(N) * C * 4);
+    be.residual_add(x_out, proj.f32(), int64_t(N) * C);
+  }
+  return a;
 }
 
 Buffer LlamaModel::forward_hidden(const DeviceBatch& db) {
   const int N = db.N, C = config_.hidden_size;
   Buffer x = backend_.alloc(size_t(N) * C * 4);  // (N, C) residual stream
   backend_.embedding_forward(x.f32(), db.tokens.i32(), embed_.f32(), N, C);
-  for (const auto& w : layers_) layer_forward(w, x.f32(), db);
+  for (const auto& w : layers_) layer_forward(w, x.f32(), x.f32(), db);  // in place: x_in is read before x_out is written
   Buffer out = backend_.alloc(size_t(N) * C * 4);
   backend_.rmsnorm_forward(out.f32(), nullptr, x.f32(), final_norm_.f32(), N, C, float(config_.rms_norm_eps));
   return out;
 }
 
-void LlamaModel::lm_head(const float* hidden, int N, const std::function<void(int, int, const float*)>& fn) {
+void LlamaModel::lm_head(const float* hidden, int N, const std::function<void(int, int, float*)>& fn) {
   const int C = config_.hidden_size, V = config_.vocab_size;
   const int chunk = std::max(1, std::min(N, logits_chunk_tokens));
   Buffer logits = backend_.alloc(size_t(chunk) * V * 4);  // (chunk, V)
@@ -156,17 +182,9 @@ LossSum LlamaModel::forward_loss(const Batch& batch) {
   Buffer hidden = forward_hidden(db);
   Buffer loss = backend_.alloc(size_t(db.N) * 4);  // (N,)
   lm_head(hidden.f32(), db.N, [&](int r0, int rows, const float* logits) {
-    backend_.cross_entropy_forward(loss.f32() + r0, logits, db.targets.i32() + r0, rows, config_.vocab_size);
+    backend_.cross_entropy_forward(loss.f32() + r0, nullptr, logits, db.targets.i32() + r0, rows, config_.vocab_size);
   });
-  std::vector<float> host(db.N);
-  backend_.copy_to_host(host.data(), loss.get(), host.size() * 4);
-  LossSum out;
-  for (int i = 0; i < db.N; ++i) {
-    if (batch.targets[i] == kIgnoreIndex) continue;
-    out.loss_sum += host[i];
-    out.tokens += 1;
-  }
-  return out;
+  return sum_losses(backend_, loss, batch);
 }
 
 std::vector<float> LlamaModel::forward_logits(const Batch& batch) {

@@ -1,7 +1,10 @@
 #pragma once
-// LlamaForCausalLM composed from backend ops. Weights live on the backend in fp32 for now.
+// LlamaForCausalLM composed from backend ops: the forward pass, and a backward pass that recomputes one layer
+// at a time from a stack of layer inputs and hands each parameter's gradient to a GradSink as soon as it is
+// final. Weights live on the backend in fp32 for now.
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "model/llama_config.h"
@@ -21,12 +24,32 @@ struct Batch {
   // HF convention: labels are aligned with input_ids and shifted inside the loss (targets[t] = labels[t+1]).
   static Batch from_labels(int B, int T, const std::vector<int32_t>& input_ids, const std::vector<int32_t>& labels);
   void validate(int vocab_size) const;  // throws qft::Error on a malformed batch
+  int64_t target_count() const;         // targets that carry loss
 };
 
 struct LossSum {
   double loss_sum = 0;  // sum of per-token cross-entropy over target tokens
   int64_t tokens = 0;   // number of target tokens
   double mean() const { return tokens ? loss_sum / double(tokens) : 0.0; }
+};
+
+// One trainable tensor, (rows, cols) row-major; 1-D tensors have rows = 1.
+struct Param {
+  std::string name;
+  int64_t rows = 0, cols = 0;
+  bool is_norm = false;  // RMSNorm weights: no weight decay by default
+  Buffer* value = nullptr;
+  int64_t numel() const { return rows * cols; }
+};
+
+// Receives gradients during backward. A call delivers rows [row0, row0 + rows) of a parameter's gradient
+// (rows x cols floats in backend memory, valid only during the call). Once delivered, the backward pass no
+// longer reads those rows of the parameter, so the sink may update them in place. Every row of every
+// parameter is delivered exactly once per backward pass.
+class GradSink {
+ public:
+  virtual ~GradSink() = default;
+  virtual void consume(int param, int64_t row0, int64_t rows, const float* grad) = 0;
 };
 
 struct LayerWeights {
@@ -40,26 +63,44 @@ class LlamaModel {
 
   const LlamaConfig& config() const { return config_; }
   Backend& backend() const { return backend_; }
+  const std::vector<Param>& params() const { return params_; }
 
   LossSum forward_loss(const Batch& batch);
   std::vector<float> forward_logits(const Batch& batch);  // (B*T, V) on the host
 
+  // Forward, then backward with the loss gradient scaled by loss_scale (1 / target tokens of the whole step).
+  // Gradients go to `sink` parameter by parameter; no full-model gradient ever exists.
+  LossSum backward(const Batch& batch, float loss_scale, GradSink& sink);
+
   // Token rows per LM-head chunk: full-vocabulary logits never exist for the whole batch at once.
   int logits_chunk_tokens = 256;
+  // Vocabulary rows per chunk of the LM-head / embedding gradient.
+  int vocab_chunk_rows = 4096;
 
  private:
   struct DeviceBatch;
+  struct LayerActs;
   DeviceBatch upload(const Batch& batch);
+  // x_out = layer(x_in); the activations the backward pass needs are returned.
+  LayerActs layer_forward(const LayerWeights& w, const float* x_in, float* x_out, const DeviceBatch& db);
+  // Backward through one layer: dx (N, C) holds d x_out on entry and d x_in on exit.
+  void layer_backward(int layer, const LayerWeights& w, const float* x_in, float* dx, const DeviceBatch& db,
+                      GradSink& sink);
   Buffer forward_hidden(const DeviceBatch& db);  // (N, C) final-normed hidden states
-  void layer_forward(const LayerWeights& w, float* x, const DeviceBatch& db);
   // Runs the LM head chunk by chunk; fn(first_row, rows, logits) sees each (rows, V) chunk in backend memory.
-  void lm_head(const float* hidden, int N, const std::function<void(int, int, const float*)>& fn);
+  void lm_head(const float* hidden, int N, const std::function<void(int, int, float*)>& fn);
+  // Gradient of the LM head weight (plus, when tied, the embedding), delivered by vocabulary chunks.
+  void head_weight_backward(const float* hidden, const float* lse, const float* dx0, const DeviceBatch& db,
+                            float loss_scale, GradSink& sink);
+  void embedding_weight_backward(const float* dx0, const DeviceBatch& db, GradSink& sink);
   const float* lm_head_weight() const { return config_.tie_word_embeddings ? embed_.f32() : lm_head_.f32(); }
+  int layer_param(int layer) const { return 1 + 9 * layer; }  // index of the layer's first Param
 
   LlamaConfig config_;
   Backend& backend_;
   Buffer embed_, final_norm_, lm_head_, inv_freq_;
   std::vector<LayerWeights> layers_;
+  std::vector<Param> params_;  // in llama_tensor_specs order
 };
 
 }  // namespace qft

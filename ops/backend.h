@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 
+#include "quant/lion.h"
+
 namespace qft {
 
 struct MemoryStats {
@@ -50,6 +52,19 @@ struct AttentionParams {
   int B, T, H, KVH, D;
 };
 
+struct AttentionBackwardParams {
+  float* dq;            // (B, T, H, D)
+  float* dk;            // (B, T, KVH, D)
+  float* dv;            // (B, T, KVH, D)
+  float* scratch;       // (T, T) workspace
+  const float* dout;    // (B, T, H, D)
+  const float* probs;   // (B, H, T, T) from attention_forward
+  const float* q;
+  const float* k;
+  const float* v;
+  int B, T, H, KVH, D;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -61,18 +76,47 @@ class Backend {
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() {}
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within backend memory
+  virtual void zero(void* dst, size_t bytes) = 0;
 
   // ---- ops ----
   // out (N, O) = inp (N, I) @ weight (O, I)^T
   virtual void matmul_forward(float* out, const float* inp, const float* weight, int N, int I, int O) = 0;
   virtual void embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C) = 0;
   virtual void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int N, int C, float eps) = 0;
-  virtual void rope_forward(float* x, const int32_t* pos, const float* inv_freq, int N, int H, int D) = 0;
+  // In place; backward applies the inverse rotation to a gradient.
+  virtual void rope(float* x, const int32_t* pos, const float* inv_freq, int N, int H, int D, bool backward) = 0;
   virtual void attention_forward(const AttentionParams& p) = 0;
   virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) = 0;
   virtual void residual_add(float* x, const float* y, int64_t n) = 0;
-  // loss (N,) per row; ignored targets give 0
-  virtual void cross_entropy_forward(float* loss, const float* logits, const int32_t* targets, int N, int V) = 0;
+  // loss (N,) per row, ignored targets give 0; lse (N,) logsumexp, may be null
+  virtual void cross_entropy_forward(float* loss, float* lse, const float* logits, const int32_t* targets, int N, int V) = 0;
+
+  // ---- backward ops ----
+  // dinp (N, I) (+)= dout (N, O) @ weight (O, I)
+  virtual void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int I, int O,
+                                     bool accumulate) = 0;
+  // dweight (O, I) (+)= dout (N, O)^T @ inp (N, I)
+  virtual void matmul_backward_weight(float* dweight, const float* dout, const float* inp, int N, int I, int O,
+                                      bool accumulate) = 0;
+  // dx (+)= d rmsnorm / dx; dw = d rmsnorm / dw (dw may be null)
+  virtual void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
+                                int N, int C, bool accumulate_dx) = 0;
+  virtual void attention_backward(const AttentionBackwardParams& p) = 0;
+  // dgate, dup may alias gate, up
+  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                               int64_t n) = 0;
+  // In place over a (N, cols) tile of logits holding vocabulary columns [v0, v0 + cols):
+  // logits <- scale * (softmax - onehot(target)), using lse from cross_entropy_forward.
+  virtual void cross_entropy_backward(float* logits, const float* lse, const int32_t* targets, int N, int cols, int v0,
+                                      int V, float scale) = 0;
+  // dtable (rows, C) += scatter of dout (N, C) into the rows [v0, v0 + rows) that tokens name
+  virtual void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int N, int C, int v0,
+                                  int rows) = 0;
+
+  // ---- optimizer and reductions ----
+  virtual void lion_step(float* theta, float* m, const float* g, int64_t n, const LionParams& p) = 0;
+  virtual double sum_squares(const float* x, int64_t n) = 0;
 
  protected:
   virtual void* raw_alloc(size_t bytes) = 0;  // nullptr when out of memory

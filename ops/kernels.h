@@ -45,18 +45,20 @@ struct ResidualAdd {  // x += y
 };
 
 // Rotary embedding in the "rotate half" layout of HF LLaMA: pairs (d, d + D/2) of each head rotate by
-// pos * inv_freq[d]. One call per (token, head, d < D/2); x is (N, H, D).
-struct RopeForward {
+// pos * inv_freq[d]. One call per (token, head, d < D/2); x is (N, H, D). The backward pass is the inverse
+// rotation (direction = -1), since a rotation's transpose is its inverse.
+struct Rope {
   float* x;
   const int32_t* pos;       // (N,)
   const float* inv_freq;    // (D/2,)
   int64_t H, D;
+  float direction;          // +1 forward, -1 backward
   QFT_HD void operator()(int64_t i) const {
     int64_t half = D / 2;
     int64_t d = i % half;
     int64_t th = i / half;  // token * H + head
     float angle = float(pos[th / H]) * inv_freq[d];
-    float c = cosf(angle), s = sinf(angle);
+    float c = cosf(angle), s = direction * sinf(angle);
     float* p = x + th * D;
     float x1 = p[d], x2 = p[d + half];
     p[d] = x1 * c - x2 * s;
@@ -116,9 +118,10 @@ struct AttentionSoftmax {
 };
 
 // Cross-entropy of one row of logits against its target; ignored targets give loss 0.
-// loss[r] = logsumexp(logits) - logits[target].
+// loss[r] = logsumexp(logits) - logits[target]; lse[r] (optional) keeps logsumexp for the backward pass.
 struct CrossEntropyForward {
   float* loss;             // (rows,)
+  float* lse;              // (rows,) or null
   const float* logits;     // (rows, V)
   const int32_t* targets;  // (rows,)
   int64_t V;
@@ -132,7 +135,11 @@ struct CrossEntropyForward {
     float sum = 0.0f;
     for (int64_t i = row.lane(); i < V; i += row.width()) sum += exp_hd(z[i] - m);
     sum = row.sum(sum);
-    if (row.lane() == 0) loss[r] = target == kIgnoreIndex ? 0.0f : (m + log_hd(sum)) - z[target];
+    if (row.lane() == 0) {
+      float l = m + log_hd(sum);
+      loss[r] = target == kIgnoreIndex ? 0.0f : l - z[target];
+      if (lse) lse[r] = l;
+    }
   }
 };
 

@@ -75,7 +75,7 @@ TEST_CASE("cuda row launcher: rmsnorm and cross-entropy match the CPU backend", 
   std::vector<int32_t> tgt(N);
   for (int i = 0; i < N; ++i) tgt[i] = i == 3 ? -100 : int32_t(rng() % V);
   std::vector<float> loss(N);
-  cpu.cross_entropy_forward(loss.data(), z.data(), tgt.data(), N, V);
+  cpu.cross_entropy_forward(loss.data(), nullptr, z.data(), tgt.data(), N, V);
   DeviceVec dz(z), dt(tgt), dl(loss);
   cuda::cross_entropy_forward(dl.f(), dz.f(), static_cast<const int32_t*>(dt.p), N, V, nullptr);
   REQUIRE(test::max_rel_error(dl.host(), loss) < 1e-5);

@@ -71,7 +71,7 @@ TEST_CASE("cross_entropy_forward matches an fp64 logsumexp and ignores -100", "[
   auto z = test::random_normal(N * V, rng, 4.0f);
   std::vector<int32_t> tgt{5, 300, kIgnoreIndex, 0, 17, 150};
   std::vector<float> loss(N);
-  be.cross_entropy_forward(loss.data(), z.data(), tgt.data(), N, V);
+  be.cross_entropy_forward(loss.data(), nullptr, z.data(), tgt.data(), N, V);
   for (int r = 0; r < N; ++r) {
     if (tgt[r] == kIgnoreIndex) {
       REQUIRE(loss[r] == 0.0f);
@@ -85,7 +85,7 @@ TEST_CASE("cross_entropy_forward matches an fp64 logsumexp and ignores -100", "[
   }
 }
 
-TEST_CASE("rope_forward rotates half-split pairs by pos * inv_freq", "[kernels]") {
+TEST_CASE("rope rotates half-split pairs by pos * inv_freq", "[kernels]") {
   std::mt19937_64 rng(test::fresh_seed());
   CpuBackend be;
   const int N = 5, H = 3, D = 8;
@@ -93,7 +93,7 @@ TEST_CASE("rope_forward rotates half-split pairs by pos * inv_freq", "[kernels]"
   const std::vector<float> inv{1.0f, 0.3f, 0.05f, 0.001f};
   const std::vector<int32_t> pos{0, 1, 7, 100, 3};
   auto y = x;
-  be.rope_forward(y.data(), pos.data(), inv.data(), N, H, D);
+  be.rope(y.data(), pos.data(), inv.data(), N, H, D, false);
   std::vector<float> ref(x.size());
   for (int n = 0; n < N; ++n)
     for (int h = 0; h < H; ++h)

@@ -1,0 +1,173 @@
+// The backward pass with per-layer recompute. Forward keeps only the stack of layer inputs; backward pops one
+// layer, recomputes its forward, and hands each weight's gradient to the sink as soon as it is final, after
+// the last read of that weight. The LM head and the embedding deliver their gradients by vocabulary chunks.
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "model/llama_internal.h"
+#include "ops/kernels.h"
+
+namespace qft {
+
+LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink) {
+  Backend& be = backend_;
+  const DeviceBatch db = upload(batch);
+  const int N = db.N, C = config_.hidden_size, V = config_.vocab_size, L = config_.num_hidden_layers;
+
+  // Forward, keeping each layer's input: stack[l] is the input of layer l, stack[L] the last output.
+  std::vector<Buffer> stack;
+  stack.push_back(be.alloc(size_t(N) * C * 4));  // (N, C)
+  be.embedding_forward(stack[0].f32(), db.tokens.i32(), embed_.f32(), N, C);
+  for (int l = 0; l < L; ++l) {
+    stack.push_back(be.alloc(size_t(N) * C * 4));
+    layer_forward(layers_[l], stack[l].f32(), stack[l + 1].f32(), db);
+  }
+
+  // Final norm and LM head, by token chunks: loss, logsumexp, and d hidden (dh) with the head's weights.
+  Buffer hidden = be.alloc(size_t(N) * C * 4);  // (N, C)
+  Buffer rstd = be.alloc(size_t(N) * 4);
+  be.rmsnorm_forward(hidden.f32(), rstd.f32(), stack[L].f32(), final_norm_.f32(), N, C, float(config_.rms_norm_eps));
+  Buffer loss = be.alloc(size_t(N) * 4), lse = be.alloc(size_t(N) * 4);
+  Buffer dh = be.alloc(size_t(N) * C * 4);  // (N, C)
+  lm_head(hidden.f32(), N, [&](int r0, int rows, float* logits) {
+    be.cross_entropy_forward(loss.f32() + r0, lse.f32() + r0, logits, db.targets.i32() + r0, rows, V);
+    be.cross_entropy_backward(logits, lse.f32() + r0, db.targets.i32() + r0, rows, V, 0, V, loss_scale);
+    be.matmul_backward_input(dh.f32() + size_t(r0) * C, logits, lm_head_weight(), rows, C, V, false);
+  });
+  // The loss is known before any gradient reaches the sink: a NaN or inf stops here with every weight intact.
+  const LossSum out = sum_losses(be, loss, batch);
+  if (!std::isfinite(out.loss_sum)) throw NonFiniteLoss("loss is " + std::to_string(out.loss_sum));
+  loss.reset();
+
+  Buffer dx = be.alloc(size_t(N) * C * 4);  // (N, C) gradient of the residual stream
+  {
+    Buffer dw = be.alloc(size_t(C) * 4);
+    be.rmsnorm_backward(dx.f32(), dw.f32(), dh.f32(), stack[L].f32(), final_norm_.f32(), rstd.f32(), N, C, false);
+    sink.consume(layer_param(L), 0, 1, dw.f32());
+  }
+  dh.reset();
+  stack[L].reset();
+  if (!config_.tie_word_embeddings) head_weight_backward(hidden.f32(), lse.f32(), nullptr, db, loss_scale, sink);
+
+  for (int l = L - 1; l >= 0; --l) {
+    layer_backward(l, layers_[l], stack[l].f32(), dx.f32(), db, sink);
+    if (l > 0) stack[l].reset();
+  }
+  // A tied matrix is both LM head and embedding: its gradient is complete only now.
+  if (config_.tie_word_embeddings) {
+    head_weight_backward(hidden.f32(), lse.f32(), dx.f32(), db, loss_scale, sink);
+  } else {
+    embedding_weight_backward(dx.f32(), db, sink);
+  }
+  return out;
+}
+
+void LlamaModel::layer_backward(int layer, const LayerWeights& w, const float* x_in, float* dx, const DeviceBatch& db,
+                                GradSink& sink) {
+  Backend& be = backend_;
+  const LlamaConfig& c = config_;
+  const int N = db.N, C = c.hidden_size, I = c.intermediate_size, H = c.num_attention_heads,
+            KVH = c.num_key_value_heads, D = c.head_dim, QD = c.q_dim(), KVD = c.kv_dim();
+  const int P = layer_param(layer);  // +0 attn_norm, +1..4 q k v o, +5 mlp_norm, +6..8 gate up down
+  LayerActs a = layer_forward(w, x_in, nullptr, db);
+
+  // ---- MLP: x_out = x_mid + act @ w_down^T, act = silu(gate) * up ----
+  {
+    Buffer dact = be.alloc(size_t(N) * I * 4);  // (N, I)
+    be.matmul_backward_input(dact.f32(), dx, w.w_down.f32(), N, I, C, false);
+    Buffer dw = be.alloc(size_t(C) * I * 4);  // (C, I)
+    be.matmul_backward_weight(dw.f32(), dx, a.act.f32(), N, I, C, false);
+    sink.consume(P + 8, 0, C, dw.f32());
+    be.swiglu_backward(a.gate.f32(), a.up.f32(), dact.f32(), a.gate.f32(), a.up.f32(), int64_t(N) * I);  // -> dgate, dup
+  }
+  {
+    Buffer dxn = be.alloc(size_t(N) * C * 4);  // (N, C)
+    be.matmul_backward_input(dxn.f32(), a.gate.f32(), w.w_gate.f32(), N, C, I, false);
+    be.matmul_backward_input(dxn.f32(), a.up.f32(), w.w_up.f32(), N, C, I, true);
+    Buffer dw = be.alloc(size_t(I) * C * 4);  // (I, C)
+    be.matmul_backward_weight(dw.f32(), a.gate.f32(), a.xn2.f32(), N, C, I, false);
+    sink.consume(P + 6, 0, I, dw.f32());
+    be.matmul_backward_weight(dw.f32(), a.up.f32(), a.xn2.f32(), N, C, I, false);
+    sink.consume(P + 7, 0, I, dw.f32());
+    Buffer dnorm = be.alloc(size_t(C) * 4);
+    be.rmsnorm_backward(dx, dnorm.f32(), dxn.f32(), a.x_mid.f32(), w.mlp_norm.f32(), a.rstd2.f32(), N, C, true);
+    sink.consume(P + 5, 0, 1, dnorm.f32());
+  }
+  a.gate.reset();
+  a.up.reset();
+  a.act.reset();
+
+  // ---- attention: x_mid = x_in + att_out @ w_o^T ----
+  Buffer datt = be.alloc(size_t(N) * QD * 4);  // (N, H, D)
+  be.matmul_backward_input(datt.f32(), dx, w.wo.f32(), N, QD, C, false);
+  {
+    Buffer dw = be.alloc(size_t(C) * QD * 4);  // (C, QD)
+    be.matmul_backward_weight(dw.f32(), dx, a.att_out.f32(), N, QD, C, false);
+    sink.consume(P + 4, 0, C, dw.f32());
+  }
+  Buffer dq = be.alloc(size_t(N) * QD * 4), dk = be.alloc(size_t(N) * KVD * 4), dv = be.alloc(size_t(N) * KVD * 4);
+  {
+    Buffer scratch = be.alloc(size_t(db.T) * db.T * 4);  // (T, T)
+    be.attention_backward({dq.f32(), dk.f32(), dv.f32(), scratch.f32(), datt.f32(), a.probs.f32(), a.q.f32(), a.k.f32(),
+                           a.v.f32(), db.B, db.T, H, KVH, D});
+  }
+  datt.reset();
+  a.probs.reset();
+  be.rope(dq.f32(), db.positions.i32(), inv_freq_.f32(), N, H, D, true);
+  be.rope(dk.f32(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, true);
+  Buffer dxn = be.alloc(size_t(N) * C * 4);  // (N, C)
+  be.matmul_backward_input(dxn.f32(), dq.f32(), w.wq.f32(), N, C, QD, false);
+  be.matmul_backward_input(dxn.f32(), dk.f32(), w.wk.f32(), N, C, KVD, true);
+  be.matmul_backward_input(dxn.f32(), dv.f32(), w.wv.f32(), N, C, KVD, true);
+  {
+    Buffer dw = be.alloc(size_t(QD) * C * 4);  // (QD, C), large enough for k and v too
+    be.matmul_backward_weight(dw.f32(), dq.f32(), a.xn1.f32(), N, C, QD, false);
+    sink.consume(P + 1, 0, QD, dw.f32());
+    be.matmul_backward_weight(dw.f32(), dk.f32(), a.xn1.f32(), N, C, KVD, false);
+    sink.consume(P + 2, 0, KVD, dw.f32());
+    be.matmul_backward_weight(dw.f32(), dv.f32(), a.xn1.f32(), N, C, KVD, false);
+    sink.consume(P + 3, 0, KVD, dw.f32());
+  }
+  Buffer dnorm = be.alloc(size_t(C) * 4);
+  be.rmsnorm_backward(dx, dnorm.f32(), dxn.f32(), x_in, w.attn_norm.f32(), a.rstd1.f32(), N, C, true);
+  sink.consume(P + 0, 0, 1, dnorm.f32());
+}
+
+void LlamaModel::head_weight_backward(const float* hidden, const float* lse, const float* dx0, const DeviceBatch& db,
+                                      float loss_scale, GradSink& sink) {
+  Backend& be = backend_;
+  const int N = db.N, C = config_.hidden_size, V = config_.vocab_size;
+  const int param = config_.tie_word_embeddings ? 0 : int(params_.size()) - 1;
+  const int vc = std::max(1, std::min(V, vocab_chunk_rows)), nt = std::max(1, std::min(N, logits_chunk_tokens));
+  Buffer dw = be.alloc(size_t(vc) * C * 4);    // (vc, C) one chunk of the weight gradient
+  Buffer tile = be.alloc(size_t(nt) * vc * 4); // (nt, vc) logits, then their gradient
+  for (int v0 = 0; v0 < V; v0 += vc) {
+    const int rows = std::min(vc, V - v0);
+    const float* w = lm_head_weight() + size_t(v0) * C;
+    be.zero(dw.get(), size_t(rows) * C * 4);
+    for (int r0 = 0; r0 < N; r0 += nt) {
+      const int n = std::min(nt, N - r0);
+      be.matmul_forward(tile.f32(), hidden + size_t(r0) * C, w, n, C, rows);
+      be.cross_entropy_backward(tile.f32(), lse + r0, db.targets.i32() + r0, n, rows, v0, V, loss_scale);
+      be.matmul_backward_weight(dw.f32(), tile.f32(), hidden + size_t(r0) * C, n, C, rows, true);
+    }
+    if (dx0) be.embedding_backward(dw.f32(), dx0, db.tokens.i32(), N, C, v0, rows);
+    sink.consume(param, v0, rows, dw.f32());
+  }
+}
+
+void LlamaModel::embedding_weight_backward(const float* dx0, const DeviceBatch& db, GradSink& sink) {
+  Backend& be = backend_;
+  const int N = db.N, C = config_.hidden_size, V = config_.vocab_size;
+  const int vc = std::max(1, std::min(V, vocab_chunk_rows));
+  Buffer dw = be.alloc(size_t(vc) * C * 4);  // (vc, C)
+  for (int v0 = 0; v0 < V; v0 += vc) {
+    const int rows = std::min(vc, V - v0);
+    be.zero(dw.get(), size_t(rows) * C * 4);
+    be.embedding_backward(dw.f32(), dx0, db.tokens.i32(), N, C, v0, rows);
+    sink.consume(0, v0, rows, dw.f32());
+  }
+}
+
+}  // namespace qft

@@ -1,0 +1,20 @@
+#pragma once
+// Definitions shared by llama.cpp (forward) and llama_backward.cpp; not part of the model's interface.
+#include "model/llama.h"
+
+namespace qft {
+
+struct LlamaModel::DeviceBatch {
+  int B, T, N;  // N = B * T tokens
+  Buffer tokens, targets, positions, doc_start;
+};
+
+// What one layer's backward pass needs from its (re)computed forward pass.
+struct LlamaModel::LayerActs {
+  Buffer xn1, rstd1, q, k, v, probs, att_out, x_mid, xn2, rstd2, gate, up, act;
+};
+
+// Sums the per-token losses (N,) of a batch over its target tokens, on the host.
+LossSum sum_losses(Backend& be, const Buffer& loss, const Batch& batch);
+
+}  // namespace qft

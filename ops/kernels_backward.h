@@ -1,0 +1,129 @@
+#pragma once
+// The backward arithmetic of every op, written once for both backends (see ops/kernels.h).
+#include "ops/kernels.h"
+
+namespace qft {
+
+// d silu(x) / dx = s (1 + x (1 - s)), s = sigmoid(x)
+QFT_HD float silu_grad(float x) {
+  float s = 1.0f / (1.0f + exp_hd(-x));
+  return s * (1.0f + x * (1.0f - s));
+}
+
+// out = silu(gate) * up  =>  dgate = dout * up * silu'(gate), dup = dout * silu(gate). In place is allowed.
+struct SwigluBackward {
+  float* dgate;
+  float* dup;
+  const float* dout;
+  const float* gate;
+  const float* up;
+  QFT_HD void operator()(int64_t i) const {
+    float g = gate[i], u = up[i], d = dout[i];
+    dgate[i] = d * u * silu_grad(g);
+    dup[i] = d * silu(g);
+  }
+};
+
+// dx (+)= rstd * (w*dy - xhat * mean(w*dy * xhat)), xhat = x * rstd. One row per call.
+struct RmsNormBackwardInput {
+  float* dx;
+  const float* dy;
+  const float* x;
+  const float* w;
+  const float* rstd;
+  int64_t C;
+  bool accumulate;
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    const float* xr = x + r * C;
+    const float* dyr = dy + r * C;
+    float* dxr = dx + r * C;
+    const float rs = rstd[r];
+    float dot = 0.0f;
+    for (int64_t i = row.lane(); i < C; i += row.width()) dot += w[i] * dyr[i] * xr[i] * rs;
+    dot = row.sum(dot) / float(C);
+    for (int64_t i = row.lane(); i < C; i += row.width()) {
+      float g = rs * (w[i] * dyr[i] - xr[i] * rs * dot);
+      dxr[i] = accumulate ? dxr[i] + g : g;
+    }
+  }
+};
+
+// dw[i] = sum_r dy[r, i] * x[r, i] * rstd[r]. One column per call, so no two calls write the same element.
+struct RmsNormBackwardWeight {
+  float* dw;
+  const float* dy;
+  const float* x;
+  const float* rstd;
+  int64_t N, C;
+  QFT_HD void operator()(int64_t i) const {
+    float s = 0.0f;
+    for (int64_t r = 0; r < N; ++r) s += dy[r * C + i] * x[r * C + i] * rstd[r];
+    dw[i] = s;
+  }
+};
+
+// Backward of the attention softmax, in place on the upstream gradient of the probabilities:
+// dS_j = scale * P_j * (dP_j - sum_k P_k dP_k). Masked entries have P = 0 and get 0.
+struct AttentionSoftmaxBackward {
+  float* dscores;       // (rows, T): dP on entry, dS on exit
+  const float* probs;   // (rows, T)
+  int64_t T;
+  float scale;
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    float* d = dscores + r * T;
+    const float* p = probs + r * T;
+    float dot = 0.0f;
+    for (int64_t j = row.lane(); j < T; j += row.width()) dot += p[j] * d[j];
+    dot = row.sum(dot);
+    for (int64_t j = row.lane(); j < T; j += row.width()) d[j] = scale * p[j] * (d[j] - dot);
+  }
+};
+
+// Gradient of the summed, scaled cross-entropy with respect to the logits, in place:
+// logits[r] <- scale * (softmax(logits[r]) - onehot(target)), zero for ignored targets. lse[r] is logsumexp.
+struct CrossEntropyBackward {
+  float* logits;           // (rows, V): logits on entry, their gradient on exit
+  const float* lse;        // (rows,)
+  const int32_t* targets;  // (rows,)
+  int64_t V;
+  int64_t v0;              // first vocabulary column held in this tile (vocab-chunked passes)
+  int64_t ld;              // columns in this tile
+  float scale;
+  QFT_HD void operator()(int64_t i) const {
+    int64_t r = i / ld, c = i % ld;
+    int32_t t = targets[r];
+    float g = 0.0f;
+    if (t != kIgnoreIndex) g = scale * (exp_hd(logits[i] - lse[r]) - (v0 + c == t ? 1.0f : 0.0f));
+    logits[i] = g;
+  }
+};
+
+// table gradient rows [v0, v0 + rows) from the gradient of the embedding output: one column per call.
+struct EmbeddingBackward {
+  float* dtable;           // (rows, C), zero-filled by the caller
+  const float* dout;       // (N, C)
+  const int32_t* tokens;   // (N,)
+  int64_t N, C, v0, rows;
+  QFT_HD void operator()(int64_t c) const {
+    for (int64_t n = 0; n < N; ++n) {
+      int64_t v = tokens[n] - v0;
+      if (v >= 0 && v < rows) dtable[v * C + c] += dout[n * C + c];
+    }
+  }
+};
+
+// Sum of squares of a gradient, per block of 1024 elements (a later pass sums the blocks).
+struct SquaredNormPartial {
+  float* out;
+  const float* g;
+  int64_t n;
+  QFT_HD void operator()(int64_t b) const {
+    float s = 0.0f;
+    for (int64_t i = b * 1024; i < n && i < (b + 1) * 1024; ++i) s += g[i] * g[i];
+    out[b] = s;
+  }
+};
+
+}  // namespace qft

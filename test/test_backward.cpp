@@ -1,0 +1,245 @@
+// Gradients against transformers and finite differences, the sink contract, Lion against fp64, and the
+// fused step against "whole gradient first, then step".
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <map>
+
+#include "core/error.h"
+#include "cpu/cpu_backend.h"
+#include "model/hf_model.h"
+#include "model/llama.h"
+#include "model/safetensors.h"
+#include "ops/kernels.h"
+#include "test/helpers.h"
+#include "trainer/train_step.h"
+
+using namespace qft;
+
+namespace {
+
+// Collects every gradient on the host and checks that each row arrives exactly once.
+class CaptureSink final : public GradSink {
+ public:
+  explicit CaptureSink(const LlamaModel& m) : model_(m) {
+    for (const Param& p : m.params()) {
+      grads.emplace_back(size_t(p.numel()), 0.0f);
+      seen.emplace_back(size_t(p.rows), 0);
+    }
+  }
+  void consume(int param, int64_t row0, int64_t rows, const float* g) override {
+    const Param& p = model_.params()[size_t(param)];
+    REQUIRE(row0 + rows <= p.rows);
+    model_.backend().copy_to_host(grads[size_t(param)].data() + row0 * p.cols, g, size_t(rows * p.cols) * 4);
+    for (int64_t r = row0; r < row0 + rows; ++r) seen[size_t(param)][size_t(r)] += 1;
+  }
+  void require_complete() const {
+    for (size_t i = 0; i < seen.size(); ++i)
+      for (int c : seen[i]) REQUIRE(c == 1);
+  }
+  std::vector<std::vector<float>> grads;
+  std::vector<std::vector<int>> seen;
+
+ private:
+  const LlamaModel& model_;
+};
+
+Batch golden_batch(const SafeTensorsFile& golden) {
+  auto i32 = [&](const char* n) {
+    HostTensor t = golden.read(n);
+    return std::vector<int32_t>(t.data<int32_t>(), t.data<int32_t>() + t.numel());
+  };
+  const auto shape = golden.find("input_ids")->shape;
+  return Batch::from_labels(int(shape[0]), int(shape[1]), i32("input_ids"), i32("labels"));
+}
+
+std::vector<float> read_param(const LlamaModel& m, int i) {
+  const Param& p = m.params()[size_t(i)];
+  std::vector<float> v(size_t(p.numel()));
+  m.backend().copy_to_host(v.data(), p.value->get(), v.size() * 4);
+  return v;
+}
+
+Batch random_batch(std::mt19937_64& rng, int B, int T, int V) {
+  std::uniform_int_distribution<int32_t> tok(3, V - 1);
+  std::vector<int32_t> ids(size_t(B) * T);
+  for (auto& t : ids) t = tok(rng);
+  return Batch::from_labels(B, T, ids, ids);
+}
+
+}  // namespace
+
+TEST_CASE("every parameter's gradient matches transformers", "[golden][backward]") {
+  for (const auto& name : test::golden_fixtures()) {
+    INFO("fixture " << name);
+    HfModel hf(test::fixture(name));
+    SafeTensorsFile golden(test::fixture(name + "/golden.safetensors"));
+    const Batch batch = golden_batch(golden);
+    CpuBackend be;
+    LlamaModel model(hf, be);
+    model.logits_chunk_tokens = 16;  // several token chunks
+    model.vocab_chunk_rows = 96;     // several vocabulary chunks, the last one partial
+    CaptureSink sink(model);
+    const LossSum loss = model.backward(batch, float(1.0 / double(batch.target_count())), sink);
+    sink.require_complete();
+    CHECK(std::fabs(loss.mean() - golden.read_f32("loss")[0]) <= 1e-5);
+    double worst = 0;
+    for (size_t i = 0; i < model.params().size(); ++i) {
+      const std::string& pname = model.params()[i].name;
+      const double rel = test::max_rel_error(sink.grads[i], golden.read_f32("grad." + pname));
+      INFO(pname << ": max rel error " << rel);
+      CHECK(rel <= 1e-4);
+      worst = std::max(worst, rel);
+    }
+    UNSCOPED_INFO(name << ": worst gradient max rel error " << worst);
+  }
+}
+
+TEST_CASE("gradients agree with central finite differences", "[backward]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  HfModel hf(test::fixture("gqa_tied"));
+  CpuBackend be;
+  LlamaModel model(hf, be);
+  Batch batch = random_batch(rng, 2, 7, 500);
+  batch.targets[3] = kIgnoreIndex;
+  CaptureSink sink(model);
+  const float scale = float(1.0 / double(batch.target_count()));
+  model.backward(batch, scale, sink);
+  // For a few parameters, perturb the element with the largest gradient (best signal-to-noise in fp32).
+  for (int pi : {0, 1, 2, 5, 9, 18, 19}) {
+    const Param& p = model.params()[size_t(pi)];
+    const auto& g = sink.grads[size_t(pi)];
+    size_t at = 0;
+    for (size_t i = 0; i < g.size(); ++i)
+      if (std::fabs(g[i]) > std::fabs(g[at])) at = i;
+    auto v = read_param(model, pi);
+    const float orig = v[at], eps = 1e-2f;
+    auto loss_at = [&](float x) {
+      v[at] = x;
+      be.copy_to_device(p.value->get(), v.data(), v.size() * 4);
+      return model.forward_loss(batch).mean();
+    };
+    const double fd = (loss_at(orig + eps) - loss_at(orig - eps)) / (2.0 * eps);
+    loss_at(orig);
+    INFO(p.name << "[" << at << "]: analytic " << g[at] << " finite difference " << fd);
+    REQUIRE(std::fabs(fd - g[at]) <= 2e-2 * std::fabs(g[at]) + 1e-4);
+  }
+}
+
+TEST_CASE("the Lion step matches an fp64 implementation of the formula", "[lion]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  CpuBackend be;
+  const int64_t n = 5000;
+  auto theta = test::random_normal(n, rng), m = test::random_normal(n, rng, 0.01f), g = test::random_normal(n, rng, 0.01f);
+  g[7] = 0.0f;
+  m[7] = 0.0f;  // c = 0: sign(0) = 0, only weight decay moves theta
+  const LionParams p{3e-3f, 0.9f, 0.99f, 0.1f, 0.5f};
+  auto t2 = theta, m2 = m;
+  be.lion_step(t2.data(), m2.data(), g.data(), n, p);
+  for (int64_t i = 0; i < n; ++i) {
+    const double gi = double(g[i]) * p.grad_scale, c = 0.9 * m[i] + 0.1 * gi;
+    const double sgn = c > 0 ? 1 : (c < 0 ? -1 : 0);
+    const double want_t = theta[i] - 3e-3 * (sgn + 0.1 * theta[i]), want_m = 0.99 * m[i] + 0.01 * gi;
+    REQUIRE(std::fabs(t2[i] - want_t) <= 1e-6 * (1 + std::fabs(want_t)));
+    REQUIRE(std::fabs(m2[i] - want_m) <= 1e-6 * std::fabs(want_m) + 1e-9);
+  }
+  REQUIRE(t2[7] == Approx(theta[7] * (1 - 3e-3 * 0.1)).epsilon(1e-6));
+}
+
+TEST_CASE("the fused per-layer step equals computing the whole gradient first and then stepping", "[backward][lion]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  HfModel hf(test::fixture("mha_untied"));
+  CpuBackend be_a, be_b;
+  LlamaModel fused(hf, be_a), reference(hf, be_b);
+  const Batch batch = random_batch(rng, 2, 12, 500);
+  OptimizerSettings os;
+  os.weight_decay = 0.1f;
+  LionOptimizer opt_a(fused, os), opt_b(reference, os);
+  const float lr = 1e-3f;
+  for (int step = 0; step < 3; ++step) {
+    train_step(fused, opt_a, nullptr, {batch}, lr, std::nullopt);
+    // Reference: whole gradient into buffers, then one Lion step per parameter.
+    GradAccumulators acc(reference);
+    AccumulateSink sink(be_b, acc, true);
+    reference.backward(batch, float(1.0 / double(batch.target_count())), sink);
+    for (size_t i = 0; i < reference.params().size(); ++i) {
+      opt_b.step_rows(int(i), 0, reference.params()[i].rows, acc.rows(int(i), 0), lr, 1.0f);
+    }
+  }
+  for (size_t i = 0; i < fused.params().size(); ++i) {
+    INFO(fused.params()[i].name);
+    REQUIRE(test::max_rel_error(read_param(fused, int(i)), read_param(reference, int(i))) <= 1e-6);
+  }
+}
+
+TEST_CASE("accumulating two micro-batches of B equals one batch of 2B", "[backward]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  HfModel hf(test::fixture("gqa_tied"));
+  CpuBackend be_a, be_b;
+  LlamaModel accum(hf, be_a), whole(hf, be_b);
+  Batch big = random_batch(rng, 4, 10, 500);
+  for (int t = 0; t < 6; ++t) big.targets[size_t(t)] = kIgnoreIndex;  // uneven target counts across halves
+  auto half = [&](int h) {
+    Batch b;
+    b.B = 2;
+    b.T = 10;
+    auto slice = [&](const std::vector<int32_t>& v) { return std::vector<int32_t>(v.begin() + h * 20, v.begin() + h * 20 + 20); };
+    b.tokens = slice(big.tokens);
+    b.targets = slice(big.targets);
+    b.positions = slice(big.positions);
+    return b;
+  };
+  // Gradients: accumulated over the halves, with the step's total token count, equal the whole batch's.
+  GradAccumulators acc(accum);
+  const float scale = float(1.0 / double(big.target_count()));
+  {
+    AccumulateSink first(be_a, acc, true);
+    accum.backward(half(0), scale, first);
+    AccumulateSink second(be_a, acc, false);
+    accum.backward(half(1), scale, second);
+  }
+  CaptureSink whole_grads(whole);
+  whole.backward(big, scale, whole_grads);
+  for (size_t i = 0; i < whole.params().size(); ++i) {
+    std::vector<float> a(size_t(whole.params()[i].numel()));
+    be_a.copy_to_host(a.data(), acc.rows(int(i), 0), a.size() * 4);
+    INFO(whole.params()[i].name);
+    REQUIRE(test::max_rel_error(a, whole_grads.grads[i]) <= 1e-5);
+  }
+  // Steps: train_step over two micro-batches matches one step on the whole batch, up to rare sign flips of
+  // near-zero Lion directions caused by fp32 summation order.
+  OptimizerSettings os;
+  LionOptimizer opt_a(accum, os), opt_b(whole, os);
+  const auto ra = train_step(accum, opt_a, &acc, {half(0), half(1)}, 1e-3f, 1.0);
+  const auto rb = train_step(whole, opt_b, nullptr, {big}, 1e-3f, 1.0);
+  REQUIRE(ra.tokens == rb.tokens);
+  REQUIRE(std::fabs(ra.loss - rb.loss) <= 1e-5 * rb.loss);
+  REQUIRE(std::fabs(*ra.grad_norm - *rb.grad_norm) <= 1e-4 * *rb.grad_norm);
+  int64_t total = 0, differ = 0;
+  for (size_t i = 0; i < whole.params().size(); ++i) {
+    auto a = read_param(accum, int(i)), b = read_param(whole, int(i));
+    for (size_t j = 0; j < a.size(); ++j) differ += std::fabs(a[j] - b[j]) > 1e-6f;
+    total += int64_t(a.size());
+  }
+  REQUIRE(differ <= total / 1000);
+}
+
+TEST_CASE("gradient clipping scales the update and a NaN loss changes no weight", "[backward]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  HfModel hf(test::fixture("gqa_tied"));
+  CpuBackend be;
+  LlamaModel model(hf, be);
+  LionOptimizer opt(model, OptimizerSettings{});
+  const Batch batch = random_batch(rng, 1, 8, 500);
+  const auto r = train_step(model, opt, nullptr, {batch}, 1e-3f, 1e-3);
+  REQUIRE(r.grad_norm.has_value());
+  REQUIRE(*r.grad_norm > 1e-3);  // so clipping was active
+
+  // Poison the final norm weight: the loss becomes NaN; no weight may change.
+  const int final_norm = int(model.params().size()) - 1;
+  auto w = read_param(model, final_norm);
+  w[0] = NAN;
+  be.copy_to_device(model.params()[size_t(final_norm)].value->get(), w.data(), w.size() * 4);
+  const auto before = read_param(model, 1);
+  REQUIRE_THROWS_AS(train_step(model, opt, nullptr, {batch}, 1e-3f, std::nullopt), NonFiniteLoss);
+  REQUIRE(read_param(model, 1) == before);
+}

@@ -1,0 +1,24 @@
+#pragma once
+// One optimizer step over the micro-batches of a step, with the gradient fused into the update.
+#include <optional>
+#include <vector>
+
+#include "model/llama.h"
+#include "trainer/optimizer.h"
+
+namespace qft {
+
+struct StepResult {
+  double loss = 0;                  // mean over the step's target tokens
+  int64_t tokens = 0;               // target tokens in the step
+  std::optional<double> grad_norm;  // when clipping measured it
+};
+
+// Micro-batches 0..k-2 accumulate into `acc` (required when k > 1); the last one's backward updates the weights.
+// With clip_norm set, a first backward of the last micro-batch only measures the global gradient norm
+// (LOMO's approach: one more backward per step). The loss is normalised by the step's total target tokens.
+// Throws NonFiniteLoss before any weight changes when the loss is NaN or infinite.
+StepResult train_step(LlamaModel& model, LionOptimizer& opt, GradAccumulators* acc, const std::vector<Batch>& micro,
+                      float lr, std::optional<double> clip_norm);
+
+}  // namespace qft
