@@ -6,5 +6,7 @@ namespace qft::cmd {
 
 void set_inspect_command(CLI::App& app);
 void set_eval_command(CLI::App& app);
+void set_train_command(CLI::App& app);
+void set_config_command(CLI::App& app);
 
 }  // namespace qft::cmd

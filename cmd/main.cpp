@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", verbose, "Debug logging");
   qft::cmd::set_inspect_command(app);
   qft::cmd::set_eval_command(app);
+  qft::cmd::set_train_command(app);
+  qft::cmd::set_config_command(app);
   app.parse_complete_callback([&] { spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info); });
   try {
     app.parse(argc, argv);

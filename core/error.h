@@ -46,11 +46,19 @@ class TensorError : public Error {
 // A malformed line in a data file; the message names file:line.
 class DataError : public Error {
  public:
+  // line 0 means the file as a whole
   DataError(const std::string& path, long line, const std::string& what)
-      : Error(path + ":" + std::to_string(line) + ": " + what), line_(line) {}
+      : Error(location(path, line) + ": " + what), line_(line) {}
   long line() const { return line_; }
 
  private:
+  static std::string location(const std::string& path, long line) {
+    if (line <= 0) return path;
+    std::string s = path;
+    s += ':';
+    s += std::to_string(line);
+    return s;
+  }
   long line_;
 };
 

@@ -6,6 +6,7 @@ namespace qft {
 
 class CpuBackend final : public Backend {
  public:
+  CpuBackend();
   std::string name() const override { return "cpu"; }
   void copy_to_device(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;

@@ -8,16 +8,22 @@
 
 namespace qft {
 
-std::vector<std::string> read_jsonl_strings(const std::string& path, const std::string& field) {
+void for_each_jsonl_line(const std::string& path, const std::function<void(const std::string&, long)>& fn) {
   if (std::filesystem::is_directory(path)) throw FileError(path, "is a directory, not a JSONL data file");
   std::ifstream f(path);
   if (!f) throw FileError(path, "cannot open data file");
-  std::vector<std::string> out;
   std::string line;
   long lineno = 0;
   while (std::getline(f, line)) {
     ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (line.find_first_not_of(" \t\r") != std::string::npos) fn(line, lineno);
+  }
+  if (f.bad()) throw FileError(path, "read error");
+}
+
+std::vector<std::string> read_jsonl_strings(const std::string& path, const std::string& field) {
+  std::vector<std::string> out;
+  for_each_jsonl_line(path, [&](const std::string& line, long lineno) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
@@ -29,9 +35,8 @@ std::vector<std::string> read_jsonl_strings(const std::string& path, const std::
     if (it == j.end()) throw DataError(path, lineno, "missing the \"" + field + "\" field");
     if (!it->is_string()) throw DataError(path, lineno, "field \"" + field + "\" must be a string");
     out.push_back(it->get<std::string>());
-  }
-  if (f.bad()) throw FileError(path, "read error");
-  if (out.empty()) throw DataError(path, lineno, "no records: the file is empty");
+  });
+  if (out.empty()) throw DataError(path, 0, "no records: the file is empty");
   return out;
 }
 

@@ -1,0 +1,41 @@
+// qft config: print the effective run config (defaults + file + --set), or the documentation of every key.
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cmd/commands.h"
+#include "trainer/config.h"
+
+namespace qft::cmd {
+
+namespace {
+
+struct ConfigOptions {
+  std::string config;
+  std::vector<std::string> overrides;
+  bool docs = false;
+};
+
+void print_docs() {
+  std::printf("| key | default | meaning |\n|---|---|---|\n");
+  for (const auto& k : config_key_docs()) std::printf("| `%s` | `%s` | %s |\n", k.key.c_str(), k.default_json.c_str(), k.doc.c_str());
+}
+
+}  // namespace
+
+void set_config_command(CLI::App& app) {
+  auto opts = std::make_shared<ConfigOptions>();
+  CLI::App* sub = app.add_subcommand("config", "Print the effective run config, or document every key (--docs)");
+  sub->add_option("--config,-c", opts->config, "Run config (JSON); without it, the defaults");
+  sub->add_option("--set", opts->overrides, "Override a key: --set train.lr=3e-5 (repeatable)");
+  sub->add_flag("--docs", opts->docs, "Print a Markdown table of every key, its default and meaning");
+  sub->callback([opts] {
+    if (opts->docs) return print_docs();
+    RunConfig cfg = opts->config.empty() ? RunConfig{} : RunConfig::load(opts->config);
+    for (const auto& o : opts->overrides) cfg.apply_override(o);
+    std::cout << cfg.to_json() << "\n";
+  });
+}
+
+}  // namespace qft::cmd

@@ -1,0 +1,104 @@
+// qft train end to end on a fixture model: the loss falls, outputs are written, errors exit cleanly.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "test/helpers.h"
+#include "trainer/train_loop.h"
+
+using namespace qft;
+using test::run_qft;
+
+namespace {
+
+std::string run_config(const test::TempDir& tmp) {
+  nlohmann::json c = {
+      {"model", {{"path", test::source_path("models/tiny-llama")}}},
+      {"data",
+       {{"train", test::source_path("data/tiny_instruct/train.jsonl")},
+        {"val", test::source_path("data/tiny_instruct/val.jsonl")},
+        {"format", "alpaca"},
+        {"seq_len", 96},
+        {"packing", true}}},
+      {"train",
+       {{"steps", 30}, {"batch_size", 2}, {"lr", 1e-3}, {"warmup_steps", 3}, {"seed", 5}, {"eval_every", 15},
+        {"eval_batches", 4}, {"log_every", 5}}},
+      {"output", {{"dir", tmp / "run"}}},
+      {"device", "cpu"}};
+  const std::string path = tmp / "run.json";
+  test::write_file(path, c.dump(2));
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("a short run lowers the loss and writes config, metrics and log", "[train]") {
+  test::TempDir tmp;
+  RunConfig cfg = RunConfig::load(run_config(tmp));
+  const TrainSummary s = run_training(cfg);
+  INFO("first loss " << s.first_loss << ", last " << s.last_loss << ", val " << s.val_loss.value_or(-1));
+  CHECK(s.steps == 30);
+  CHECK(s.last_loss < s.first_loss - 1.0);
+  REQUIRE(s.val_loss.has_value());
+  CHECK(*s.val_loss < s.first_loss - 1.0);
+  CHECK(s.peak_mem_bytes > 0);
+
+  const std::string out = tmp / "run";
+  CHECK(RunConfig::load(out + "/config.json").to_json() == cfg.to_json());
+  CHECK(test::read_file(out + "/train.log").find("step    30/30") != std::string::npos);
+  int steps = 0, evals = 0;
+  std::string metrics = test::read_file(out + "/metrics.jsonl");
+  for (size_t at = 0, nl; (nl = metrics.find('\n', at)) != std::string::npos; at = nl + 1) {
+    auto j = nlohmann::json::parse(metrics.substr(at, nl - at));
+    if (j.contains("val_loss")) {
+      evals += 1;
+      continue;
+    }
+    steps += 1;
+    for (const char* k : {"step", "loss", "lr", "tokens", "tokens_per_s", "elapsed_s", "peak_mem_bytes"}) REQUIRE(j.contains(k));
+  }
+  CHECK(steps == 6);
+  CHECK(evals == 2);
+}
+
+TEST_CASE("qft train reports config and data errors with exit code 1", "[train][cli][bad-input]") {
+  test::TempDir tmp;
+  const std::string cfg = run_config(tmp);
+  auto r = run_qft("train --config " + cfg + " --set train.lrr=1");
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("did you mean 'train.lr'?") != std::string::npos);
+  test::write_file(tmp / "bad.jsonl", "{\"instruction\": \"x\", \"output\": \"y\"}\n{\"instruction\": 1}\n");
+  r = run_qft("train --config " + cfg + " --set data.train=" + (tmp / "bad.jsonl"));
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("bad.jsonl:2") != std::string::npos);
+  r = run_qft("train --config " + (tmp / "missing.json"));
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("missing.json") != std::string::npos);
+  r = run_qft("config --config " + cfg + " --set train.steps=7 --set quant.weights=fp32");
+  REQUIRE(r.exit_code == 0);
+  CHECK(nlohmann::json::parse(r.output)["train"]["steps"] == 7);
+}
+
+TEST_CASE("a NaN loss stops the run with a clear message, or skips the step when configured", "[train][bad-input]") {
+  test::TempDir tmp;
+  // A model whose final norm weight is NaN: every loss is NaN.
+  const std::string model = tmp / "nan-model";
+  test::copy_dir(test::source_path("models/tiny-llama"), model);
+  {
+    std::string bytes = test::read_file(model + "/model.safetensors");
+    const auto hdr = nlohmann::json::parse(bytes.substr(8, size_t(bytes[0] & 0xff) | size_t(bytes[1] & 0xff) << 8));
+    const size_t data = 8 + (size_t(bytes[0] & 0xff) | size_t(bytes[1] & 0xff) << 8);
+    const size_t off = hdr["model.norm.weight"]["data_offsets"][0];
+    bytes[data + off] = char(0xc0);  // bf16 0x7fc0: quiet NaN
+    bytes[data + off + 1] = char(0x7f);
+    test::write_file(model + "/model.safetensors", bytes);
+  }
+  const std::string cfg = run_config(tmp);
+  auto r = run_qft("train --config " + cfg + " --set model.path=" + model + " --set train.steps=2");
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("step 1: loss is nan; no weight was updated") != std::string::npos);
+  r = run_qft("train --config " + cfg + " --set model.path=" + model + " --set train.steps=2 --set train.on_nonfinite=skip"
+              " --set train.eval_every=0 --set data.val=");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("(2 skipped)") != std::string::npos);
+}

@@ -1,0 +1,278 @@
+#include "trainer/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace qft {
+
+namespace {
+
+using nlohmann::json;
+
+// ---- conversions from JSON with errors that name the key ----
+
+template <class T>
+T convert(const json& j, const std::string& where, const std::string& key);
+
+template <>
+int convert<int>(const json& j, const std::string& where, const std::string& key) {
+  if (!j.is_number_integer()) throw ConfigError(where, key, "expected an integer, got " + j.dump());
+  const auto v = j.get<int64_t>();
+  if (v < INT32_MIN || v > INT32_MAX) throw ConfigError(where, key, "integer out of range: " + j.dump());
+  return int(v);
+}
+template <>
+uint64_t convert<uint64_t>(const json& j, const std::string& where, const std::string& key) {
+  if (!j.is_number_unsigned()) throw ConfigError(where, key, "expected a non-negative integer, got " + j.dump());
+  return j.get<uint64_t>();
+}
+template <>
+double convert<double>(const json& j, const std::string& where, const std::string& key) {
+  if (!j.is_number()) throw ConfigError(where, key, "expected a number, got " + j.dump());
+  return j.get<double>();
+}
+template <>
+bool convert<bool>(const json& j, const std::string& where, const std::string& key) {
+  if (!j.is_boolean()) throw ConfigError(where, key, "expected true or false, got " + j.dump());
+  return j.get<bool>();
+}
+template <>
+std::string convert<std::string>(const json& j, const std::string& where, const std::string& key) {
+  if (!j.is_string()) throw ConfigError(where, key, "expected a string, got " + j.dump());
+  return j.get<std::string>();
+}
+template <>
+std::optional<double> convert<std::optional<double>>(const json& j, const std::string& where, const std::string& key) {
+  if (j.is_null()) return std::nullopt;
+  if (!j.is_number()) throw ConfigError(where, key, "expected a number or null, got " + j.dump());
+  return j.get<double>();
+}
+template <>
+std::array<double, 2> convert<std::array<double, 2>>(const json& j, const std::string& where, const std::string& key) {
+  if (!j.is_array() || j.size() != 2 || !j[0].is_number() || !j[1].is_number()) {
+    throw ConfigError(where, key, "expected a list of two numbers, got " + j.dump());
+  }
+  return {j[0].get<double>(), j[1].get<double>()};
+}
+
+template <class T>
+json to_json_value(const T& v) {
+  return json(v);
+}
+json to_json_value(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+
+struct KeyDef {
+  std::string key;
+  std::string doc;
+  std::vector<std::string> choices;  // empty: any value of the type
+  std::function<void(RunConfig&, const json&, const std::string&)> set;
+  std::function<json(const RunConfig&)> get;
+};
+
+template <class Access>
+KeyDef def(std::string key, Access access, std::string doc, std::vector<std::string> choices = {}) {
+  using T = std::remove_reference_t<decltype(access(std::declval<RunConfig&>()))>;
+  KeyDef d{key, std::move(doc), choices, nullptr, nullptr};
+  d.set = [key, access, choices](RunConfig& c, const json& j, const std::string& where) {
+    T v = convert<T>(j, where, key);
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end()) {
+        std::string list;
+        for (const auto& ch : choices) list += (list.empty() ? "" : ", ") + ch;
+        throw ConfigError(where, key, "'" + v + "' is not one of: " + list);
+      }
+    }
+    access(c) = v;
+  };
+  d.get = [access](const RunConfig& c) { return to_json_value(access(const_cast<RunConfig&>(c))); };
+  return d;
+}
+
+#define QFT_FIELD(expr) [](RunConfig& c) -> auto& { return c.expr; }
+
+const std::vector<KeyDef>& key_table() {
+  static const std::vector<KeyDef> keys = {
+      def("model.path", QFT_FIELD(model.path), "HF LLaMA directory: config.json, safetensors, tokenizer.model"),
+      def("data.train", QFT_FIELD(data.train), "training JSONL file (required)"),
+      def("data.val", QFT_FIELD(data.val), "validation JSONL file; empty: no validation"),
+      def("data.format", QFT_FIELD(data.format), "record format of the JSONL files",
+          {"text", "alpaca", "prompt_completion", "chat"}),
+      def("data.template", QFT_FIELD(data.prompt_template), "prompt template for alpaca, prompt_completion and chat",
+          {"plain", "llama2-chat"}),
+      def("data.seq_len", QFT_FIELD(data.seq_len), "tokens per sequence; longer examples are truncated"),
+      def("data.packing", QFT_FIELD(data.packing),
+          "pack several examples per sequence; attention is masked and positions restart per example"),
+      def("data.train_on_prompt", QFT_FIELD(data.train_on_prompt), "also put loss on prompt tokens"),
+      def("data.skip_bad_lines", QFT_FIELD(data.skip_bad_lines), "skip and count malformed lines instead of failing"),
+      def("data.shuffle", QFT_FIELD(data.shuffle), "shuffle examples each epoch (deterministic by train.seed)"),
+      def("train.steps", QFT_FIELD(train.steps), "optimizer steps"),
+      def("train.batch_size", QFT_FIELD(train.batch_size), "sequences per micro-batch"),
+      def("train.grad_accum", QFT_FIELD(train.grad_accum), "micro-batches per optimizer step"),
+      def("train.lr", QFT_FIELD(train.lr), "peak learning rate (Lion: 3-10x smaller than AdamW's)"),
+      def("train.lr_schedule", QFT_FIELD(train.lr_schedule), "decay after warmup, to 0 at train.steps",
+          {"constant", "linear", "cosine"}),
+      def("train.warmup_steps", QFT_FIELD(train.warmup_steps), "linear warmup from 0 over this many steps"),
+      def("train.weight_decay", QFT_FIELD(train.weight_decay), "decoupled weight decay (Lion: 3-10x larger than AdamW's)"),
+      def("train.decay_norms", QFT_FIELD(train.decay_norms), "apply weight decay to RMSNorm weights too"),
+      def("train.betas", QFT_FIELD(train.betas), "Lion betas [beta1, beta2]"),
+      def("train.clip_grad_norm", QFT_FIELD(train.clip_grad_norm),
+          "clip the global gradient norm; null: off. Costs one more backward of the last micro-batch per step"),
+      def("train.seed", QFT_FIELD(train.seed), "seed for shuffling"),
+      def("train.eval_every", QFT_FIELD(train.eval_every), "validate every N steps; 0: only at the end"),
+      def("train.eval_batches", QFT_FIELD(train.eval_batches), "validation batches per evaluation; 0: all"),
+      def("train.save_every", QFT_FIELD(train.save_every), "save a checkpoint every N steps; 0: never"),
+      def("train.log_every", QFT_FIELD(train.log_every), "print and record metrics every N steps"),
+      def("train.on_nonfinite", QFT_FIELD(train.on_nonfinite),
+          "on a NaN/inf loss: stop the run, or skip the step (weights untouched)", {"stop", "skip"}),
+      def("quant.weights", QFT_FIELD(quant.weights), "storage of the weights", {"fp32"}),
+      def("quant.momentum", QFT_FIELD(quant.momentum), "storage of the Lion momentum", {"fp32"}),
+      def("output.dir", QFT_FIELD(output.dir), "run directory: config.json, metrics.jsonl, train.log"),
+      def("device", QFT_FIELD(device), "compute device; auto picks the GPU when the CUDA backend can run", {"auto", "cpu"}),
+  };
+  return keys;
+}
+
+#undef QFT_FIELD
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+const KeyDef& find_key(const std::string& key, const std::string& where) {
+  const KeyDef* best = nullptr;
+  size_t best_d = SIZE_MAX;
+  for (const auto& k : key_table()) {
+    if (k.key == key) return k;
+    const size_t d = edit_distance(key, k.key);
+    if (d < best_d) best_d = d, best = &k;
+  }
+  std::string msg = "unknown key";
+  if (best && best_d <= std::max<size_t>(3, key.size() / 3)) msg += "; did you mean '" + best->key + "'?";
+  throw ConfigError(where, key, msg);
+}
+
+bool is_key(const std::string& key) {
+  return std::any_of(key_table().begin(), key_table().end(), [&](const KeyDef& k) { return k.key == key; });
+}
+
+void apply_object(RunConfig& c, const json& obj, const std::string& prefix, const std::string& where) {
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+    if (!is_key(key) && it.value().is_object()) {
+      apply_object(c, it.value(), key, where);
+    } else {
+      find_key(key, where).set(c, it.value(), where);
+    }
+  }
+}
+
+}  // namespace
+
+RunConfig RunConfig::from_json_text(const std::string& text, const std::string& where) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw FileError(where, std::string("invalid JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw FileError(where, "a config must be a JSON object");
+  RunConfig c;
+  apply_object(c, j, "", where);
+  return c;
+}
+
+RunConfig RunConfig::load(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw FileError(path, "cannot open config file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return from_json_text(ss.str(), path);
+}
+
+void RunConfig::apply_override(const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw ConfigError("--set", assignment, "expected KEY=VALUE, for example train.lr=3e-5");
+  }
+  const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  json value;
+  try {
+    value = json::parse(text);
+  } catch (const json::exception&) {
+    value = text;  // not JSON: a bare string such as fp32 or runs/sweep-1
+  }
+  find_key(key, "--set").set(*this, value, "--set");
+}
+
+void RunConfig::validate() const {
+  const std::string where = "config";
+  auto at_least = [&](const char* key, double v, double lo) {
+    if (v < lo) throw ConfigError(where, key, "must be at least " + json(lo).dump() + ", got " + json(v).dump());
+  };
+  if (model.path.empty()) throw ConfigError(where, "model.path", "is required");
+  if (data.train.empty()) throw ConfigError(where, "data.train", "is required");
+  at_least("data.seq_len", data.seq_len, 2);
+  at_least("train.steps", train.steps, 1);
+  at_least("train.batch_size", train.batch_size, 1);
+  at_least("train.grad_accum", train.grad_accum, 1);
+  at_least("train.warmup_steps", train.warmup_steps, 0);
+  at_least("train.weight_decay", train.weight_decay, 0);
+  at_least("train.eval_every", train.eval_every, 0);
+  at_least("train.eval_batches", train.eval_batches, 0);
+  at_least("train.log_every", train.log_every, 1);
+  if (!(train.lr > 0)) throw ConfigError(where, "train.lr", "must be positive");
+  for (double b : train.betas) {
+    if (!(b >= 0 && b < 1)) throw ConfigError(where, "train.betas", "each beta must lie in [0, 1)");
+  }
+  if (train.clip_grad_norm && !(*train.clip_grad_norm > 0)) {
+    throw ConfigError(where, "train.clip_grad_norm", "must be positive or null");
+  }
+  if (train.save_every != 0) {
+    throw ConfigError(where, "train.save_every", "checkpoint saving is not implemented yet; set 0");
+  }
+  if (train.eval_every > 0 && data.val.empty()) throw ConfigError(where, "train.eval_every", "needs data.val");
+}
+
+std::string RunConfig::to_json() const {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (const auto& k : key_table()) {
+    nlohmann::ordered_json* node = &out;
+    std::string rest = k.key;
+    for (size_t dot; (dot = rest.find('.')) != std::string::npos; rest = rest.substr(dot + 1)) {
+      node = &(*node)[rest.substr(0, dot)];
+    }
+    (*node)[rest] = k.get(*this);
+  }
+  return out.dump(2);
+}
+
+std::vector<ConfigKeyDoc> config_key_docs() {
+  std::vector<ConfigKeyDoc> out;
+  const RunConfig defaults;
+  for (const auto& k : key_table()) {
+    std::string doc = k.doc;
+    if (!k.choices.empty()) {
+      std::string list;
+      for (const auto& c : k.choices) list += (list.empty() ? "" : ", ") + c;
+      doc += "; one of: " + list;
+    }
+    out.push_back({k.key, k.get(defaults).dump(), doc});
+  }
+  return out;
+}
+
+}  // namespace qft

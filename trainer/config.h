@@ -1,0 +1,79 @@
+#pragma once
+// The run configuration: one JSON file with sections model, data, train, quant, output and the key device,
+// plus --set overrides. Every key has a default and a line of documentation in one table (config.cpp);
+// unknown keys are errors that suggest the closest valid key.
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qft {
+
+struct ModelSection {
+  std::string path;
+};
+
+struct DataSection {
+  std::string train;
+  std::string val;
+  std::string format = "text";   // text | alpaca | prompt_completion | chat
+  std::string prompt_template = "plain";  // plain | llama2-chat
+  int seq_len = 512;
+  bool packing = false;
+  bool train_on_prompt = false;
+  bool skip_bad_lines = false;
+  bool shuffle = true;
+};
+
+struct TrainSection {
+  int steps = 100;
+  int batch_size = 4;
+  int grad_accum = 1;
+  double lr = 1e-4;
+  std::string lr_schedule = "cosine";  // constant | linear | cosine
+  int warmup_steps = 0;
+  double weight_decay = 0.1;
+  bool decay_norms = false;
+  std::array<double, 2> betas{0.9, 0.99};
+  std::optional<double> clip_grad_norm;
+  uint64_t seed = 0;
+  int eval_every = 0;
+  int eval_batches = 0;  // 0 = the whole validation file
+  int save_every = 0;
+  int log_every = 1;
+  std::string on_nonfinite = "stop";  // stop | skip
+};
+
+struct QuantSection {
+  std::string weights = "fp32";
+  std::string momentum = "fp32";
+};
+
+struct OutputSection {
+  std::string dir = "runs/qft";
+};
+
+struct RunConfig {
+  ModelSection model;
+  DataSection data;
+  TrainSection train;
+  QuantSection quant;
+  OutputSection output;
+  std::string device = "auto";
+
+  // Parses a config file; `where` names it in errors. Unknown keys, wrong types and bad values throw ConfigError.
+  static RunConfig from_json_text(const std::string& text, const std::string& where);
+  static RunConfig load(const std::string& path);
+  // Applies "a.b.c=VALUE"; VALUE is parsed as JSON, and taken as a string when it is not valid JSON.
+  void apply_override(const std::string& assignment);
+  void validate() const;        // cross-key checks; throws ConfigError
+  std::string to_json() const;  // the effective config, pretty-printed
+};
+
+struct ConfigKeyDoc {
+  std::string key, default_json, doc;
+};
+std::vector<ConfigKeyDoc> config_key_docs();
+
+}  // namespace qft

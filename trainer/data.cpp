@@ -1,0 +1,244 @@
+#include "trainer/data.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+
+#include "core/error.h"
+#include "model/tokenizer.h"
+#include "ops/kernels.h"
+#include "trainer/jsonl.h"
+
+namespace qft {
+
+namespace {
+
+using nlohmann::json;
+
+const std::vector<PromptTemplate>& templates() {
+  static const std::vector<PromptTemplate> t = {
+      {"plain", "{content}\n\n", "### Instruction:\n{content}\n\n### Response:\n", "{content}", false},
+      {"llama2-chat", "<<SYS>>\n{content}\n<</SYS>>\n\n", "[INST] {content} [/INST]", " {content} ", true},
+  };
+  return t;
+}
+
+std::string fill(const std::string& fmt, const std::string& content) {
+  std::string out = fmt;
+  const auto at = out.find("{content}");
+  if (at != std::string::npos) out.replace(at, 9, content);
+  return out;
+}
+
+std::string string_field(const json& j, const char* key, bool required) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (required) throw Error(std::string("missing the \"") + key + "\" field");
+    return "";
+  }
+  if (!it->is_string()) throw Error(std::string("field \"") + key + "\" must be a string");
+  return it->get<std::string>();
+}
+
+// One JSON record of a format -> turns. Throws qft::Error with a message the caller prefixes with file:line.
+std::vector<Turn> parse_record(const json& j, const std::string& format) {
+  if (!j.is_object()) throw Error("expected a JSON object");
+  if (format == "text") return {{"assistant", string_field(j, "text", true)}};
+  if (format == "alpaca") {
+    std::string user = string_field(j, "instruction", true);
+    const std::string input = string_field(j, "input", false);
+    if (!input.empty()) user += "\n\n" + input;
+    return {{"user", user}, {"assistant", string_field(j, "output", true)}};
+  }
+  if (format == "prompt_completion") {
+    return {{"user", string_field(j, "prompt", true)}, {"assistant", string_field(j, "completion", true)}};
+  }
+  // chat
+  auto it = j.find("messages");
+  if (it == j.end() || !it->is_array() || it->empty()) throw Error("\"messages\" must be a non-empty list");
+  std::vector<Turn> turns;
+  bool has_assistant = false;
+  for (const auto& m : *it) {
+    if (!m.is_object()) throw Error("each message must be an object with \"role\" and \"content\"");
+    Turn t{string_field(m, "role", true), string_field(m, "content", true)};
+    if (t.role != "system" && t.role != "user" && t.role != "assistant") {
+      throw Error("unknown role '" + t.role + "' (expected system, user or assistant)");
+    }
+    has_assistant |= t.role == "assistant";
+    turns.push_back(std::move(t));
+  }
+  if (!has_assistant) throw Error("a conversation needs at least one assistant message");
+  return turns;
+}
+
+void append(Example& ex, const std::vector<int32_t>& ids, bool target) {
+  ex.tokens.insert(ex.tokens.end(), ids.begin(), ids.end());
+  ex.target.insert(ex.target.end(), ids.size(), uint8_t(target));
+}
+
+}  // namespace
+
+const PromptTemplate& find_template(const std::string& name) {
+  for (const auto& t : templates()) {
+    if (t.name == name) return t;
+  }
+  throw ConfigError("config", "data.template", "unknown template '" + name + "'");
+}
+
+Example render_example(const std::vector<Turn>& turns, const PromptTemplate& tmpl, const Tokenizer& tok,
+                       bool train_on_prompt, bool raw_text) {
+  Example ex;
+  if (tok.add_bos()) append(ex, {tok.bos_id()}, false);
+  if (raw_text) {  // the "text" format: plain language modelling over the whole text, then EOS
+    append(ex, tok.encode_raw(turns.at(0).content), true);
+    append(ex, {tok.eos_id()}, true);
+    return ex;
+  }
+  std::string system;
+  bool first_user = true;
+  for (const Turn& t : turns) {
+    if (t.role == "system") {
+      system += fill(tmpl.system, t.content);
+    } else if (t.role == "user") {
+      if (!first_user && tmpl.bos_every_turn && tok.add_bos()) append(ex, {tok.bos_id()}, false);
+      append(ex, tok.encode_raw(fill(tmpl.user, (first_user ? system : "") + t.content)), train_on_prompt);
+      first_user = false;
+    } else {
+      append(ex, tok.encode_raw(fill(tmpl.assistant, t.content)), true);
+      append(ex, {tok.eos_id()}, true);
+    }
+  }
+  return ex;
+}
+
+std::vector<Example> load_examples(const std::string& path, const DataSection& cfg, const Tokenizer& tok,
+                                   DataStats* stats) {
+  const PromptTemplate& tmpl = find_template(cfg.prompt_template);
+  DataStats local;
+  DataStats& st = stats ? *stats : local;
+  std::vector<Example> out;
+  for_each_jsonl_line(path, [&](const std::string& line, long lineno) {
+    std::vector<Turn> turns;
+    try {
+      turns = parse_record(json::parse(line), cfg.format);
+    } catch (const std::exception& e) {  // nlohmann's parse errors and our field errors alike
+      if (!cfg.skip_bad_lines) throw DataError(path, lineno, std::string(e.what()) + " (format '" + cfg.format + "')");
+      st.skipped_lines += 1;
+      return;
+    }
+    Example ex = render_example(turns, tmpl, tok, cfg.train_on_prompt, cfg.format == "text");
+    if (ex.tokens.size() > size_t(cfg.seq_len)) {
+      ex.tokens.resize(size_t(cfg.seq_len));
+      ex.target.resize(size_t(cfg.seq_len));
+      st.truncated += 1;
+    }
+    // Token 0 of an example is never predicted, so only targets after it count.
+    if (std::count(ex.target.begin() + 1, ex.target.end(), uint8_t(1)) == 0) {
+      st.dropped_no_target += 1;
+      return;
+    }
+    st.examples += 1;
+    st.tokens += int64_t(ex.tokens.size());
+    out.push_back(std::move(ex));
+  });
+  if (out.empty()) throw DataError(path, 0, "no usable examples in the file");
+  return out;
+}
+
+Batch make_batch(const std::vector<std::vector<const Example*>>& rows, int seq_len, bool packing, int32_t pad_id) {
+  Batch b;
+  b.B = int(rows.size());
+  b.T = 1;
+  for (const auto& row : rows) {
+    size_t len = 0;
+    for (const Example* e : row) len += e->tokens.size();
+    b.T = std::max(b.T, int(len));
+  }
+  if (packing) b.T = seq_len;
+  const size_t n = size_t(b.B) * b.T;
+  b.tokens.assign(n, pad_id);
+  b.targets.assign(n, kIgnoreIndex);
+  b.positions.assign(n, 0);
+  if (packing) b.doc_start.assign(n, 0);
+  for (int r = 0; r < b.B; ++r) {
+    int t = 0;
+    for (const Example* e : rows[size_t(r)]) {
+      const int start = t, len = int(e->tokens.size());
+      for (int i = 0; i < len; ++i, ++t) {
+        const size_t at = size_t(r) * b.T + t;
+        b.tokens[at] = e->tokens[size_t(i)];
+        b.positions[at] = i;
+        if (i + 1 < len && e->target[size_t(i) + 1]) b.targets[at] = e->tokens[size_t(i) + 1];
+        if (packing) b.doc_start[at] = start;
+      }
+    }
+    for (; packing && t < b.T; ++t) b.doc_start[size_t(r) * b.T + t] = t;  // padding sees only itself
+  }
+  return b;
+}
+
+DataLoader::DataLoader(std::vector<Example> examples, const DataSection& cfg, uint64_t seed, int32_t pad_id)
+    : examples_(std::move(examples)), cfg_(cfg), seed_(seed), pad_id_(pad_id) {
+  if (examples_.empty()) throw Error("DataLoader: no examples");
+  start_epoch(0);
+}
+
+std::vector<std::vector<const Example*>> DataLoader::build_rows(const std::vector<size_t>& order) const {
+  std::vector<std::vector<const Example*>> rows;
+  size_t used = 0;
+  for (size_t i : order) {
+    const Example* e = &examples_[i];
+    if (rows.empty() || !cfg_.packing || used + e->tokens.size() > size_t(cfg_.seq_len)) {
+      rows.emplace_back();
+      used = 0;
+    }
+    rows.back().push_back(e);
+    used += e->tokens.size();
+  }
+  return rows;
+}
+
+void DataLoader::start_epoch(int64_t epoch) {
+  std::vector<size_t> order(examples_.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  if (cfg_.shuffle) {
+    std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ull + uint64_t(epoch) + 1);
+    std::shuffle(order.begin(), order.end(), rng);
+  }
+  rows_ = build_rows(order);
+  cursor_ = {epoch, 0};
+}
+
+void DataLoader::restore(const DataCursor& c) {
+  start_epoch(c.epoch);
+  if (c.row < 0 || c.row > rows_per_epoch()) throw Error("data cursor row " + std::to_string(c.row) + " is out of range");
+  cursor_.row = c.row;
+}
+
+std::vector<Batch> DataLoader::next_step(int micro_batches, int batch_size) {
+  std::vector<Batch> out;
+  for (int m = 0; m < micro_batches; ++m) {
+    std::vector<std::vector<const Example*>> rows;
+    for (int b = 0; b < batch_size; ++b) {
+      if (cursor_.row >= rows_per_epoch()) start_epoch(cursor_.epoch + 1);
+      rows.push_back(rows_[size_t(cursor_.row++)]);
+    }
+    out.push_back(make_batch(rows, cfg_.seq_len, cfg_.packing, pad_id_));
+  }
+  return out;
+}
+
+std::vector<Batch> DataLoader::ordered_batches(int batch_size, int max_batches) const {
+  std::vector<size_t> order(examples_.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  const auto rows = build_rows(order);
+  std::vector<Batch> out;
+  for (size_t r = 0; r < rows.size() && (max_batches == 0 || int(out.size()) < max_batches); r += size_t(batch_size)) {
+    std::vector<std::vector<const Example*>> chunk(rows.begin() + r, rows.begin() + std::min(rows.size(), r + batch_size));
+    out.push_back(make_batch(chunk, cfg_.seq_len, cfg_.packing, pad_id_));
+  }
+  return out;
+}
+
+}  // namespace qft

@@ -1,0 +1,201 @@
+#include "trainer/train_loop.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/hf_model.h"
+#include "model/llama.h"
+#include "model/tokenizer.h"
+#include "ops/backend.h"
+#include "trainer/data.h"
+#include "trainer/train_step.h"
+
+namespace qft {
+
+namespace fs = std::filesystem;
+
+double learning_rate(const TrainSection& t, int step) {
+  if (step < t.warmup_steps) return t.lr * double(step + 1) / double(t.warmup_steps);
+  const double p = double(step - t.warmup_steps) / double(std::max(1, t.steps - t.warmup_steps));
+  if (t.lr_schedule == "linear") return t.lr * (1.0 - p);
+  if (t.lr_schedule == "cosine") return t.lr * 0.5 * (1.0 + std::cos(M_PI * p));
+  return t.lr;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string hms(double s) {
+  const long t = long(s + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  return buf;
+}
+
+// Appends one JSON object per line; flushed per record so that a crash loses nothing already logged.
+class MetricsWriter {
+ public:
+  explicit MetricsWriter(const std::string& path) : path_(path), f_(path, std::ios::app) {
+    if (!f_) throw FileError(path, "cannot open for writing");
+  }
+  void write(const nlohmann::ordered_json& j) {
+    f_ << j.dump() << "\n";
+    f_.flush();
+    if (!f_) throw FileError(path_, "write failed");
+  }
+
+ private:
+  std::string path_;
+  std::ofstream f_;
+};
+
+std::shared_ptr<spdlog::logger> make_logger(const std::string& log_path) {
+  auto console = std::make_shared<spdlog::sinks::stdout_color_sink_mt>();
+  console->set_pattern("%v");
+  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_path, false);
+  file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+  auto log = std::make_shared<spdlog::logger>("qft.train", spdlog::sinks_init_list{console, file});
+  log->flush_on(spdlog::level::info);
+  return log;
+}
+
+double validate(LlamaModel& model, const DataLoader& val, const TrainSection& t) {
+  LossSum total;
+  for (const Batch& b : val.ordered_batches(t.batch_size, t.eval_batches)) {
+    const LossSum l = model.forward_loss(b);
+    total.loss_sum += l.loss_sum;
+    total.tokens += l.tokens;
+  }
+  return total.mean();
+}
+
+int64_t positions(const std::vector<Batch>& micro) {
+  int64_t n = 0;
+  for (const Batch& b : micro) n += int64_t(b.B) * b.T;
+  return n;
+}
+
+}  // namespace
+
+TrainSummary run_training(const RunConfig& cfg) {
+  cfg.validate();
+  const auto t0 = Clock::now();
+  std::error_code ec;
+  fs::create_directories(cfg.output.dir, ec);
+  if (ec) throw FileError(cfg.output.dir, "cannot create the output directory: " + ec.message());
+  {
+    const std::string path = (fs::path(cfg.output.dir) / "config.json").string();
+    std::ofstream f(path);
+    f << cfg.to_json() << "\n";
+    if (!f) throw FileError(path, "cannot write the effective config");
+  }
+  auto log = make_logger((fs::path(cfg.output.dir) / "train.log").string());
+  MetricsWriter metrics((fs::path(cfg.output.dir) / "metrics.jsonl").string());
+  log->info("effective config:\n{}", cfg.to_json());
+
+  const HfModel hf(cfg.model.path);
+  const Tokenizer tok(cfg.model.path);
+  auto backend = make_backend(cfg.device);
+  LlamaModel model(hf, *backend);
+
+  DataStats train_stats, val_stats;
+  DataLoader train(load_examples(cfg.data.train, cfg.data, tok, &train_stats), cfg.data, cfg.train.seed, tok.eos_id());
+  std::unique_ptr<DataLoader> val;
+  if (!cfg.data.val.empty()) {
+    val = std::make_unique<DataLoader>(load_examples(cfg.data.val, cfg.data, tok, &val_stats), cfg.data, 0, tok.eos_id());
+  }
+  log->info("model {}: {} parameters, {} layers, on {}", cfg.model.path, hf.config().parameter_count(),
+            hf.config().num_hidden_layers, backend->name());
+  log->info("data {}: {} examples ({} tokens), {} sequences per epoch; {} truncated to {} tokens, {} bad lines skipped, "
+            "{} without targets dropped",
+            cfg.data.train, train_stats.examples, train_stats.tokens, train.rows_per_epoch(), train_stats.truncated,
+            cfg.data.seq_len, train_stats.skipped_lines, train_stats.dropped_no_target);
+
+  OptimizerSettings os;
+  os.beta1 = float(cfg.train.betas[0]);
+  os.beta2 = float(cfg.train.betas[1]);
+  os.weight_decay = float(cfg.train.weight_decay);
+  os.decay_norms = cfg.train.decay_norms;
+  LionOptimizer opt(model, os);
+  std::unique_ptr<GradAccumulators> acc;
+  if (cfg.train.grad_accum > 1) acc = std::make_unique<GradAccumulators>(model);
+  if (cfg.train.clip_grad_norm) {
+    log->info("gradient clipping at {}: one extra backward of the last micro-batch per step measures the norm",
+              *cfg.train.clip_grad_norm);
+  }
+  log->info("memory after setup: {:.1f} MiB on {}", double(backend->memory().current_bytes) / (1 << 20), backend->name());
+
+  TrainSummary s;
+  int64_t tokens_total = 0;
+  const auto run_eval = [&](int step) {
+    if (!val) return;
+    const double vl = validate(model, *val, cfg.train);
+    s.val_loss = vl;
+    log->info("step {:>5}/{} | val_loss {:.4f} | val_ppl {:.2f}", step, cfg.train.steps, vl, std::exp(vl));
+    metrics.write({{"step", step}, {"val_loss", vl}, {"elapsed_s", seconds_since(t0)}});
+  };
+
+  const auto loop_t0 = Clock::now();
+  for (int step = 0; step < cfg.train.steps; ++step) {
+    const auto step_t0 = Clock::now();
+    const std::vector<Batch> micro = train.next_step(cfg.train.grad_accum, cfg.train.batch_size);
+    const double lr = learning_rate(cfg.train, step);
+    StepResult r;
+    try {
+      r = train_step(model, opt, acc.get(), micro, float(lr), cfg.train.clip_grad_norm);
+    } catch (const NonFiniteLoss& e) {
+      if (cfg.train.on_nonfinite != "skip") {
+        throw Error("step " + std::to_string(step + 1) + ": " + e.what() +
+                    "; no weight was updated. Lower train.lr, set train.clip_grad_norm, or set "
+                    "train.on_nonfinite=skip");
+      }
+      log->warn("step {}: {}; step skipped, weights unchanged", step + 1, e.what());
+      s.skipped_steps += 1;
+      metrics.write({{"step", step + 1}, {"skipped", true}, {"reason", e.what()}});
+      continue;
+    }
+    const double step_s = seconds_since(step_t0);
+    tokens_total += positions(micro);
+    if (s.steps == 0) s.first_loss = r.loss;
+    s.steps += 1;
+    s.last_loss = r.loss;
+    const int done = step + 1;
+    if (done % cfg.train.log_every == 0 || done == cfg.train.steps) {
+      const double elapsed = seconds_since(loop_t0), tps = double(positions(micro)) / step_s;
+      const double eta = elapsed / done * (cfg.train.steps - done);
+      const size_t peak = backend->memory().peak_bytes;
+      std::string line = fmt::format("step {:>5}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | ETA {} | peak {:.1f} MiB",
+                                     done, cfg.train.steps, r.loss, lr, tps, hms(eta), double(peak) / (1 << 20));
+      if (r.grad_norm) line += fmt::format(" | norm {:.3f}", *r.grad_norm);
+      log->info(line);
+      nlohmann::ordered_json m = {{"step", done}, {"loss", r.loss}, {"lr", lr}, {"tokens", tokens_total},
+                                  {"tokens_per_s", tps}, {"elapsed_s", seconds_since(t0)}, {"peak_mem_bytes", peak}};
+      if (r.grad_norm) m["grad_norm"] = *r.grad_norm;
+      metrics.write(m);
+    }
+    if (cfg.train.eval_every > 0 && done % cfg.train.eval_every == 0 && done != cfg.train.steps) run_eval(done);
+  }
+  run_eval(cfg.train.steps);
+  s.elapsed_s = seconds_since(t0);
+  s.peak_mem_bytes = backend->memory().peak_bytes;
+  log->info("done: {} steps in {} ({} skipped) | loss {:.4f} -> {:.4f}{} | peak memory {:.1f} MiB | {}", s.steps,
+            hms(s.elapsed_s), s.skipped_steps, s.first_loss, s.last_loss,
+            s.val_loss ? fmt::format(" | val_loss {:.4f}", *s.val_loss) : std::string(),
+            double(s.peak_mem_bytes) / (1 << 20), cfg.output.dir);
+  spdlog::drop("qft.train");
+  return s;
+}
+
+}  // namespace qft

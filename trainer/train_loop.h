@@ -1,0 +1,25 @@
+#pragma once
+// The training run: setup, the step loop with schedule, evaluation, metrics and progress, and the summary.
+#include <cstdint>
+#include <optional>
+
+#include "trainer/config.h"
+
+namespace qft {
+
+struct TrainSummary {
+  int steps = 0;
+  int skipped_steps = 0;
+  double first_loss = 0, last_loss = 0;
+  std::optional<double> val_loss;
+  double elapsed_s = 0;
+  size_t peak_mem_bytes = 0;
+};
+
+// The learning rate at 0-based step `step`: linear warmup, then constant, linear or cosine decay towards 0.
+double learning_rate(const TrainSection& t, int step);
+
+// Runs qft train. Writes output.dir/{config.json, metrics.jsonl, train.log}. Throws qft::Error on failure.
+TrainSummary run_training(const RunConfig& cfg);
+
+}  // namespace qft
