@@ -132,7 +132,7 @@ const std::vector<KeyDef>& key_table() {
       def("quant.weights", QFT_FIELD(quant.weights), "storage of the weights", {"fp32"}),
       def("quant.momentum", QFT_FIELD(quant.momentum), "storage of the Lion momentum", {"fp32"}),
       def("output.dir", QFT_FIELD(output.dir), "run directory: config.json, metrics.jsonl, train.log"),
-      def("device", QFT_FIELD(device), "compute device; auto picks the GPU when the CUDA backend can run", {"auto", "cpu"}),
+      def("device", QFT_FIELD(device), "compute device; auto runs on the CPU until the CUDA model backend lands, cuda is refused until then", {"auto", "cpu", "cuda"}),
   };
   return keys;
 }

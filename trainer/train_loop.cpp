@@ -92,6 +92,7 @@ int64_t positions(const std::vector<Batch>& micro) {
 TrainSummary run_training(const RunConfig& cfg) {
   cfg.validate();
   const auto t0 = Clock::now();
+  auto backend = make_backend(cfg.device);  // first: a device that cannot run fails before anything is written
   std::error_code ec;
   fs::create_directories(cfg.output.dir, ec);
   if (ec) throw FileError(cfg.output.dir, "cannot create the output directory: " + ec.message());
@@ -107,7 +108,6 @@ TrainSummary run_training(const RunConfig& cfg) {
 
   const HfModel hf(cfg.model.path);
   const Tokenizer tok(cfg.model.path);
-  auto backend = make_backend(cfg.device);
   LlamaModel model(hf, *backend);
 
   DataStats train_stats, val_stats;
