@@ -1,12 +1,11 @@
 #include "model/hf_model.h"
 
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace qft {
 
@@ -33,13 +32,7 @@ void HfModel::open_shards() {
   const fs::path single = d / "model.safetensors";
   if (fs::exists(index)) {
     sharded_ = true;
-    std::ifstream f(index);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(f);
-    } catch (const nlohmann::json::exception& e) {
-      throw FileError(index.string(), std::string("invalid JSON: ") + e.what());
-    }
+    const nlohmann::json j = read_json_file(index.string());
     if (!j.contains("weight_map") || !j["weight_map"].is_object()) {
       throw FileError(index.string(), "missing the 'weight_map' object");
     }

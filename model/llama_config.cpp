@@ -1,11 +1,9 @@
 #include "model/llama_config.h"
 
 #include <cmath>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace qft {
 
@@ -66,12 +64,7 @@ RopeScaling parse_rope_scaling(const json& s, const std::string& where, const st
 }  // namespace
 
 LlamaConfig parse_llama_config(const std::string& json_text, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    throw FileError(where, std::string("invalid JSON: ") + e.what());
-  }
+  const json j = parse_json(json_text, where);
   if (!j.is_object()) throw FileError(where, "must hold a JSON object");
 
   std::string model_type = get_or<std::string>(j, "model_type", "llama", where);
@@ -120,13 +113,7 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
   return c;
 }
 
-LlamaConfig load_llama_config(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw FileError(path, "cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse_llama_config(ss.str(), path);
-}
+LlamaConfig load_llama_config(const std::string& path) { return parse_llama_config(read_text_file(path), path); }
 
 std::vector<float> LlamaConfig::rope_inv_freq() const {
   const int half = head_dim / 2;

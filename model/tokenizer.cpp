@@ -3,10 +3,9 @@
 #include <sentencepiece_processor.h>
 
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace qft {
 
@@ -32,13 +31,7 @@ Tokenizer::Tokenizer(const std::string& model_dir) : impl_(std::make_unique<Impl
 
   const fs::path cfg = dir / "tokenizer_config.json";
   if (fs::exists(cfg)) {
-    std::ifstream f(cfg);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(f);
-    } catch (const nlohmann::json::exception& e) {
-      throw FileError(cfg.string(), std::string("invalid JSON: ") + e.what());
-    }
+    const nlohmann::json j = read_json_file(cfg.string());
     for (auto [key, dst] : {std::pair{"add_bos_token", &add_bos_}, std::pair{"add_eos_token", &add_eos_}}) {
       if (!j.contains(key) || j[key].is_null()) continue;
       if (!j[key].is_boolean()) throw ConfigError(cfg.string(), key, "must be true or false");

@@ -10,6 +10,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "model/llama.h"
+#include "model/safetensors.h"
+
 namespace qft::test {
 
 namespace fs = std::filesystem;
@@ -74,6 +77,16 @@ double max_rel_error(const std::vector<float>& a, const std::vector<float>& b) {
     den = std::max(den, std::fabs(double(b[i])));
   }
   return den > 0 ? num / den : num;
+}
+
+Batch golden_batch(const SafeTensorsFile& golden) {
+  auto i32 = [&](const char* name) {
+    HostTensor t = golden.read(name);
+    if (t.dtype != DType::I32) throw std::runtime_error(std::string(name) + " is not I32");
+    return std::vector<int32_t>(t.data<int32_t>(), t.data<int32_t>() + t.numel());
+  };
+  const auto shape = golden.find("input_ids")->shape;
+  return Batch::from_labels(int(shape[0]), int(shape[1]), i32("input_ids"), i32("labels"));
 }
 
 CliResult run_qft(const std::string& args) {

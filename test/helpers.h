@@ -6,6 +6,11 @@
 #include <string>
 #include <vector>
 
+namespace qft {
+class SafeTensorsFile;
+struct Batch;
+}  // namespace qft
+
 namespace qft::test {
 
 std::string source_path(const std::string& rel);   // QFT_SOURCE_DIR/rel
@@ -35,6 +40,9 @@ std::vector<float> random_normal(size_t n, std::mt19937_64& rng, float stddev = 
 
 // max_i |a_i - b_i| / max_i |b_i|: relative error in the max norm.
 double max_rel_error(const std::vector<float>& a, const std::vector<float>& b);
+
+// The fixed batch a golden fixture recorded (input_ids, labels), in qft's shifted-target form.
+Batch golden_batch(const SafeTensorsFile& golden);
 
 struct CliResult {
   int exit_code;

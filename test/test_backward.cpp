@@ -43,15 +43,6 @@ class CaptureSink final : public GradSink {
   const LlamaModel& model_;
 };
 
-Batch golden_batch(const SafeTensorsFile& golden) {
-  auto i32 = [&](const char* n) {
-    HostTensor t = golden.read(n);
-    return std::vector<int32_t>(t.data<int32_t>(), t.data<int32_t>() + t.numel());
-  };
-  const auto shape = golden.find("input_ids")->shape;
-  return Batch::from_labels(int(shape[0]), int(shape[1]), i32("input_ids"), i32("labels"));
-}
-
 std::vector<float> read_param(const LlamaModel& m, int i) {
   const Param& p = m.params()[size_t(i)];
   std::vector<float> v(size_t(p.numel()));
@@ -73,7 +64,7 @@ TEST_CASE("every parameter's gradient matches transformers", "[golden][backward]
     INFO("fixture " << name);
     HfModel hf(test::fixture(name));
     SafeTensorsFile golden(test::fixture(name + "/golden.safetensors"));
-    const Batch batch = golden_batch(golden);
+    const Batch batch = test::golden_batch(golden);
     CpuBackend be;
     LlamaModel model(hf, be);
     model.logits_chunk_tokens = 16;  // several token chunks

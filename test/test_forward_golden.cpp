@@ -11,24 +11,12 @@
 
 using namespace qft;
 
-namespace {
-
-std::vector<int32_t> read_i32(const SafeTensorsFile& f, const std::string& name) {
-  HostTensor t = f.read(name);
-  REQUIRE(t.dtype == DType::I32);
-  return {t.data<int32_t>(), t.data<int32_t>() + t.numel()};
-}
-
-}  // namespace
-
 TEST_CASE("forward logits and loss match transformers", "[golden][forward]") {
   for (const auto& name : test::golden_fixtures()) {
     INFO("fixture " << name);
     HfModel hf(test::fixture(name));
     SafeTensorsFile golden(test::fixture(name + "/golden.safetensors"));
-    const auto ids = read_i32(golden, "input_ids"), labels = read_i32(golden, "labels");
-    const auto shape = golden.find("input_ids")->shape;
-    const Batch batch = Batch::from_labels(int(shape[0]), int(shape[1]), ids, labels);
+    const Batch batch = test::golden_batch(golden);
 
     CpuBackend be;
     LlamaModel model(hf, be);
@@ -46,7 +34,7 @@ TEST_CASE("forward logits and loss match transformers", "[golden][forward]") {
 TEST_CASE("the chunked LM head gives the same loss for any chunk size", "[forward]") {
   HfModel hf(test::fixture("awkward"));
   SafeTensorsFile golden(test::fixture("awkward/golden.safetensors"));
-  const Batch batch = Batch::from_labels(2, 24, read_i32(golden, "input_ids"), read_i32(golden, "labels"));
+  const Batch batch = test::golden_batch(golden);
   CpuBackend be;
   LlamaModel model(hf, be);
   const LossSum full = model.forward_loss(batch);

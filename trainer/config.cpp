@@ -1,12 +1,10 @@
 #include "trainer/config.h"
 
 #include <algorithm>
-#include <fstream>
 #include <functional>
-#include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace qft {
 
@@ -183,25 +181,14 @@ void apply_object(RunConfig& c, const json& obj, const std::string& prefix, cons
 }  // namespace
 
 RunConfig RunConfig::from_json_text(const std::string& text, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw FileError(where, std::string("invalid JSON: ") + e.what());
-  }
+  const json j = parse_json(text, where);
   if (!j.is_object()) throw FileError(where, "a config must be a JSON object");
   RunConfig c;
   apply_object(c, j, "", where);
   return c;
 }
 
-RunConfig RunConfig::load(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw FileError(path, "cannot open config file");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return from_json_text(ss.str(), path);
-}
+RunConfig RunConfig::load(const std::string& path) { return from_json_text(read_text_file(path), path); }
 
 void RunConfig::apply_override(const std::string& assignment) {
   const auto eq = assignment.find('=');
