@@ -172,4 +172,20 @@ double CpuBackend::sum_squares(const float* x, int64_t n) {
   return s;
 }
 
+// ---- INT8 state ----
+
+void CpuBackend::dequantize_hybrid(float* out, const HybridView& w) { parallel_rows(w.rows, HybridDequantRows{out, w}); }
+
+void CpuBackend::dequantize_blocks(float* out, const BlockView& b) { parallel_rows(b.rows, BlockDequantRows{out, b}); }
+
+void CpuBackend::quantize_blocks(const BlockView& b, const float* x, const RoundingKey& key, int64_t row_base) {
+  parallel_rows(b.rows, BlockQuantizeRows{b, x, key, row_base});
+}
+
+void CpuBackend::accumulate_blocks(const BlockView& acc, const float* g, const RoundingKey& key, int64_t row_base) {
+  parallel_rows(acc.rows, BlockAccumulateRows{acc, g, key, row_base});
+}
+
+void CpuBackend::lion_step_rows(const LionRowStep& step, int64_t rows) { parallel_rows(rows, step); }
+
 }  // namespace qft

@@ -37,6 +37,11 @@ class CpuBackend final : public Backend {
                           int rows) override;
   void lion_step(float* theta, float* m, const float* g, int64_t n, const LionParams& p) override;
   double sum_squares(const float* x, int64_t n) override;
+  void dequantize_hybrid(float* out, const HybridView& w) override;
+  void dequantize_blocks(float* out, const BlockView& b) override;
+  void quantize_blocks(const BlockView& b, const float* x, const RoundingKey& key, int64_t row_base) override;
+  void accumulate_blocks(const BlockView& acc, const float* g, const RoundingKey& key, int64_t row_base) override;
+  void lion_step_rows(const LionRowStep& step, int64_t rows) override;
 
  protected:
   void* raw_alloc(size_t bytes) override;

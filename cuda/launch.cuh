@@ -29,6 +29,7 @@ struct BlockRow {
   }
   __device__ float sum(float v) const { return reduce(v, [](float a, float b) { return a + b; }); }
   __device__ float max(float v) const { return reduce(v, [](float a, float b) { return a > b ? a : b; }); }
+  __device__ void sync() const { __syncthreads(); }
 };
 
 template <class F>

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "quant/lion.h"
+#include "quant/int8.h"
 
 namespace qft {
 
@@ -117,6 +117,13 @@ class Backend {
   // ---- optimizer and reductions ----
   virtual void lion_step(float* theta, float* m, const float* g, int64_t n, const LionParams& p) = 0;
   virtual double sum_squares(const float* x, int64_t n) = 0;
+
+  // ---- INT8 state (quant/int8.h) ----
+  virtual void dequantize_hybrid(float* out, const HybridView& w) = 0;
+  virtual void dequantize_blocks(float* out, const BlockView& b) = 0;
+  virtual void quantize_blocks(const BlockView& b, const float* x, const RoundingKey& key, int64_t row_base) = 0;
+  virtual void accumulate_blocks(const BlockView& acc, const float* g, const RoundingKey& key, int64_t row_base) = 0;
+  virtual void lion_step_rows(const LionRowStep& step, int64_t rows) = 0;
 
  protected:
   virtual void* raw_alloc(size_t bytes) = 0;  // nullptr when out of memory

@@ -17,6 +17,7 @@ struct SerialRow {
   QFT_HD int width() const { return 1; }
   QFT_HD float sum(float v) const { return v; }
   QFT_HD float max(float v) const { return v; }
+  QFT_HD void sync() const {}
 };
 
 QFT_HD float silu(float x) { return x / (1.0f + exp_hd(-x)); }

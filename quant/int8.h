@@ -1,0 +1,181 @@
+#pragma once
+// INT8 training state, written once for both backends:
+//  - hybrid rows for weight matrices: dense symmetric INT8 with one fp32 scale per row, plus per-row CSR
+//    outliers kept exactly in fp32 (QFT's dense-and-sparse quantizer). The dense slot of an outlier holds
+//    kOutlierSlot, so no search is needed to skip it.
+//  - row-aligned block-wise INT8 for Lion momentum and gradient accumulators: blocks of `block` elements that
+//    never straddle rows, one fp32 absmax each (bitsandbytes' layout when cols is a multiple of the block).
+#include <cstdint>
+
+#include "core/hd.h"
+#include "quant/lion.h"
+#include "quant/rounding.h"
+
+namespace qft {
+
+constexpr int8_t kOutlierSlot = -128;
+
+struct HybridView {
+  int8_t* q;               // (rows, cols)
+  float* scale;            // (rows,)
+  const int32_t* row_ptr;  // (rows + 1,) absolute offsets into col / val
+  const uint16_t* col16;   // column indices when cols <= 65536, else col32
+  const int32_t* col32;
+  float* val;              // (nnz,)
+  int64_t rows, cols;
+  QFT_HD int64_t col(int64_t k) const { return col16 ? int64_t(col16[k]) : int64_t(col32[k]); }
+};
+
+struct BlockView {
+  int8_t* q;       // (rows, cols)
+  float* absmax;   // (rows, blocks_per_row)
+  int64_t rows, cols, block;
+  QFT_HD int64_t blocks_per_row() const { return (cols + block - 1) / block; }
+  QFT_HD float get(int64_t r, int64_t i) const {
+    return float(q[r * cols + i]) * absmax[r * blocks_per_row() + i / block] * (1.0f / 127.0f);
+  }
+};
+
+// out (rows, cols) = dense q * scale, with the outliers scattered in.
+struct HybridDequantRows {
+  float* out;
+  HybridView w;
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    const float s = w.scale[r];
+    for (int64_t i = row.lane(); i < w.cols; i += row.width()) {
+      const int8_t q = w.q[r * w.cols + i];
+      out[r * w.cols + i] = q == kOutlierSlot ? 0.0f : float(q) * s;
+    }
+    row.sync();
+    for (int64_t k = w.row_ptr[r] + row.lane(); k < w.row_ptr[r + 1]; k += row.width()) {
+      out[r * w.cols + w.col(k)] = w.val[k];
+    }
+  }
+};
+
+struct BlockDequantRows {
+  float* out;
+  BlockView b;
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    for (int64_t i = row.lane(); i < b.cols; i += row.width()) out[r * b.cols + i] = b.get(r, i);
+  }
+};
+
+// Requantizes one block of a row from new values v(i), i in [i0, i1): absmax = max |v|, q = round(v * 127 / absmax).
+template <class Row, class Value>
+QFT_HD void requantize_block(const Row& row, BlockView b, int64_t r, int64_t blk, const RoundingKey& key,
+                             int64_t row_base, const Value& v) {
+  const int64_t i0 = blk * b.block, i1 = (i0 + b.block < b.cols) ? i0 + b.block : b.cols;
+  float mx = 0.0f;
+  for (int64_t i = i0 + row.lane(); i < i1; i += row.width()) mx = max_hd(mx, fabsf(v(i)));
+  mx = row.max(mx);  // also orders every lane's reads of the old block before the writes below
+  const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
+  for (int64_t i = i0 + row.lane(); i < i1; i += row.width()) {
+    const float x = v(i);
+    b.q[r * b.cols + i] = round_int8(x * inv, key, uint64_t(row_base + r) * uint64_t(b.cols) + uint64_t(i));
+  }
+  row.sync();
+  if (row.lane() == 0) b.absmax[r * b.blocks_per_row() + blk] = mx;
+}
+
+// x (rows, cols) -> block-wise INT8.
+struct BlockQuantizeRows {
+  BlockView b;
+  const float* x;
+  RoundingKey key;
+  int64_t row_base;  // global index of row 0, so random numbers differ across row chunks
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    const float* xr = x + r * b.cols;
+    for (int64_t blk = 0; blk < b.blocks_per_row(); ++blk) {
+      requantize_block(row, b, r, blk, key, row_base, [&](int64_t i) { return xr[i]; });
+    }
+  }
+};
+
+// acc (block INT8) += g, requantized with stochastic rounding (INT8 gradient accumulators).
+struct BlockAccumulateRows {
+  BlockView acc;
+  const float* g;
+  RoundingKey key;
+  int64_t row_base;
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    const float* gr = g + r * acc.cols;
+    for (int64_t blk = 0; blk < acc.blocks_per_row(); ++blk) {
+      const BlockView a = acc;
+      // Each lane reads the old value of the elements it later writes, before the block's reduction.
+      requantize_block(row, acc, r, blk, key, row_base, [&](int64_t i) { return a.get(r, i) + gr[i]; });
+    }
+  }
+};
+
+// The fused Lion step over rows of one matrix, for any mix of fp32 / INT8 weights and momentum:
+// dequantize -> Lion -> requantize, with no fp32 copy of the matrix. Weights keep their row scale while the
+// new values fit and grow it (flagging the row in `grew`) only when a value would overflow ±127·scale.
+struct LionRowStep {
+  LionParams p;
+  const float* g;      // (rows, cols) gradient
+  float* w32;          // fp32 weights, or null for hybrid INT8 weights `w`
+  HybridView w;
+  float* m32;          // fp32 momentum, or null for block INT8 momentum `m`
+  BlockView m;
+  RoundingKey wkey, mkey;
+  int64_t cols;
+  int64_t row_base;
+  uint8_t* grew;       // (rows,) 1 where the row's scale grew; may be null
+
+  QFT_HD float mom(int64_t r, int64_t i) const { return m32 ? m32[r * cols + i] : m.get(r, i); }
+  QFT_HD float grad(int64_t r, int64_t i) const { return g[r * cols + i] * p.grad_scale; }
+  QFT_HD float new_weight(float wv, int64_t r, int64_t i) const {
+    const float c = p.beta1 * mom(r, i) + (1.0f - p.beta1) * grad(r, i);
+    return wv - p.lr * (sign_hd(c) + p.weight_decay * wv);
+  }
+  QFT_HD float new_mom(int64_t r, int64_t i) const { return p.beta2 * mom(r, i) + (1.0f - p.beta2) * grad(r, i); }
+
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    if (w32) {
+      for (int64_t i = row.lane(); i < cols; i += row.width()) w32[r * cols + i] = new_weight(w32[r * cols + i], r, i);
+    } else {
+      update_hybrid_row(row, r);
+    }
+    row.sync();  // the weight update read the old momentum; only now may it change
+    if (m32) {
+      for (int64_t i = row.lane(); i < cols; i += row.width()) m32[r * cols + i] = new_mom(r, i);
+    } else {
+      for (int64_t blk = 0; blk < m.blocks_per_row(); ++blk) {
+        requantize_block(row, m, r, blk, mkey, row_base, [&](int64_t i) { return new_mom(r, i); });
+      }
+    }
+  }
+
+  template <class Row>
+  QFT_HD void update_hybrid_row(const Row& row, int64_t r) const {
+    const float s = w.scale[r];
+    int8_t* q = w.q + r * cols;
+    float mx = 0.0f;  // pass 1: the largest new dense value, with nothing written
+    for (int64_t i = row.lane(); i < cols; i += row.width()) {
+      if (q[i] != kOutlierSlot) mx = max_hd(mx, fabsf(new_weight(float(q[i]) * s, r, i)));
+    }
+    mx = row.max(mx);
+    const float s_new = mx > 127.0f * s ? mx / 127.0f : s;
+    for (int64_t k = w.row_ptr[r] + row.lane(); k < w.row_ptr[r + 1]; k += row.width()) {
+      w.val[k] = new_weight(w.val[k], r, w.col(k));  // outliers: exact fp32
+    }
+    const float inv = 1.0f / s_new;  // pass 2: recompute and requantize, each lane its own elements
+    for (int64_t i = row.lane(); i < cols; i += row.width()) {
+      if (q[i] == kOutlierSlot) continue;
+      q[i] = round_int8(new_weight(float(q[i]) * s, r, i) * inv, wkey, uint64_t(row_base + r) * uint64_t(cols) + uint64_t(i));
+    }
+    row.sync();
+    if (row.lane() == 0) {
+      w.scale[r] = s_new;
+      if (grew) grew[r] = s_new != s;
+    }
+  }
+};
+
+}  // namespace qft

@@ -1,0 +1,97 @@
+#include "quant/quantized.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace qft {
+
+int64_t outliers_per_row(int64_t cols, double outlier_fraction) {
+  return std::min<int64_t>(cols, int64_t(std::llround(outlier_fraction * double(cols))));
+}
+
+HybridView HybridMatrix::view(int64_t row0) const {
+  auto* q8 = static_cast<int8_t*>(q.get());
+  return {q8 + row0 * cols,
+          scale.f32() + row0,
+          row_ptr.i32() + row0,
+          col16 ? static_cast<const uint16_t*>(col.get()) : nullptr,
+          col16 ? nullptr : col.i32(),
+          val.f32(),
+          rows - row0,
+          cols};
+}
+
+HybridMatrix quantize_hybrid(Backend& be, const float* w, int64_t rows, int64_t cols, double outlier_fraction) {
+  if (outlier_fraction < 0 || outlier_fraction > 0.5) throw Error("quant.outlier_fraction must lie in [0, 0.5]");
+  const int64_t k = outliers_per_row(cols, outlier_fraction);
+  HybridMatrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.nnz = rows * k;
+  m.col16 = cols <= 65536;
+  std::vector<int8_t> q(static_cast<size_t>(rows * cols));
+  std::vector<float> scale(static_cast<size_t>(rows)), val(static_cast<size_t>(m.nnz));
+  std::vector<int32_t> row_ptr(static_cast<size_t>(rows) + 1), col32(static_cast<size_t>(m.nnz));
+  std::vector<int64_t> idx(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* wr = w + r * cols;
+    std::iota(idx.begin(), idx.end(), int64_t(0));
+    // The k largest |w| of the row go first; ties break by column so the choice is deterministic.
+    std::nth_element(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+      return std::fabs(wr[a]) != std::fabs(wr[b]) ? std::fabs(wr[a]) > std::fabs(wr[b]) : a < b;
+    });
+    std::sort(idx.begin(), idx.begin() + k);
+    row_ptr[size_t(r)] = int32_t(r * k);
+    float absmax = 0.0f;
+    for (int64_t j = k; j < cols; ++j) absmax = std::max(absmax, std::fabs(wr[idx[size_t(j)]]));
+    const float s = std::max(absmax / 127.0f, FLT_MIN);
+    scale[size_t(r)] = s;
+    for (int64_t i = 0; i < cols; ++i) q[size_t(r * cols + i)] = int8_t(std::lrint(std::clamp(wr[i] / s, -127.0f, 127.0f)));
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t c = idx[size_t(j)];
+      q[size_t(r * cols + c)] = kOutlierSlot;
+      col32[size_t(r * k + j)] = int32_t(c);
+      val[size_t(r * k + j)] = wr[c];
+    }
+  }
+  row_ptr[size_t(rows)] = int32_t(m.nnz);
+  auto upload = [&](Buffer& dst, const void* src, size_t bytes) {
+    dst = be.alloc(bytes);
+    be.copy_to_device(dst.get(), src, bytes);
+  };
+  upload(m.q, q.data(), q.size());
+  upload(m.scale, scale.data(), scale.size() * 4);
+  upload(m.row_ptr, row_ptr.data(), row_ptr.size() * 4);
+  upload(m.val, val.data(), val.size() * 4);
+  if (m.col16) {
+    std::vector<uint16_t> c16(col32.begin(), col32.end());
+    upload(m.col, c16.data(), c16.size() * 2);
+  } else {
+    upload(m.col, col32.data(), col32.size() * 4);
+  }
+  return m;
+}
+
+BlockMatrix BlockMatrix::zeros(Backend& be, int64_t rows, int64_t cols, int64_t block) {
+  if (block <= 0) throw Error("quant.block_size must be positive");
+  BlockMatrix b;
+  b.rows = rows;
+  b.cols = cols;
+  b.block = block;
+  b.q = be.alloc(size_t(rows * cols));
+  be.zero(b.q.get(), b.q.bytes());
+  b.absmax = be.alloc(size_t(rows * ((cols + block - 1) / block)) * 4);
+  be.zero(b.absmax.get(), b.absmax.bytes());
+  return b;
+}
+
+BlockView BlockMatrix::view(int64_t row0) const {
+  const int64_t bpr = (cols + block - 1) / block;
+  return {static_cast<int8_t*>(q.get()) + row0 * cols, absmax.f32() + row0 * bpr, rows - row0, cols, block};
+}
+
+}  // namespace qft

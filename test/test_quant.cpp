@@ -1,0 +1,246 @@
+// INT8 state: hybrid round trips, stochastic rounding, the fused INT8 Lion step against an fp64 reference of
+// the same quantized arithmetic, scale growth, and INT8 gradient accumulation.
+#include <catch2/catch.hpp>
+#include <cfloat>
+#include <cmath>
+
+#include "cpu/cpu_backend.h"
+#include "quant/quantized.h"
+#include "test/helpers.h"
+
+using namespace qft;
+
+namespace {
+
+template <class T>
+std::vector<T> to_host(Backend& be, const Buffer& b) {
+  std::vector<T> v(b.bytes() / sizeof(T));
+  be.copy_to_host(v.data(), b.get(), b.bytes());
+  return v;
+}
+
+std::vector<float> dequantize(Backend& be, const HybridMatrix& m) {
+  Buffer out = be.alloc(size_t(m.rows * m.cols) * 4);
+  be.dequantize_hybrid(out.f32(), m.view());
+  return to_host<float>(be, out);
+}
+
+// Heavy-tailed weights like an LLM's: mostly N(0, 0.02) with a few large entries.
+std::vector<float> llm_like(std::mt19937_64& rng, int64_t n) {
+  auto w = test::random_normal(size_t(n), rng, 0.02f);
+  std::uniform_int_distribution<int64_t> at(0, n - 1);
+  for (int64_t i = 0; i < n / 200; ++i) w[size_t(at(rng))] *= 40.0f;
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("hybrid quantization: dense error within half a step, outliers exact, the fraction asked for", "[quant]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  CpuBackend be;
+  const int64_t rows = 24, cols = 300;
+  const auto w = llm_like(rng, rows * cols);
+  double l2_none = 0, l2_one = 0;
+  for (double frac : {0.0, 0.01, 0.05}) {
+    const HybridMatrix m = quantize_hybrid(be, w.data(), rows, cols, frac);
+    const int64_t k = outliers_per_row(cols, frac);
+    REQUIRE(m.nnz == rows * k);
+    REQUIRE(k == std::llround(frac * cols));
+    const auto back = dequantize(be, m);
+    const auto scale = to_host<float>(be, m.scale);
+    const auto q = to_host<int8_t>(be, m.q);
+    double l2 = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t slots = 0;
+      for (int64_t i = 0; i < cols; ++i) {
+        const size_t at = size_t(r * cols + i);
+        l2 += std::pow(double(back[at]) - w[at], 2);
+        if (q[at] == kOutlierSlot) {
+          ++slots;
+          REQUIRE(back[at] == w[at]);  // exact
+        } else {
+          // half a step, plus the fp32 rounding of w / scale and q * scale
+          REQUIRE(std::fabs(back[at] - w[at]) <= scale[size_t(r)] * 0.5f + 4 * FLT_EPSILON * std::fabs(w[at]));
+        }
+      }
+      REQUIRE(slots == k);
+    }
+    if (frac == 0.0) l2_none = std::sqrt(l2);
+    if (frac == 0.01) l2_one = std::sqrt(l2);
+  }
+  INFO("L2 error: no outliers " << l2_none << ", 1% outliers " << l2_one);
+  REQUIRE(l2_one < 0.5 * l2_none);  // the paper's ablation in miniature
+}
+
+TEST_CASE("stochastic rounding moves a weight by updates of 1% of a step; nearest rounding does not", "[quant]") {
+  CpuBackend be;
+  const int64_t cols = 256, steps = 10000;
+  std::mt19937_64 rng(test::fresh_seed());
+  std::vector<float> w(cols);
+  // Values end near their start minus 100 steps, sd 10: starting in [20, 60] they stay inside +-127.
+  std::uniform_real_distribution<float> u(20.0f, 60.0f);
+  for (auto& x : w) x = u(rng);
+  w[0] = 127.0f;  // pins the row's absmax, so the scale is exactly 1
+  w[1] = 20.0f;
+  const std::vector<float> g(cols, 1.0f);  // sign(c) = +1 every step: each step subtracts lr
+  for (bool stochastic : {true, false}) {
+    HybridMatrix m = quantize_hybrid(be, w.data(), 1, cols, 0.0);
+    std::vector<float> m32(cols, 0.0f);
+    const auto q0 = to_host<int8_t>(be, m.q);
+    LionRowStep s{};
+    s.p = {0.01f, 0.9f, 0.99f, 0.0f, 1.0f};  // lr = 1% of the quantization step
+    s.g = g.data();
+    s.w = m.view();
+    s.m32 = m32.data();
+    s.cols = cols;
+    s.wkey = {test::fresh_seed(), 0, 1, stochastic};
+    for (int64_t t = 0; t < steps; ++t) {
+      s.wkey.step = uint32_t(t);
+      be.lion_step_rows(s, 1);
+    }
+    const auto q1 = to_host<int8_t>(be, m.q);
+    REQUIRE(to_host<float>(be, m.scale)[0] == 1.0f);  // never had to grow
+    double moved = 0;
+    for (int64_t i = 2; i < cols; ++i) moved += double(q0[size_t(i)]) - double(q1[size_t(i)]);
+    moved /= double(cols - 2);
+    // Expected 100 steps; per element the count is Binomial(10^4, 0.01), sd 9.95, so the mean's sd is 0.63.
+    INFO("stochastic " << stochastic << ": mean move " << moved << " steps");
+    if (stochastic) {
+      REQUIRE(std::fabs(moved - 100.0) < 5 * 9.95 / std::sqrt(double(cols - 2)));
+    } else {
+      REQUIRE(moved == 0.0);
+    }
+  }
+}
+
+TEST_CASE("the fused INT8 Lion step matches an fp64 reference of the same quantized arithmetic", "[quant][lion]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  CpuBackend be;
+  const int64_t rows = 12, cols = 600, block = 256;  // a partial last block in every row
+  const auto w = llm_like(rng, rows * cols);
+  HybridMatrix hm = quantize_hybrid(be, w.data(), rows, cols, 0.02);
+  BlockMatrix mm = BlockMatrix::zeros(be, rows, cols, block);
+  const auto m0 = test::random_normal(size_t(rows * cols), rng, 1e-3f);
+  be.quantize_blocks(mm.view(), m0.data(), {1, 0, 2, true}, 0);
+  const auto g = test::random_normal(size_t(rows * cols), rng, 1e-3f);
+
+  for (bool stochastic : {false, true}) {
+    // Host copies of the state before the step.
+    const auto q = to_host<int8_t>(be, hm.q), mq = to_host<int8_t>(be, mm.q);
+    const auto sc = to_host<float>(be, hm.scale), am = to_host<float>(be, mm.absmax), val = to_host<float>(be, hm.val);
+    const auto cols16 = to_host<uint16_t>(be, hm.col);
+    std::vector<uint8_t> grew(rows, 0);
+    LionRowStep s{};
+    s.p = {2e-3f, 0.9f, 0.99f, 0.1f, 0.7f};
+    s.g = g.data();
+    s.w = hm.view();
+    s.m = mm.view();
+    s.cols = cols;
+    s.wkey = {99, 5, 10, stochastic};
+    s.mkey = {99, 5, 11, stochastic};
+    s.grew = grew.data();
+    be.lion_step_rows(s, rows);
+    const auto q1 = to_host<int8_t>(be, hm.q), mq1 = to_host<int8_t>(be, mm.q);
+    const auto sc1 = to_host<float>(be, hm.scale), am1 = to_host<float>(be, mm.absmax), val1 = to_host<float>(be, hm.val);
+
+    int64_t off_by_one = 0;
+    const int64_t bpr = (cols + block - 1) / block;
+    for (int64_t r = 0; r < rows; ++r) {
+      auto mom = [&](int64_t i) { return double(mq[size_t(r * cols + i)]) * am[size_t(r * bpr + i / block)] / 127.0; };
+      auto grad = [&](int64_t i) { return double(g[size_t(r * cols + i)]) * 0.7; };
+      auto lion = [&](double wv, int64_t i) {
+        const double c = 0.9 * mom(i) + 0.1 * grad(i);
+        return wv - 2e-3 * ((c > 0) - (c < 0) + 0.1 * wv);
+      };
+      double mx = 0;
+      for (int64_t i = 0; i < cols; ++i)
+        if (q[size_t(r * cols + i)] != kOutlierSlot) mx = std::max(mx, std::fabs(lion(q[size_t(r * cols + i)] * double(sc[size_t(r)]), i)));
+      const double s_new = mx > 127.0 * sc[size_t(r)] ? mx / 127.0 : sc[size_t(r)];
+      REQUIRE(sc1[size_t(r)] == Approx(s_new).epsilon(1e-6));
+      REQUIRE(grew[size_t(r)] == (s_new != sc[size_t(r)]));
+      for (int64_t i = 0; i < cols; ++i) {
+        const size_t at = size_t(r * cols + i);
+        if (q[at] == kOutlierSlot) {
+          REQUIRE(q1[at] == kOutlierSlot);
+          continue;
+        }
+        const double v = lion(q[at] * double(sc[size_t(r)]), i) / s_new;
+        const double u = stochastic ? sr_uniform(99, 5, 10, uint64_t(at)) : 0.5;
+        const double want = std::clamp(std::floor(v + u), -127.0, 127.0);
+        REQUIRE(std::fabs(q1[at] - want) <= 1.0);  // equal except at fp32/fp64 rounding boundaries
+        off_by_one += q1[at] != want;
+      }
+      for (int64_t k = r * 0; k < int64_t(val.size()); ++k) {
+        if (k / (hm.nnz / rows) != r) continue;
+        REQUIRE(val1[size_t(k)] == Approx(lion(val[size_t(k)], cols16[size_t(k)])).epsilon(1e-6));
+      }
+      for (int64_t b = 0; b < bpr; ++b) {
+        double bmax = 0;
+        for (int64_t i = b * block; i < std::min(cols, (b + 1) * block); ++i) bmax = std::max(bmax, std::fabs(0.99 * mom(i) + 0.01 * grad(i)));
+        REQUIRE(am1[size_t(r * bpr + b)] == Approx(bmax).epsilon(1e-5));
+        for (int64_t i = b * block; i < std::min(cols, (b + 1) * block); ++i) {
+          const double v = (0.99 * mom(i) + 0.01 * grad(i)) * 127.0 / bmax;
+          const double u = stochastic ? sr_uniform(99, 5, 11, uint64_t(r * cols + i)) : 0.5;
+          REQUIRE(std::fabs(mq1[size_t(r * cols + i)] - std::floor(v + u)) <= 1.0);
+          off_by_one += mq1[size_t(r * cols + i)] != std::floor(v + u);
+        }
+      }
+    }
+    INFO("stochastic " << stochastic << ": " << off_by_one << " of " << 2 * rows * cols << " values off by one");
+    REQUIRE(off_by_one <= rows * cols / 500);
+  }
+}
+
+TEST_CASE("a row whose update overflows grows its scale, and only then", "[quant]") {
+  CpuBackend be;
+  std::vector<float> w(64);
+  for (int i = 0; i < 64; ++i) w[size_t(i)] = float(i - 32) / 32.0f;  // absmax 1: scale 1/127
+  HybridMatrix m = quantize_hybrid(be, w.data(), 1, 64, 0.0);
+  std::vector<float> m32(64, 0.0f), g(64, -1.0f);  // sign(c) = -1: every weight grows by lr
+  std::vector<uint8_t> grew(1, 0);
+  LionRowStep s{};
+  s.p = {0.5f, 0.9f, 0.99f, 0.0f, 1.0f};
+  s.g = g.data();
+  s.w = m.view();
+  s.m32 = m32.data();
+  s.cols = 64;
+  s.wkey = {1, 0, 0, true};
+  s.grew = grew.data();
+  be.lion_step_rows(s, 1);
+  REQUIRE(grew[0] == 1);
+  // The largest new value: the dequantized 31/32 (q = 123) plus 0.5.
+  REQUIRE(to_host<float>(be, m.scale)[0] == Approx((123.0f / 127.0f + 0.5f) / 127.0f));
+  const auto back = dequantize(be, m);
+  // within one new step (stochastic rounding) plus half an old step (the initial quantization)
+  for (int i = 0; i < 64; ++i) REQUIRE(back[size_t(i)] == Approx(w[size_t(i)] + 0.5f).margin(1.5f / 127.0f + 0.5f / 127.0f));
+}
+
+TEST_CASE("INT8 gradient accumulation with stochastic rounding is unbiased", "[quant]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  CpuBackend be;
+  const int64_t rows = 4, cols = 512, n = 16;
+  BlockMatrix acc = BlockMatrix::zeros(be, rows, cols, 256);
+  std::vector<double> exact(size_t(rows * cols), 0.0);
+  for (int64_t k = 0; k < n; ++k) {
+    const auto g = test::random_normal(size_t(rows * cols), rng, 1e-2f);
+    for (size_t i = 0; i < g.size(); ++i) exact[i] += g[i];
+    if (k == 0) {
+      be.quantize_blocks(acc.view(), g.data(), {3, uint32_t(k), 7, true}, 0);
+    } else {
+      be.accumulate_blocks(acc.view(), g.data(), {3, uint32_t(k), 7, true}, 0);
+    }
+  }
+  Buffer out = be.alloc(size_t(rows * cols) * 4);
+  be.dequantize_blocks(out.f32(), acc.view());
+  const auto got = to_host<float>(be, out);
+  double bias = 0, maxabs = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    bias += got[i] - exact[i];
+    maxabs = std::max(maxabs, std::fabs(exact[i]));
+  }
+  bias /= double(got.size());
+  // Each requantization adds zero-mean noise below one step (absmax/127); n of them stay well within 2 steps here.
+  for (size_t i = 0; i < got.size(); ++i) REQUIRE(std::fabs(got[i] - exact[i]) <= 2.5 * n * maxabs / 127.0 / 4);
+  INFO("mean error " << bias << ", step " << maxabs / 127.0);
+  REQUIRE(std::fabs(bias) < 0.05 * maxabs / 127.0);
+}
