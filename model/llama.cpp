@@ -80,23 +80,45 @@ int64_t Batch::target_count() const {
   return n;
 }
 
-LlamaModel::LlamaModel(const HfModel& hf, Backend& backend) : config_(hf.config()), backend_(backend) {
-  const auto specs = llama_tensor_specs(config_);
-  layers_.resize(size_t(config_.num_hidden_layers));  // no reallocation after this: params_ points into it
-  std::vector<Buffer*> slots{&embed_};
-  for (auto& w : layers_) {
-    for (Buffer* b : {&w.attn_norm, &w.wq, &w.wk, &w.wv, &w.wo, &w.mlp_norm, &w.w_gate, &w.w_up, &w.w_down}) slots.push_back(b);
-  }
-  slots.push_back(&final_norm_);
-  if (!config_.tie_word_embeddings) slots.push_back(&lm_head_);
-  if (slots.size() != specs.size()) throw Error("LlamaModel: parameter list does not match the tensor specs");
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const TensorSpec& spec = specs[i];
-    *slots[i] = upload_f32(backend_, hf.read_f32(spec.name));
+LlamaModel::LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage)
+    : config_(hf.config()), backend_(backend) {
+  for (const TensorSpec& spec : llama_tensor_specs(config_)) {
     const bool is_1d = spec.shape.size() == 1;
-    params_.push_back({spec.name, is_1d ? 1 : spec.shape[0], is_1d ? spec.shape[0] : spec.shape[1], is_1d, slots[i]});
+    Param p{spec.name, is_1d ? 1 : spec.shape[0], is_1d ? spec.shape[0] : spec.shape[1], is_1d, {}, {}};
+    const std::vector<float> host = hf.read_f32(spec.name);
+    if (storage.int8 && !is_1d) {
+      p.int8 = quantize_hybrid(backend_, host.data(), p.rows, p.cols, storage.outlier_fraction);
+    } else {
+      p.fp32 = upload_f32(backend_, host);
+    }
+    params_.push_back(std::move(p));
   }
   inv_freq_ = upload_f32(backend_, config_.rope_inv_freq());
+}
+
+DenseWeight LlamaModel::dense(int param) const {
+  const Param& p = params_[size_t(param)];
+  DenseWeight d;
+  if (!p.quantized()) {
+    d.ptr = p.fp32.f32();
+    return d;
+  }
+  d.copy = backend_.alloc(size_t(p.numel()) * 4);
+  backend_.dequantize_hybrid(d.copy.f32(), p.int8.view());
+  d.ptr = d.copy.f32();
+  return d;
+}
+
+size_t LlamaModel::weight_bytes() const {
+  size_t n = 0;
+  for (const Param& p : params_) n += p.bytes();
+  return n;
+}
+
+LlamaModel::LayerDense LlamaModel::dense_layer(int layer) const {
+  const int P = layer_param(layer);
+  return {dense(P), dense(P + 1), dense(P + 2), dense(P + 3), dense(P + 4),
+          dense(P + 5), dense(P + 6), dense(P + 7), dense(P + 8)};
 }
 
 LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch) {
@@ -109,7 +131,7 @@ LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch) {
   return db;
 }
 
-LlamaModel::LayerActs LlamaModel::layer_forward(const LayerWeights& w, const float* x_in, float* x_out,
+LlamaModel::LayerActs LlamaModel::layer_forward(const LayerDense& w, const float* x_in, float* x_out,
                                                 const DeviceBatch& db) {
   Backend& be = backend_;
   const LlamaConfig& c = config_;
@@ -159,20 +181,23 @@ LlamaModel::LayerActs LlamaModel::layer_forward(const LayerWeights& w, const flo
 Buffer LlamaModel::forward_hidden(const DeviceBatch& db) {
   const int N = db.N, C = config_.hidden_size;
   Buffer x = backend_.alloc(size_t(N) * C * 4);  // (N, C) residual stream
-  backend_.embedding_forward(x.f32(), db.tokens.i32(), embed_.f32(), N, C);
-  for (const auto& w : layers_) layer_forward(w, x.f32(), x.f32(), db);  // in place: x_in is read before x_out is written
+  backend_.embedding_forward(x.f32(), db.tokens.i32(), dense(0).f32(), N, C);
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    layer_forward(dense_layer(l), x.f32(), x.f32(), db);  // in place: x_in is read before x_out is written
+  }
   Buffer out = backend_.alloc(size_t(N) * C * 4);
-  backend_.rmsnorm_forward(out.f32(), nullptr, x.f32(), final_norm_.f32(), N, C, float(config_.rms_norm_eps));
+  backend_.rmsnorm_forward(out.f32(), nullptr, x.f32(), params_[size_t(final_norm_param())].fp32.f32(), N, C,
+                           float(config_.rms_norm_eps));
   return out;
 }
 
-void LlamaModel::lm_head(const float* hidden, int N, const std::function<void(int, int, float*)>& fn) {
+void LlamaModel::lm_head(const float* hidden, const float* weight, int N, const std::function<void(int, int, float*)>& fn) {
   const int C = config_.hidden_size, V = config_.vocab_size;
   const int chunk = std::max(1, std::min(N, logits_chunk_tokens));
   Buffer logits = backend_.alloc(size_t(chunk) * V * 4);  // (chunk, V)
   for (int r0 = 0; r0 < N; r0 += chunk) {
     const int rows = std::min(chunk, N - r0);
-    backend_.matmul_forward(logits.f32(), hidden + size_t(r0) * C, lm_head_weight(), rows, C, V);
+    backend_.matmul_forward(logits.f32(), hidden + size_t(r0) * C, weight, rows, C, V);
     fn(r0, rows, logits.f32());
   }
 }
@@ -181,7 +206,7 @@ LossSum LlamaModel::forward_loss(const Batch& batch) {
   DeviceBatch db = upload(batch);
   Buffer hidden = forward_hidden(db);
   Buffer loss = backend_.alloc(size_t(db.N) * 4);  // (N,)
-  lm_head(hidden.f32(), db.N, [&](int r0, int rows, const float* logits) {
+  lm_head(hidden.f32(), dense(head_param()).f32(), db.N, [&](int r0, int rows, float* logits) {
     backend_.cross_entropy_forward(loss.f32() + r0, nullptr, logits, db.targets.i32() + r0, rows, config_.vocab_size);
   });
   return sum_losses(backend_, loss, batch);
@@ -192,7 +217,7 @@ std::vector<float> LlamaModel::forward_logits(const Batch& batch) {
   Buffer hidden = forward_hidden(db);
   const size_t V = size_t(config_.vocab_size);
   std::vector<float> out(size_t(db.N) * V);
-  lm_head(hidden.f32(), db.N, [&](int r0, int rows, const float* logits) {
+  lm_head(hidden.f32(), dense(head_param()).f32(), db.N, [&](int r0, int rows, float* logits) {
     backend_.copy_to_host(out.data() + size_t(r0) * V, logits, size_t(rows) * V * 4);
   });
   return out;

@@ -9,6 +9,7 @@
 
 #include "model/llama_config.h"
 #include "ops/backend.h"
+#include "quant/quantized.h"
 
 namespace qft {
 
@@ -33,13 +34,29 @@ struct LossSum {
   double mean() const { return tokens ? loss_sum / double(tokens) : 0.0; }
 };
 
-// One trainable tensor, (rows, cols) row-major; 1-D tensors have rows = 1.
+// One trainable tensor, (rows, cols) row-major; 1-D tensors have rows = 1. Stored in fp32, or for matrices
+// with INT8 weights as a hybrid INT8 matrix with sparse fp32 outliers; there is never both.
 struct Param {
   std::string name;
   int64_t rows = 0, cols = 0;
-  bool is_norm = false;  // RMSNorm weights: no weight decay by default
-  Buffer* value = nullptr;
+  bool is_norm = false;  // RMSNorm weights: always fp32, no weight decay by default
+  Buffer fp32;
+  HybridMatrix int8;
+  bool quantized() const { return int8.rows > 0; }
   int64_t numel() const { return rows * cols; }
+  size_t bytes() const { return quantized() ? int8.bytes() : fp32.bytes(); }
+};
+
+struct WeightStorage {
+  bool int8 = false;              // hybrid INT8 for every matrix, embedding and LM head included
+  double outlier_fraction = 0.01; // per row, kept in fp32
+};
+
+// A weight in fp32 for compute: the stored buffer itself, or a dequantized copy that lives as long as this.
+struct DenseWeight {
+  Buffer copy;
+  const float* ptr = nullptr;
+  const float* f32() const { return ptr; }
 };
 
 // Receives gradients during backward. A call delivers rows [row0, row0 + rows) of a parameter's gradient
@@ -52,18 +69,17 @@ class GradSink {
   virtual void consume(int param, int64_t row0, int64_t rows, const float* grad) = 0;
 };
 
-struct LayerWeights {
-  Buffer attn_norm, wq, wk, wv, wo, mlp_norm, w_gate, w_up, w_down;
-};
-
 class LlamaModel {
  public:
-  // Loads every tensor of the HF checkpoint into backend memory as fp32.
-  LlamaModel(const HfModel& hf, Backend& backend);
+  // Loads every tensor of the HF checkpoint into backend memory: fp32, or hybrid INT8 matrices.
+  LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage = {});
 
   const LlamaConfig& config() const { return config_; }
   Backend& backend() const { return backend_; }
   const std::vector<Param>& params() const { return params_; }
+  Param& param(int i) { return params_[size_t(i)]; }
+  DenseWeight dense(int param) const;  // dequantizes INT8 weights into a fresh fp32 buffer
+  size_t weight_bytes() const;
 
   LossSum forward_loss(const Batch& batch);
   std::vector<float> forward_logits(const Batch& batch);  // (B*T, V) on the host
@@ -80,26 +96,27 @@ class LlamaModel {
  private:
   struct DeviceBatch;
   struct LayerActs;
+  struct LayerDense;
+  LayerDense dense_layer(int layer) const;  // the layer's weights in fp32: one layer's dequantized workspace
   DeviceBatch upload(const Batch& batch);
   // x_out = layer(x_in); the activations the backward pass needs are returned.
-  LayerActs layer_forward(const LayerWeights& w, const float* x_in, float* x_out, const DeviceBatch& db);
+  LayerActs layer_forward(const LayerDense& w, const float* x_in, float* x_out, const DeviceBatch& db);
   // Backward through one layer: dx (N, C) holds d x_out on entry and d x_in on exit.
-  void layer_backward(int layer, const LayerWeights& w, const float* x_in, float* dx, const DeviceBatch& db,
-                      GradSink& sink);
+  void layer_backward(int layer, const float* x_in, float* dx, const DeviceBatch& db, GradSink& sink);
   Buffer forward_hidden(const DeviceBatch& db);  // (N, C) final-normed hidden states
   // Runs the LM head chunk by chunk; fn(first_row, rows, logits) sees each (rows, V) chunk in backend memory.
-  void lm_head(const float* hidden, int N, const std::function<void(int, int, float*)>& fn);
+  void lm_head(const float* hidden, const float* weight, int N, const std::function<void(int, int, float*)>& fn);
   // Gradient of the LM head weight (plus, when tied, the embedding), delivered by vocabulary chunks.
-  void head_weight_backward(const float* hidden, const float* lse, const float* dx0, const DeviceBatch& db,
-                            float loss_scale, GradSink& sink);
+  void head_weight_backward(const float* weight, const float* hidden, const float* lse, const float* dx0,
+                            const DeviceBatch& db, float loss_scale, GradSink& sink);
   void embedding_weight_backward(const float* dx0, const DeviceBatch& db, GradSink& sink);
-  const float* lm_head_weight() const { return config_.tie_word_embeddings ? embed_.f32() : lm_head_.f32(); }
-  int layer_param(int layer) const { return 1 + 9 * layer; }  // index of the layer's first Param
+  int head_param() const { return config_.tie_word_embeddings ? 0 : int(params_.size()) - 1; }
+  int final_norm_param() const { return layer_param(config_.num_hidden_layers); }
+  int layer_param(int layer) const { return 1 + 9 * layer; }  // +0 attn_norm, +1..4 q k v o, +5 mlp_norm, +6..8 gate up down
 
   LlamaConfig config_;
   Backend& backend_;
-  Buffer embed_, final_norm_, lm_head_, inv_freq_;
-  std::vector<LayerWeights> layers_;
+  Buffer inv_freq_;
   std::vector<Param> params_;  // in llama_tensor_specs order
 };
 

@@ -18,22 +18,24 @@ LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sin
   // Forward, keeping each layer's input: stack[l] is the input of layer l, stack[L] the last output.
   std::vector<Buffer> stack;
   stack.push_back(be.alloc(size_t(N) * C * 4));  // (N, C)
-  be.embedding_forward(stack[0].f32(), db.tokens.i32(), embed_.f32(), N, C);
+  be.embedding_forward(stack[0].f32(), db.tokens.i32(), dense(0).f32(), N, C);
   for (int l = 0; l < L; ++l) {
     stack.push_back(be.alloc(size_t(N) * C * 4));
-    layer_forward(layers_[l], stack[l].f32(), stack[l + 1].f32(), db);
+    layer_forward(dense_layer(l), stack[l].f32(), stack[l + 1].f32(), db);
   }
+  const float* final_norm = params_[size_t(final_norm_param())].fp32.f32();
 
   // Final norm and LM head, by token chunks: loss, logsumexp, and d hidden (dh) with the head's weights.
   Buffer hidden = be.alloc(size_t(N) * C * 4);  // (N, C)
   Buffer rstd = be.alloc(size_t(N) * 4);
-  be.rmsnorm_forward(hidden.f32(), rstd.f32(), stack[L].f32(), final_norm_.f32(), N, C, float(config_.rms_norm_eps));
+  be.rmsnorm_forward(hidden.f32(), rstd.f32(), stack[L].f32(), final_norm, N, C, float(config_.rms_norm_eps));
   Buffer loss = be.alloc(size_t(N) * 4), lse = be.alloc(size_t(N) * 4);
   Buffer dh = be.alloc(size_t(N) * C * 4);  // (N, C)
-  lm_head(hidden.f32(), N, [&](int r0, int rows, float* logits) {
+  DenseWeight head = dense(head_param());
+  lm_head(hidden.f32(), head.f32(), N, [&](int r0, int rows, float* logits) {
     be.cross_entropy_forward(loss.f32() + r0, lse.f32() + r0, logits, db.targets.i32() + r0, rows, V);
     be.cross_entropy_backward(logits, lse.f32() + r0, db.targets.i32() + r0, rows, V, 0, V, loss_scale);
-    be.matmul_backward_input(dh.f32() + size_t(r0) * C, logits, lm_head_weight(), rows, C, V, false);
+    be.matmul_backward_input(dh.f32() + size_t(r0) * C, logits, head.f32(), rows, C, V, false);
   });
   // The loss is known before any gradient reaches the sink: a NaN or inf stops here with every weight intact.
   const LossSum out = sum_losses(be, loss, batch);
@@ -43,33 +45,34 @@ LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sin
   Buffer dx = be.alloc(size_t(N) * C * 4);  // (N, C) gradient of the residual stream
   {
     Buffer dw = be.alloc(size_t(C) * 4);
-    be.rmsnorm_backward(dx.f32(), dw.f32(), dh.f32(), stack[L].f32(), final_norm_.f32(), rstd.f32(), N, C, false);
-    sink.consume(layer_param(L), 0, 1, dw.f32());
+    be.rmsnorm_backward(dx.f32(), dw.f32(), dh.f32(), stack[L].f32(), final_norm, rstd.f32(), N, C, false);
+    sink.consume(final_norm_param(), 0, 1, dw.f32());
   }
   dh.reset();
   stack[L].reset();
-  if (!config_.tie_word_embeddings) head_weight_backward(hidden.f32(), lse.f32(), nullptr, db, loss_scale, sink);
+  if (!config_.tie_word_embeddings) head_weight_backward(head.f32(), hidden.f32(), lse.f32(), nullptr, db, loss_scale, sink);
+  head = DenseWeight{};  // a tied head is dequantized again at the end rather than held through every layer
 
   for (int l = L - 1; l >= 0; --l) {
-    layer_backward(l, layers_[l], stack[l].f32(), dx.f32(), db, sink);
+    layer_backward(l, stack[l].f32(), dx.f32(), db, sink);
     if (l > 0) stack[l].reset();
   }
   // A tied matrix is both LM head and embedding: its gradient is complete only now.
   if (config_.tie_word_embeddings) {
-    head_weight_backward(hidden.f32(), lse.f32(), dx.f32(), db, loss_scale, sink);
+    head_weight_backward(dense(0).f32(), hidden.f32(), lse.f32(), dx.f32(), db, loss_scale, sink);
   } else {
     embedding_weight_backward(dx.f32(), db, sink);
   }
   return out;
 }
 
-void LlamaModel::layer_backward(int layer, const LayerWeights& w, const float* x_in, float* dx, const DeviceBatch& db,
-                                GradSink& sink) {
+void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const DeviceBatch& db, GradSink& sink) {
   Backend& be = backend_;
   const LlamaConfig& c = config_;
   const int N = db.N, C = c.hidden_size, I = c.intermediate_size, H = c.num_attention_heads,
             KVH = c.num_key_value_heads, D = c.head_dim, QD = c.q_dim(), KVD = c.kv_dim();
   const int P = layer_param(layer);  // +0 attn_norm, +1..4 q k v o, +5 mlp_norm, +6..8 gate up down
+  const LayerDense w = dense_layer(layer);  // one layer's dequantized workspace, held through its backward
   LayerActs a = layer_forward(w, x_in, nullptr, db);
 
   // ---- MLP: x_out = x_mid + act @ w_down^T, act = silu(gate) * up ----
@@ -134,17 +137,17 @@ void LlamaModel::layer_backward(int layer, const LayerWeights& w, const float* x
   sink.consume(P + 0, 0, 1, dnorm.f32());
 }
 
-void LlamaModel::head_weight_backward(const float* hidden, const float* lse, const float* dx0, const DeviceBatch& db,
-                                      float loss_scale, GradSink& sink) {
+void LlamaModel::head_weight_backward(const float* weight, const float* hidden, const float* lse, const float* dx0,
+                                      const DeviceBatch& db, float loss_scale, GradSink& sink) {
   Backend& be = backend_;
   const int N = db.N, C = config_.hidden_size, V = config_.vocab_size;
-  const int param = config_.tie_word_embeddings ? 0 : int(params_.size()) - 1;
+  const int param = head_param();
   const int vc = std::max(1, std::min(V, vocab_chunk_rows)), nt = std::max(1, std::min(N, logits_chunk_tokens));
   Buffer dw = be.alloc(size_t(vc) * C * 4);    // (vc, C) one chunk of the weight gradient
   Buffer tile = be.alloc(size_t(nt) * vc * 4); // (nt, vc) logits, then their gradient
   for (int v0 = 0; v0 < V; v0 += vc) {
     const int rows = std::min(vc, V - v0);
-    const float* w = lm_head_weight() + size_t(v0) * C;
+    const float* w = weight + size_t(v0) * C;
     be.zero(dw.get(), size_t(rows) * C * 4);
     for (int r0 = 0; r0 < N; r0 += nt) {
       const int n = std::min(nt, N - r0);

@@ -46,7 +46,7 @@ class CaptureSink final : public GradSink {
 std::vector<float> read_param(const LlamaModel& m, int i) {
   const Param& p = m.params()[size_t(i)];
   std::vector<float> v(size_t(p.numel()));
-  m.backend().copy_to_host(v.data(), p.value->get(), v.size() * 4);
+  m.backend().copy_to_host(v.data(), p.fp32.get(), v.size() * 4);
   return v;
 }
 
@@ -106,7 +106,7 @@ TEST_CASE("gradients agree with central finite differences", "[backward]") {
     const float orig = v[at], eps = 1e-2f;
     auto loss_at = [&](float x) {
       v[at] = x;
-      be.copy_to_device(p.value->get(), v.data(), v.size() * 4);
+      be.copy_to_device(p.fp32.get(), v.data(), v.size() * 4);
       return model.forward_loss(batch).mean();
     };
     const double fd = (loss_at(orig + eps) - loss_at(orig - eps)) / (2.0 * eps);
@@ -149,11 +149,12 @@ TEST_CASE("the fused per-layer step equals computing the whole gradient first an
   for (int step = 0; step < 3; ++step) {
     train_step(fused, opt_a, nullptr, {batch}, lr, std::nullopt);
     // Reference: whole gradient into buffers, then one Lion step per parameter.
-    GradAccumulators acc(reference);
-    AccumulateSink sink(be_b, acc, true);
+    GradAccumulators acc(reference, os);
+    AccumulateSink sink(acc, true, 0);
     reference.backward(batch, float(1.0 / double(batch.target_count())), sink);
     for (size_t i = 0; i < reference.params().size(); ++i) {
-      opt_b.step_rows(int(i), 0, reference.params()[i].rows, acc.rows(int(i), 0), lr, 1.0f);
+      const std::vector<float> g = acc.to_host(int(i));  // host memory is backend memory on the CPU
+      opt_b.step_rows(int(i), 0, reference.params()[i].rows, g.data(), lr, 1.0f);
     }
   }
   for (size_t i = 0; i < fused.params().size(); ++i) {
@@ -180,19 +181,18 @@ TEST_CASE("accumulating two micro-batches of B equals one batch of 2B", "[backwa
     return b;
   };
   // Gradients: accumulated over the halves, with the step's total token count, equal the whole batch's.
-  GradAccumulators acc(accum);
+  GradAccumulators acc(accum, OptimizerSettings{});
   const float scale = float(1.0 / double(big.target_count()));
   {
-    AccumulateSink first(be_a, acc, true);
+    AccumulateSink first(acc, true, 0);
     accum.backward(half(0), scale, first);
-    AccumulateSink second(be_a, acc, false);
+    AccumulateSink second(acc, false, 1);
     accum.backward(half(1), scale, second);
   }
   CaptureSink whole_grads(whole);
   whole.backward(big, scale, whole_grads);
   for (size_t i = 0; i < whole.params().size(); ++i) {
-    std::vector<float> a(size_t(whole.params()[i].numel()));
-    be_a.copy_to_host(a.data(), acc.rows(int(i), 0), a.size() * 4);
+    const std::vector<float> a = acc.to_host(int(i));
     INFO(whole.params()[i].name);
     REQUIRE(test::max_rel_error(a, whole_grads.grads[i]) <= 1e-5);
   }
@@ -229,7 +229,7 @@ TEST_CASE("gradient clipping scales the update and a NaN loss changes no weight"
   const int final_norm = int(model.params().size()) - 1;
   auto w = read_param(model, final_norm);
   w[0] = NAN;
-  be.copy_to_device(model.params()[size_t(final_norm)].value->get(), w.data(), w.size() * 4);
+  be.copy_to_device(model.params()[size_t(final_norm)].fp32.get(), w.data(), w.size() * 4);
   const auto before = read_param(model, 1);
   REQUIRE_THROWS_AS(train_step(model, opt, nullptr, {batch}, 1e-3f, std::nullopt), NonFiniteLoss);
   REQUIRE(read_param(model, 1) == before);

@@ -102,3 +102,21 @@ TEST_CASE("a NaN loss stops the run with a clear message, or skips the step when
   CHECK(r.exit_code == 0);
   CHECK(r.output.find("(2 skipped)") != std::string::npos);
 }
+
+TEST_CASE("INT8 training state matches fp32 quality, and stochastic rounding beats nearest", "[train][quant]") {
+  test::TempDir tmp;
+  auto val_loss = [&](const std::string& weights, const std::string& rounding) {
+    RunConfig cfg = RunConfig::load(run_config(tmp));
+    for (const std::string& o : std::vector<std::string>{"train.steps=120", "train.eval_every=0", "train.eval_batches=16", "train.log_every=40",
+                                 "quant.weights=" + weights, "quant.momentum=" + weights, "quant.rounding=" + rounding,
+                                 "output.dir=" + (tmp / ("run-" + weights + "-" + rounding))}) {
+      cfg.apply_override(o);
+    }
+    return *run_training(cfg).val_loss;
+  };
+  const double fp32 = val_loss("fp32", "stochastic"), int8 = val_loss("int8", "stochastic"),
+               nearest = val_loss("int8", "nearest");
+  INFO("val_loss fp32 " << fp32 << ", int8 stochastic " << int8 << ", int8 nearest " << nearest);
+  CHECK(int8 <= 1.02 * fp32);
+  CHECK(int8 < nearest);
+}

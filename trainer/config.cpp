@@ -127,8 +127,19 @@ const std::vector<KeyDef>& key_table() {
       def("train.log_every", QFT_FIELD(train.log_every), "print and record metrics every N steps"),
       def("train.on_nonfinite", QFT_FIELD(train.on_nonfinite),
           "on a NaN/inf loss: stop the run, or skip the step (weights untouched)", {"stop", "skip"}),
-      def("quant.weights", QFT_FIELD(quant.weights), "storage of the weights", {"fp32"}),
-      def("quant.momentum", QFT_FIELD(quant.momentum), "storage of the Lion momentum", {"fp32"}),
+      def("quant.weights", QFT_FIELD(quant.weights),
+          "weight matrices: int8 = dense INT8 with one scale per row + sparse fp32 outliers; norms stay fp32",
+          {"fp32", "int8"}),
+      def("quant.momentum", QFT_FIELD(quant.momentum), "Lion momentum of matrices: block-wise INT8 or fp32",
+          {"fp32", "int8"}),
+      def("quant.grad_dtype", QFT_FIELD(quant.grad_dtype),
+          "gradient accumulators when train.grad_accum > 1: block-wise INT8 or fp32", {"fp32", "int8"}),
+      def("quant.outlier_fraction", QFT_FIELD(quant.outlier_fraction),
+          "fraction of each weight row kept as fp32 outliers (largest |w|)"),
+      def("quant.block_size", QFT_FIELD(quant.block_size), "elements per absmax block of INT8 momentum and gradients"),
+      def("quant.rounding", QFT_FIELD(quant.rounding),
+          "rounding of every INT8 write; stochastic keeps small updates in expectation", {"stochastic", "nearest"}),
+      def("quant.reselect_every", QFT_FIELD(quant.reselect_every), "re-select weight outliers every N steps; 0: never"),
       def("output.dir", QFT_FIELD(output.dir), "run directory: config.json, metrics.jsonl, train.log"),
       def("device", QFT_FIELD(device), "compute device; auto runs on the CPU until the CUDA model backend lands, cuda is refused until then", {"auto", "cpu", "cuda"}),
   };
@@ -232,6 +243,13 @@ void RunConfig::validate() const {
     throw ConfigError(where, "train.save_every", "checkpoint saving is not implemented yet; set 0");
   }
   if (train.eval_every > 0 && data.val.empty()) throw ConfigError(where, "train.eval_every", "needs data.val");
+  if (!(quant.outlier_fraction >= 0 && quant.outlier_fraction <= 0.5)) {
+    throw ConfigError(where, "quant.outlier_fraction", "must lie in [0, 0.5]");
+  }
+  at_least("quant.block_size", quant.block_size, 1);
+  if (quant.reselect_every != 0) {
+    throw ConfigError(where, "quant.reselect_every", "outlier re-selection is not implemented yet; set 0");
+  }
 }
 
 std::string RunConfig::to_json() const {

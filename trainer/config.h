@@ -46,8 +46,13 @@ struct TrainSection {
 };
 
 struct QuantSection {
-  std::string weights = "fp32";
-  std::string momentum = "fp32";
+  std::string weights = "int8";     // fp32 | int8 (hybrid: dense INT8 + sparse fp32 outliers)
+  std::string momentum = "int8";    // fp32 | int8 (block-wise)
+  std::string grad_dtype = "int8";  // gradient accumulators for train.grad_accum > 1: fp32 | int8
+  double outlier_fraction = 0.01;
+  int block_size = 256;
+  std::string rounding = "stochastic";  // stochastic | nearest
+  int reselect_every = 0;
 };
 
 struct OutputSection {

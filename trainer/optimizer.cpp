@@ -1,66 +1,159 @@
 #include "trainer/optimizer.h"
 
+#include <numeric>
+
 namespace qft {
 
 namespace {
 
-// g + acc for rows of a parameter, in a temporary buffer; or g itself when there is nothing accumulated.
-struct Combined {
-  Buffer tmp;
-  const float* ptr;
-  Combined(Backend& be, GradAccumulators* acc, int param, int64_t row0, int64_t n, const float* g) : ptr(g) {
-    if (!acc || acc->empty()) return;
-    tmp = be.alloc(size_t(n) * 4);
-    be.copy(tmp.get(), g, size_t(n) * 4);
-    be.residual_add(tmp.f32(), acc->rows(param, row0), n);
-    ptr = tmp.f32();
+// Random-number streams: each tensor's weights, momentum and accumulator draw from their own.
+uint32_t stream(int param, int kind) { return uint32_t(param) * 4u + uint32_t(kind); }
+enum StreamKind { kWeights = 0, kMomentum = 1, kAccum = 2 };
+
+StateTensor make_state(Backend& be, const Param& p, bool int8, int64_t block) {
+  StateTensor t;
+  if (int8 && !p.is_norm) {
+    t.int8 = BlockMatrix::zeros(be, p.rows, p.cols, block);
+  } else {
+    t.fp32 = be.alloc(size_t(p.numel()) * 4);
+    be.zero(t.fp32.get(), t.fp32.bytes());
   }
-};
+  return t;
+}
 
 }  // namespace
 
-LionOptimizer::LionOptimizer(const LlamaModel& model, const OptimizerSettings& s) : model_(model), s_(s) {
-  Backend& be = model.backend();
-  for (const Param& p : model.params()) {
-    momentum_.push_back(be.alloc(size_t(p.numel()) * 4));
-    be.zero(momentum_.back().get(), size_t(p.numel()) * 4);
-  }
+LionOptimizer::LionOptimizer(LlamaModel& model, const OptimizerSettings& s) : model_(model), s_(s) {
+  for (const Param& p : model.params()) momentum_.push_back(make_state(model.backend(), p, s.momentum_int8, s.block_size));
 }
 
 void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float* g, float lr, float grad_scale) {
-  const Param& p = model_.params()[size_t(param)];
-  LionParams lp{lr, s_.beta1, s_.beta2, (p.is_norm && !s_.decay_norms) ? 0.0f : s_.weight_decay, grad_scale};
+  Param& p = model_.param(param);
+  StateTensor& m = momentum_[size_t(param)];
+  Backend& be = model_.backend();
+  const LionParams lp{lr, s_.beta1, s_.beta2, (p.is_norm && !s_.decay_norms) ? 0.0f : s_.weight_decay, grad_scale};
   const int64_t off = row0 * p.cols;
-  model_.backend().lion_step(p.value->f32() + off, momentum_[size_t(param)].f32() + off, g, rows * p.cols, lp);
-}
-
-GradAccumulators::GradAccumulators(const LlamaModel& model) : model_(model) {
-  for (const Param& p : model.params()) acc_.push_back(model.backend().alloc(size_t(p.numel()) * 4));
-}
-
-float* GradAccumulators::rows(int param, int64_t row0) const {
-  return acc_[size_t(param)].f32() + row0 * cols(param);
-}
-
-void AccumulateSink::consume(int param, int64_t row0, int64_t rows, const float* g) {
-  const int64_t cols = acc_.cols(param);
-  if (first_) {
-    be_.copy(acc_.rows(param, row0), g, size_t(rows * cols) * 4);
+  if (!p.quantized() && !m.quantized()) {
+    be.lion_step(p.fp32.f32() + off, m.fp32.f32() + off, g, rows * p.cols, lp);
+    return;
+  }
+  LionRowStep st{};
+  st.p = lp;
+  st.g = g;
+  st.cols = p.cols;
+  st.row_base = row0;
+  st.wkey = {s_.seed, step_, stream(param, kWeights), s_.stochastic};
+  st.mkey = {s_.seed, step_, stream(param, kMomentum), s_.stochastic};
+  if (p.quantized()) {
+    st.w = p.int8.view(row0);
   } else {
-    be_.residual_add(acc_.rows(param, row0), g, rows * cols);
+    st.w32 = p.fp32.f32() + off;
+  }
+  if (m.quantized()) {
+    st.m = m.int8.view(row0);
+  } else {
+    st.m32 = m.fp32.f32() + off;
+  }
+  Buffer grew;
+  if (p.quantized()) {
+    grew = be.alloc(size_t(rows));
+    st.grew = static_cast<uint8_t*>(grew.get());
+  }
+  be.lion_step_rows(st, rows);
+  if (p.quantized()) {
+    std::vector<uint8_t> host(static_cast<size_t>(rows));
+    be.copy_to_host(host.data(), grew.get(), host.size());
+    rescaled_rows_ += std::accumulate(host.begin(), host.end(), int64_t(0));
   }
 }
 
-void NormSink::consume(int param, int64_t row0, int64_t rows, const float* g) {
+size_t LionOptimizer::state_bytes() const {
+  size_t n = 0;
+  for (const auto& m : momentum_) n += m.bytes();
+  return n;
+}
+
+int64_t LionOptimizer::take_rescaled_rows() {
+  const int64_t n = rescaled_rows_;
+  rescaled_rows_ = 0;
+  return n;
+}
+
+GradAccumulators::GradAccumulators(const LlamaModel& model, const OptimizerSettings& s) : model_(model), s_(s) {
+  for (const Param& p : model.params()) acc_.push_back(make_state(model.backend(), p, s.grad_int8, s.block_size));
+}
+
+void GradAccumulators::add(int param, int64_t row0, int64_t rows, const float* g, bool first, uint32_t micro) {
+  Backend& be = model_.backend();
+  StateTensor& a = acc_[size_t(param)];
+  const int64_t cols = model_.params()[size_t(param)].cols;
+  if (!a.quantized()) {
+    float* dst = a.fp32.f32() + row0 * cols;
+    if (first) {
+      be.copy(dst, g, size_t(rows * cols) * 4);
+    } else {
+      be.residual_add(dst, g, rows * cols);
+    }
+    return;
+  }
+  BlockView v = a.int8.view(row0);
+  v.rows = rows;
+  const RoundingKey key{s_.seed, step_ * 65536u + micro, stream(param, kAccum), s_.stochastic};
+  if (first) {
+    be.quantize_blocks(v, g, key, row0);
+  } else {
+    be.accumulate_blocks(v, g, key, row0);
+  }
+}
+
+const float* GradAccumulators::combined(int param, int64_t row0, int64_t rows, const float* g, Buffer& tmp) const {
+  if (!filled_) return g;
+  Backend& be = model_.backend();
+  const StateTensor& a = acc_[size_t(param)];
   const int64_t n = rows * model_.params()[size_t(param)].cols;
-  Combined c(model_.backend(), acc_, param, row0, n, g);
-  sum_squares_ += model_.backend().sum_squares(c.ptr, n);
+  tmp = be.alloc(size_t(n) * 4);
+  if (a.quantized()) {
+    BlockView v = a.int8.view(row0);
+    v.rows = rows;
+    be.dequantize_blocks(tmp.f32(), v);
+  } else {
+    be.copy(tmp.get(), a.fp32.f32() + row0 * model_.params()[size_t(param)].cols, size_t(n) * 4);
+  }
+  be.residual_add(tmp.f32(), g, n);
+  return tmp.f32();
+}
+
+std::vector<float> GradAccumulators::to_host(int param) const {
+  const Param& p = model_.params()[size_t(param)];
+  std::vector<float> out(static_cast<size_t>(p.numel()));
+  Backend& be = model_.backend();
+  const StateTensor& a = acc_[size_t(param)];
+  if (a.quantized()) {
+    Buffer tmp = be.alloc(out.size() * 4);
+    be.dequantize_blocks(tmp.f32(), a.int8.view());
+    be.copy_to_host(out.data(), tmp.get(), out.size() * 4);
+  } else {
+    be.copy_to_host(out.data(), a.fp32.get(), out.size() * 4);
+  }
+  return out;
+}
+
+size_t GradAccumulators::bytes() const {
+  size_t n = 0;
+  for (const auto& a : acc_) n += a.bytes();
+  return n;
+}
+
+void NormSink::consume(int param, int64_t row0, int64_t rows, const float* g) {
+  Buffer tmp;
+  const float* total = acc_ ? acc_->combined(param, row0, rows, g, tmp) : g;
+  sum_squares_ += model_.backend().sum_squares(total, rows * model_.params()[size_t(param)].cols);
 }
 
 void UpdateSink::consume(int param, int64_t row0, int64_t rows, const float* g) {
-  const int64_t n = rows * model_.params()[size_t(param)].cols;
-  Combined c(model_.backend(), acc_, param, row0, n, g);
-  opt_.step_rows(param, row0, rows, c.ptr, lr_, grad_scale_);
+  Buffer tmp;
+  const float* total = acc_ ? acc_->combined(param, row0, rows, g, tmp) : g;
+  opt_.step_rows(param, row0, rows, total, lr_, grad_scale_);
 }
 
 }  // namespace qft

@@ -1,59 +1,88 @@
 #pragma once
-// Lion with fp32 momentum, applied row-chunk by row-chunk as gradients arrive from the backward pass, and the
-// gradient sinks that make up a training step: accumulate, measure the norm, update.
+// Lion applied row-chunk by row-chunk as gradients arrive from the backward pass, over fp32 or INT8 state, and
+// the gradient sinks that make up a training step: accumulate, measure the norm, update.
 #include <memory>
 #include <vector>
 
 #include "model/llama.h"
 #include "quant/lion.h"
+#include "quant/quantized.h"
 
 namespace qft {
 
 struct OptimizerSettings {
   float beta1 = 0.9f, beta2 = 0.99f;
   float weight_decay = 0.0f;
-  bool decay_norms = false;  // weight decay on RMSNorm weights too
+  bool decay_norms = false;     // weight decay on RMSNorm weights too
+  bool momentum_int8 = false;   // block-wise INT8 momentum for matrices (norms keep fp32)
+  bool grad_int8 = false;       // block-wise INT8 gradient accumulators for matrices
+  int64_t block_size = 256;
+  bool stochastic = true;       // stochastic rounding of every INT8 write; false: nearest
+  uint64_t seed = 0;            // of the rounding
+};
+
+// Per-parameter state that is fp32 or block-wise INT8.
+struct StateTensor {
+  Buffer fp32;
+  BlockMatrix int8;
+  bool quantized() const { return int8.rows > 0; }
+  size_t bytes() const { return quantized() ? int8.bytes() : fp32.bytes(); }
 };
 
 class LionOptimizer {
  public:
-  LionOptimizer(const LlamaModel& model, const OptimizerSettings& s);
+  LionOptimizer(LlamaModel& model, const OptimizerSettings& s);
   // Updates rows [row0, row0 + rows) of a parameter with their gradient g (backend memory).
   void step_rows(int param, int64_t row0, int64_t rows, const float* g, float lr, float grad_scale);
-  Buffer& momentum(int param) { return momentum_[size_t(param)]; }
+  void set_step(uint32_t step) { step_ = step; }  // feeds the stochastic rounding keys
   const OptimizerSettings& settings() const { return s_; }
+  StateTensor& momentum(int param) { return momentum_[size_t(param)]; }
+  size_t state_bytes() const;
+  // Rows of INT8 weight matrices whose scale had to grow, since the last call.
+  int64_t take_rescaled_rows();
+
+ private:
+  LlamaModel& model_;
+  OptimizerSettings s_;
+  std::vector<StateTensor> momentum_;
+  uint32_t step_ = 0;
+  int64_t rescaled_rows_ = 0;
+};
+
+// Per-parameter gradient accumulators for train.grad_accum > 1: fp32, or block-wise INT8 with stochastic
+// rounding as QFT stores its gradients.
+class GradAccumulators {
+ public:
+  GradAccumulators(const LlamaModel& model, const OptimizerSettings& s);
+  // acc[rows] (+)= g; `first` assigns. micro feeds the rounding keys.
+  void add(int param, int64_t row0, int64_t rows, const float* g, bool first, uint32_t micro);
+  // g + acc for the rows, as fp32 in backend memory (valid while `tmp` lives).
+  const float* combined(int param, int64_t row0, int64_t rows, const float* g, Buffer& tmp) const;
+  std::vector<float> to_host(int param) const;  // the accumulated gradient, dequantized
+  bool empty() const { return !filled_; }
+  void set_filled(bool f) { filled_ = f; }
+  void set_step(uint32_t step) { step_ = step; }  // feeds the stochastic rounding keys, with the micro-batch
+  size_t bytes() const;
 
  private:
   const LlamaModel& model_;
   OptimizerSettings s_;
-  std::vector<Buffer> momentum_;
-};
-
-// Per-parameter gradient accumulators for train.grad_accum > 1 (fp32 here; INT8 with the quantization issue).
-class GradAccumulators {
- public:
-  explicit GradAccumulators(const LlamaModel& model);
-  float* rows(int param, int64_t row0) const;  // pointer to row0 of the parameter's accumulator
-  int64_t cols(int param) const { return model_.params()[size_t(param)].cols; }
-  bool empty() const { return !filled_; }
-  void set_filled(bool f) { filled_ = f; }
-
- private:
-  const LlamaModel& model_;
-  std::vector<Buffer> acc_;
+  std::vector<StateTensor> acc_;
   bool filled_ = false;
+  uint32_t step_ = 0;
 };
 
-// acc (+)= g. The first micro-batch of a step assigns, so no zeroing pass is needed.
 class AccumulateSink final : public GradSink {
  public:
-  AccumulateSink(Backend& be, GradAccumulators& acc, bool first) : be_(be), acc_(acc), first_(first) {}
-  void consume(int param, int64_t row0, int64_t rows, const float* g) override;
+  AccumulateSink(GradAccumulators& acc, bool first, uint32_t micro) : acc_(acc), first_(first), micro_(micro) {}
+  void consume(int param, int64_t row0, int64_t rows, const float* g) override {
+    acc_.add(param, row0, rows, g, first_, micro_);
+  }
 
  private:
-  Backend& be_;
   GradAccumulators& acc_;
   bool first_;
+  uint32_t micro_;
 };
 
 // Sum of squares of the step's whole gradient (accumulated + this micro-batch's), for clipping.
@@ -72,12 +101,11 @@ class NormSink final : public GradSink {
 // The fused update: the gradient (plus the accumulated one) goes straight into Lion, then is dropped.
 class UpdateSink final : public GradSink {
  public:
-  UpdateSink(const LlamaModel& model, LionOptimizer& opt, GradAccumulators* acc, float lr, float grad_scale)
-      : model_(model), opt_(opt), acc_(acc), lr_(lr), grad_scale_(grad_scale) {}
+  UpdateSink(LionOptimizer& opt, GradAccumulators* acc, float lr, float grad_scale)
+      : opt_(opt), acc_(acc), lr_(lr), grad_scale_(grad_scale) {}
   void consume(int param, int64_t row0, int64_t rows, const float* g) override;
 
  private:
-  const LlamaModel& model_;
   LionOptimizer& opt_;
   GradAccumulators* acc_;
   float lr_, grad_scale_;

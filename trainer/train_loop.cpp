@@ -108,7 +108,7 @@ TrainSummary run_training(const RunConfig& cfg) {
 
   const HfModel hf(cfg.model.path);
   const Tokenizer tok(cfg.model.path);
-  LlamaModel model(hf, *backend);
+  LlamaModel model(hf, *backend, WeightStorage{cfg.quant.weights == "int8", cfg.quant.outlier_fraction});
 
   DataStats train_stats, val_stats;
   DataLoader train(load_examples(cfg.data.train, cfg.data, tok, &train_stats), cfg.data, cfg.train.seed, tok.eos_id());
@@ -128,9 +128,21 @@ TrainSummary run_training(const RunConfig& cfg) {
   os.beta2 = float(cfg.train.betas[1]);
   os.weight_decay = float(cfg.train.weight_decay);
   os.decay_norms = cfg.train.decay_norms;
+  os.momentum_int8 = cfg.quant.momentum == "int8";
+  os.grad_int8 = cfg.quant.grad_dtype == "int8";
+  os.block_size = cfg.quant.block_size;
+  os.stochastic = cfg.quant.rounding == "stochastic";
+  os.seed = cfg.train.seed;
   LionOptimizer opt(model, os);
   std::unique_ptr<GradAccumulators> acc;
-  if (cfg.train.grad_accum > 1) acc = std::make_unique<GradAccumulators>(model);
+  if (cfg.train.grad_accum > 1) acc = std::make_unique<GradAccumulators>(model, os);
+  const double params = double(hf.config().parameter_count());
+  const size_t state = model.weight_bytes() + opt.state_bytes() + (acc ? acc->bytes() : 0);
+  log->info("model state: weights {} ({:.1f} MiB), momentum {} ({:.1f} MiB), gradient accumulators {} ({:.1f} MiB): "
+            "{:.2f} bytes/parameter",
+            cfg.quant.weights, double(model.weight_bytes()) / (1 << 20), cfg.quant.momentum,
+            double(opt.state_bytes()) / (1 << 20), acc ? cfg.quant.grad_dtype : "none",
+            double(acc ? acc->bytes() : 0) / (1 << 20), double(state) / params);
   if (cfg.train.clip_grad_norm) {
     log->info("gradient clipping at {}: one extra backward of the last micro-batch per step measures the norm",
               *cfg.train.clip_grad_norm);
@@ -152,6 +164,8 @@ TrainSummary run_training(const RunConfig& cfg) {
     const auto step_t0 = Clock::now();
     const std::vector<Batch> micro = train.next_step(cfg.train.grad_accum, cfg.train.batch_size);
     const double lr = learning_rate(cfg.train, step);
+    opt.set_step(uint32_t(step));
+    if (acc) acc->set_step(uint32_t(step));
     StepResult r;
     try {
       r = train_step(model, opt, acc.get(), micro, float(lr), cfg.train.clip_grad_norm);
@@ -183,6 +197,7 @@ TrainSummary run_training(const RunConfig& cfg) {
       nlohmann::ordered_json m = {{"step", done}, {"loss", r.loss}, {"lr", lr}, {"tokens", tokens_total},
                                   {"tokens_per_s", tps}, {"elapsed_s", seconds_since(t0)}, {"peak_mem_bytes", peak}};
       if (r.grad_norm) m["grad_norm"] = *r.grad_norm;
+      if (model.params()[0].quantized()) m["rescaled_rows"] = opt.take_rescaled_rows();
       metrics.write(m);
     }
     if (cfg.train.eval_every > 0 && done % cfg.train.eval_every == 0 && done != cfg.train.steps) run_eval(done);

@@ -18,7 +18,7 @@ StepResult train_step(LlamaModel& model, LionOptimizer& opt, GradAccumulators* a
 
   double loss_sum = 0;
   for (size_t i = 0; i + 1 < micro.size(); ++i) {
-    AccumulateSink sink(model.backend(), *acc, i == 0);
+    AccumulateSink sink(*acc, i == 0, uint32_t(i));
     loss_sum += model.backward(micro[i], scale, sink).loss_sum;
     acc->set_filled(true);
   }
@@ -31,7 +31,7 @@ StepResult train_step(LlamaModel& model, LionOptimizer& opt, GradAccumulators* a
     if (!std::isfinite(*r.grad_norm)) throw NonFiniteLoss("gradient norm is " + std::to_string(*r.grad_norm));
     if (*r.grad_norm > *clip_norm) grad_scale = float(*clip_norm / (*r.grad_norm + 1e-6));
   }
-  UpdateSink update(model, opt, last_acc, lr, grad_scale);
+  UpdateSink update(opt, last_acc, lr, grad_scale);
   loss_sum += model.backward(micro.back(), scale, update).loss_sum;
   if (acc) acc->set_filled(false);
   r.loss = loss_sum / double(r.tokens);
