@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -44,10 +45,35 @@ void* CpuBackend::raw_alloc(size_t bytes) {
 
 void CpuBackend::raw_free(void* p) { std::free(p); }
 
-void CpuBackend::copy_to_device(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
-void CpuBackend::copy_to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
-void CpuBackend::copy(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
-void CpuBackend::zero(void* dst, size_t bytes) { std::memset(dst, 0, bytes); }
+size_t CpuBackend::available_bytes() const {
+  FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return SIZE_MAX;  // no way to tell: do not refuse
+  char key[64];
+  unsigned long long kb = 0;
+  size_t out = SIZE_MAX;
+  while (std::fscanf(f, "%63s %llu kB\n", key, &kb) == 2) {
+    if (std::strcmp(key, "MemAvailable:") == 0) {
+      out = size_t(kb) * 1024;
+      break;
+    }
+  }
+  std::fclose(f);
+  return out;
+}
+
+// Empty copies are allowed (an empty vector's data() may be null, and memcpy(nullptr, ...) is undefined).
+void CpuBackend::copy_to_device(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+void CpuBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+void CpuBackend::zero(void* dst, size_t bytes) {
+  if (bytes) std::memset(dst, 0, bytes);
+}
 
 void CpuBackend::matmul_forward(float* out, const float* inp, const float* weight, int N, int I, int O) {
   // (N, I) @ (O, I)^T -> (N, O)

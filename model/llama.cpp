@@ -80,20 +80,31 @@ int64_t Batch::target_count() const {
   return n;
 }
 
-LlamaModel::LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage)
-    : config_(hf.config()), backend_(backend) {
+LlamaModel::LlamaModel(const LlamaConfig& config, Backend& backend, const WeightStorage& storage)
+    : config_(config), backend_(backend), storage_(storage) {
   for (const TensorSpec& spec : llama_tensor_specs(config_)) {
     const bool is_1d = spec.shape.size() == 1;
     Param p{spec.name, is_1d ? 1 : spec.shape[0], is_1d ? spec.shape[0] : spec.shape[1], is_1d, {}, {}};
-    const std::vector<float> host = hf.read_f32(spec.name);
     if (storage.int8 && !is_1d) {
-      p.int8 = quantize_hybrid(backend_, host.data(), p.rows, p.cols, storage.outlier_fraction);
+      p.int8 = allocate_hybrid(backend_, p.rows, p.cols, storage.outlier_fraction);
     } else {
-      p.fp32 = upload_f32(backend_, host);
+      p.fp32 = backend_.alloc(size_t(p.numel()) * 4);
     }
     params_.push_back(std::move(p));
   }
   inv_freq_ = upload_f32(backend_, config_.rope_inv_freq());
+}
+
+LlamaModel::LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage)
+    : LlamaModel(hf.config(), backend, storage) {
+  for (Param& p : params_) {
+    const std::vector<float> host = hf.read_f32(p.name);
+    if (p.quantized()) {
+      quantize_hybrid_into(backend_, p.int8, host.data(), storage_.outlier_fraction);
+    } else {
+      backend_.copy_to_device(p.fp32.get(), host.data(), host.size() * 4);
+    }
+  }
 }
 
 DenseWeight LlamaModel::dense(int param) const {
@@ -115,12 +126,6 @@ size_t LlamaModel::weight_bytes() const {
   return n;
 }
 
-LlamaModel::LayerDense LlamaModel::dense_layer(int layer) const {
-  const int P = layer_param(layer);
-  return {dense(P), dense(P + 1), dense(P + 2), dense(P + 3), dense(P + 4),
-          dense(P + 5), dense(P + 6), dense(P + 7), dense(P + 8)};
-}
-
 LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch) {
   batch.validate(config_.vocab_size);
   DeviceBatch db{batch.B, batch.T, batch.B * batch.T, {}, {}, {}, {}};
@@ -131,13 +136,14 @@ LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch) {
   return db;
 }
 
-LlamaModel::LayerActs LlamaModel::layer_forward(const LayerDense& w, const float* x_in, float* x_out,
-                                                const DeviceBatch& db) {
+LlamaModel::LayerActs LlamaModel::layer_forward(int layer, const float* x_in, float* x_out, const DeviceBatch& db) {
   Backend& be = backend_;
   const LlamaConfig& c = config_;
   const int N = db.N, C = c.hidden_size, I = c.intermediate_size, H = c.num_attention_heads,
             KVH = c.num_key_value_heads, D = c.head_dim;
   const float eps = float(c.rms_norm_eps);
+  // Each matrix is dequantized right before its GEMM and dropped after it: one matrix of fp32 workspace at a time.
+  const int P = layer_param(layer);
   LayerActs a;
   a.xn1 = be.alloc(size_t(N) * C * 4);                      // (N, C)
   a.rstd1 = be.alloc(size_t(N) * 4);                        // (N,)
@@ -149,15 +155,15 @@ LlamaModel::LayerActs LlamaModel::layer_forward(const LayerDense& w, const float
   a.x_mid = be.alloc(size_t(N) * C * 4);                    // (N, C) residual after attention
   Buffer proj = be.alloc(size_t(N) * C * 4);                // (N, C)
 
-  be.rmsnorm_forward(a.xn1.f32(), a.rstd1.f32(), x_in, w.attn_norm.f32(), N, C, eps);
-  be.matmul_forward(a.q.f32(), a.xn1.f32(), w.wq.f32(), N, C, c.q_dim());
-  be.matmul_forward(a.k.f32(), a.xn1.f32(), w.wk.f32(), N, C, c.kv_dim());
-  be.matmul_forward(a.v.f32(), a.xn1.f32(), w.wv.f32(), N, C, c.kv_dim());
+  be.rmsnorm_forward(a.xn1.f32(), a.rstd1.f32(), x_in, dense(P).f32(), N, C, eps);
+  be.matmul_forward(a.q.f32(), a.xn1.f32(), dense(P + 1).f32(), N, C, c.q_dim());
+  be.matmul_forward(a.k.f32(), a.xn1.f32(), dense(P + 2).f32(), N, C, c.kv_dim());
+  be.matmul_forward(a.v.f32(), a.xn1.f32(), dense(P + 3).f32(), N, C, c.kv_dim());
   be.rope(a.q.f32(), db.positions.i32(), inv_freq_.f32(), N, H, D, false);
   be.rope(a.k.f32(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, false);
   be.attention_forward({a.att_out.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(), db.doc_start.i32(), db.B,
                         db.T, H, KVH, D});
-  be.matmul_forward(proj.f32(), a.att_out.f32(), w.wo.f32(), N, c.q_dim(), C);
+  be.matmul_forward(proj.f32(), a.att_out.f32(), dense(P + 4).f32(), N, c.q_dim(), C);
   be.copy(a.x_mid.get(), x_in, size_t(N) * C * 4);
   be.residual_add(a.x_mid.f32(), proj.f32(), int64_t(N) * C);
 
@@ -166,12 +172,12 @@ LlamaModel::LayerActs LlamaModel::layer_forward(const LayerDense& w, const float
   a.gate = be.alloc(size_t(N) * I * 4); // (N, I)
   a.up = be.alloc(size_t(N) * I * 4);   // (N, I)
   a.act = be.alloc(size_t(N) * I * 4);  // (N, I) silu(gate) * up
-  be.rmsnorm_forward(a.xn2.f32(), a.rstd2.f32(), a.x_mid.f32(), w.mlp_norm.f32(), N, C, eps);
-  be.matmul_forward(a.gate.f32(), a.xn2.f32(), w.w_gate.f32(), N, C, I);
-  be.matmul_forward(a.up.f32(), a.xn2.f32(), w.w_up.f32(), N, C, I);
+  be.rmsnorm_forward(a.xn2.f32(), a.rstd2.f32(), a.x_mid.f32(), dense(P + 5).f32(), N, C, eps);
+  be.matmul_forward(a.gate.f32(), a.xn2.f32(), dense(P + 6).f32(), N, C, I);
+  be.matmul_forward(a.up.f32(), a.xn2.f32(), dense(P + 7).f32(), N, C, I);
   be.swiglu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), int64_t(N) * I);
   if (x_out) {
-    be.matmul_forward(proj.f32(), a.act.f32(), w.w_down.f32(), N, I, C);
+    be.matmul_forward(proj.f32(), a.act.f32(), dense(P + 8).f32(), N, I, C);
     be.copy(x_out, a.x_mid.get(), size_t(N) * C * 4);
     be.residual_add(x_out, proj.f32(), int64_t(N) * C);
   }
@@ -183,7 +189,7 @@ Buffer LlamaModel::forward_hidden(const DeviceBatch& db) {
   Buffer x = backend_.alloc(size_t(N) * C * 4);  // (N, C) residual stream
   backend_.embedding_forward(x.f32(), db.tokens.i32(), dense(0).f32(), N, C);
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    layer_forward(dense_layer(l), x.f32(), x.f32(), db);  // in place: x_in is read before x_out is written
+    layer_forward(l, x.f32(), x.f32(), db);  // in place: x_in is read before x_out is written
   }
   Buffer out = backend_.alloc(size_t(N) * C * 4);
   backend_.rmsnorm_forward(out.f32(), nullptr, x.f32(), params_[size_t(final_norm_param())].fp32.f32(), N, C,

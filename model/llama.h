@@ -73,6 +73,8 @@ class LlamaModel {
  public:
   // Loads every tensor of the HF checkpoint into backend memory: fp32, or hybrid INT8 matrices.
   LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage = {});
+  // Allocates the parameters without loading them (the memory planner's dry run).
+  LlamaModel(const LlamaConfig& config, Backend& backend, const WeightStorage& storage);
 
   const LlamaConfig& config() const { return config_; }
   Backend& backend() const { return backend_; }
@@ -96,11 +98,9 @@ class LlamaModel {
  private:
   struct DeviceBatch;
   struct LayerActs;
-  struct LayerDense;
-  LayerDense dense_layer(int layer) const;  // the layer's weights in fp32: one layer's dequantized workspace
   DeviceBatch upload(const Batch& batch);
   // x_out = layer(x_in); the activations the backward pass needs are returned.
-  LayerActs layer_forward(const LayerDense& w, const float* x_in, float* x_out, const DeviceBatch& db);
+  LayerActs layer_forward(int layer, const float* x_in, float* x_out, const DeviceBatch& db);
   // Backward through one layer: dx (N, C) holds d x_out on entry and d x_in on exit.
   void layer_backward(int layer, const float* x_in, float* dx, const DeviceBatch& db, GradSink& sink);
   Buffer forward_hidden(const DeviceBatch& db);  // (N, C) final-normed hidden states
@@ -116,6 +116,7 @@ class LlamaModel {
 
   LlamaConfig config_;
   Backend& backend_;
+  WeightStorage storage_;
   Buffer inv_freq_;
   std::vector<Param> params_;  // in llama_tensor_specs order
 };

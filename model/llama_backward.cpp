@@ -21,7 +21,7 @@ LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sin
   be.embedding_forward(stack[0].f32(), db.tokens.i32(), dense(0).f32(), N, C);
   for (int l = 0; l < L; ++l) {
     stack.push_back(be.alloc(size_t(N) * C * 4));
-    layer_forward(dense_layer(l), stack[l].f32(), stack[l + 1].f32(), db);
+    layer_forward(l, stack[l].f32(), stack[l + 1].f32(), db);
   }
   const float* final_norm = params_[size_t(final_norm_param())].fp32.f32();
 
@@ -72,13 +72,13 @@ void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const D
   const int N = db.N, C = c.hidden_size, I = c.intermediate_size, H = c.num_attention_heads,
             KVH = c.num_key_value_heads, D = c.head_dim, QD = c.q_dim(), KVD = c.kv_dim();
   const int P = layer_param(layer);  // +0 attn_norm, +1..4 q k v o, +5 mlp_norm, +6..8 gate up down
-  const LayerDense w = dense_layer(layer);  // one layer's dequantized workspace, held through its backward
-  LayerActs a = layer_forward(w, x_in, nullptr, db);
+  // Matrices are dequantized where each GEMM needs them and dropped after (dequantizing is cheap next to a GEMM).
+  LayerActs a = layer_forward(layer, x_in, nullptr, db);
 
   // ---- MLP: x_out = x_mid + act @ w_down^T, act = silu(gate) * up ----
   {
     Buffer dact = be.alloc(size_t(N) * I * 4);  // (N, I)
-    be.matmul_backward_input(dact.f32(), dx, w.w_down.f32(), N, I, C, false);
+    be.matmul_backward_input(dact.f32(), dx, dense(P + 8).f32(), N, I, C, false);
     Buffer dw = be.alloc(size_t(C) * I * 4);  // (C, I)
     be.matmul_backward_weight(dw.f32(), dx, a.act.f32(), N, I, C, false);
     sink.consume(P + 8, 0, C, dw.f32());
@@ -86,15 +86,15 @@ void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const D
   }
   {
     Buffer dxn = be.alloc(size_t(N) * C * 4);  // (N, C)
-    be.matmul_backward_input(dxn.f32(), a.gate.f32(), w.w_gate.f32(), N, C, I, false);
-    be.matmul_backward_input(dxn.f32(), a.up.f32(), w.w_up.f32(), N, C, I, true);
+    be.matmul_backward_input(dxn.f32(), a.gate.f32(), dense(P + 6).f32(), N, C, I, false);
+    be.matmul_backward_input(dxn.f32(), a.up.f32(), dense(P + 7).f32(), N, C, I, true);
     Buffer dw = be.alloc(size_t(I) * C * 4);  // (I, C)
     be.matmul_backward_weight(dw.f32(), a.gate.f32(), a.xn2.f32(), N, C, I, false);
     sink.consume(P + 6, 0, I, dw.f32());
     be.matmul_backward_weight(dw.f32(), a.up.f32(), a.xn2.f32(), N, C, I, false);
     sink.consume(P + 7, 0, I, dw.f32());
     Buffer dnorm = be.alloc(size_t(C) * 4);
-    be.rmsnorm_backward(dx, dnorm.f32(), dxn.f32(), a.x_mid.f32(), w.mlp_norm.f32(), a.rstd2.f32(), N, C, true);
+    be.rmsnorm_backward(dx, dnorm.f32(), dxn.f32(), a.x_mid.f32(), dense(P + 5).f32(), a.rstd2.f32(), N, C, true);
     sink.consume(P + 5, 0, 1, dnorm.f32());
   }
   a.gate.reset();
@@ -103,7 +103,7 @@ void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const D
 
   // ---- attention: x_mid = x_in + att_out @ w_o^T ----
   Buffer datt = be.alloc(size_t(N) * QD * 4);  // (N, H, D)
-  be.matmul_backward_input(datt.f32(), dx, w.wo.f32(), N, QD, C, false);
+  be.matmul_backward_input(datt.f32(), dx, dense(P + 4).f32(), N, QD, C, false);
   {
     Buffer dw = be.alloc(size_t(C) * QD * 4);  // (C, QD)
     be.matmul_backward_weight(dw.f32(), dx, a.att_out.f32(), N, QD, C, false);
@@ -120,9 +120,9 @@ void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const D
   be.rope(dq.f32(), db.positions.i32(), inv_freq_.f32(), N, H, D, true);
   be.rope(dk.f32(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, true);
   Buffer dxn = be.alloc(size_t(N) * C * 4);  // (N, C)
-  be.matmul_backward_input(dxn.f32(), dq.f32(), w.wq.f32(), N, C, QD, false);
-  be.matmul_backward_input(dxn.f32(), dk.f32(), w.wk.f32(), N, C, KVD, true);
-  be.matmul_backward_input(dxn.f32(), dv.f32(), w.wv.f32(), N, C, KVD, true);
+  be.matmul_backward_input(dxn.f32(), dq.f32(), dense(P + 1).f32(), N, C, QD, false);
+  be.matmul_backward_input(dxn.f32(), dk.f32(), dense(P + 2).f32(), N, C, KVD, true);
+  be.matmul_backward_input(dxn.f32(), dv.f32(), dense(P + 3).f32(), N, C, KVD, true);
   {
     Buffer dw = be.alloc(size_t(QD) * C * 4);  // (QD, C), large enough for k and v too
     be.matmul_backward_weight(dw.f32(), dq.f32(), a.xn1.f32(), N, C, QD, false);
@@ -133,7 +133,7 @@ void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const D
     sink.consume(P + 3, 0, KVD, dw.f32());
   }
   Buffer dnorm = be.alloc(size_t(C) * 4);
-  be.rmsnorm_backward(dx, dnorm.f32(), dxn.f32(), x_in, w.attn_norm.f32(), a.rstd1.f32(), N, C, true);
+  be.rmsnorm_backward(dx, dnorm.f32(), dxn.f32(), x_in, dense(P).f32(), a.rstd1.f32(), N, C, true);
   sink.consume(P + 0, 0, 1, dnorm.f32());
 }
 

@@ -14,10 +14,6 @@ struct LlamaModel::LayerActs {
   Buffer xn1, rstd1, q, k, v, probs, att_out, x_mid, xn2, rstd2, gate, up, act;
 };
 
-struct LlamaModel::LayerDense {
-  DenseWeight attn_norm, wq, wk, wv, wo, mlp_norm, w_gate, w_up, w_down;
-};
-
 // Sums the per-token losses (N,) of a batch over its target tokens, on the host.
 LossSum sum_losses(Backend& be, const Buffer& loss, const Batch& batch);
 

@@ -73,6 +73,7 @@ class Backend {
   // ---- memory ----
   Buffer alloc(size_t bytes);  // tracked; throws qft::Error on failure
   MemoryStats memory() const { return stats_; }
+  virtual size_t available_bytes() const = 0;  // what a new run may still allocate
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() {}

@@ -25,14 +25,24 @@ HybridView HybridMatrix::view(int64_t row0) const {
           cols};
 }
 
-HybridMatrix quantize_hybrid(Backend& be, const float* w, int64_t rows, int64_t cols, double outlier_fraction) {
+HybridMatrix allocate_hybrid(Backend& be, int64_t rows, int64_t cols, double outlier_fraction) {
   if (outlier_fraction < 0 || outlier_fraction > 0.5) throw Error("quant.outlier_fraction must lie in [0, 0.5]");
-  const int64_t k = outliers_per_row(cols, outlier_fraction);
   HybridMatrix m;
   m.rows = rows;
   m.cols = cols;
-  m.nnz = rows * k;
+  m.nnz = rows * outliers_per_row(cols, outlier_fraction);
   m.col16 = cols <= 65536;
+  m.q = be.alloc(size_t(rows * cols));
+  m.scale = be.alloc(size_t(rows) * 4);
+  m.row_ptr = be.alloc(size_t(rows + 1) * 4);
+  m.col = be.alloc(size_t(m.nnz) * (m.col16 ? 2 : 4));
+  m.val = be.alloc(size_t(m.nnz) * 4);
+  return m;
+}
+
+void quantize_hybrid_into(Backend& be, HybridMatrix& m, const float* w, double outlier_fraction) {
+  const int64_t rows = m.rows, cols = m.cols, k = outliers_per_row(cols, outlier_fraction);
+  if (m.nnz != rows * k) throw Error("quantize_hybrid_into: matrix allocated for another outlier fraction");
   std::vector<int8_t> q(static_cast<size_t>(rows * cols));
   std::vector<float> scale(static_cast<size_t>(rows)), val(static_cast<size_t>(m.nnz));
   std::vector<int32_t> row_ptr(static_cast<size_t>(rows) + 1), col32(static_cast<size_t>(m.nnz));
@@ -59,20 +69,21 @@ HybridMatrix quantize_hybrid(Backend& be, const float* w, int64_t rows, int64_t 
     }
   }
   row_ptr[size_t(rows)] = int32_t(m.nnz);
-  auto upload = [&](Buffer& dst, const void* src, size_t bytes) {
-    dst = be.alloc(bytes);
-    be.copy_to_device(dst.get(), src, bytes);
-  };
-  upload(m.q, q.data(), q.size());
-  upload(m.scale, scale.data(), scale.size() * 4);
-  upload(m.row_ptr, row_ptr.data(), row_ptr.size() * 4);
-  upload(m.val, val.data(), val.size() * 4);
+  be.copy_to_device(m.q.get(), q.data(), q.size());
+  be.copy_to_device(m.scale.get(), scale.data(), scale.size() * 4);
+  be.copy_to_device(m.row_ptr.get(), row_ptr.data(), row_ptr.size() * 4);
+  be.copy_to_device(m.val.get(), val.data(), val.size() * 4);
   if (m.col16) {
-    std::vector<uint16_t> c16(col32.begin(), col32.end());
-    upload(m.col, c16.data(), c16.size() * 2);
+    const std::vector<uint16_t> c16(col32.begin(), col32.end());
+    be.copy_to_device(m.col.get(), c16.data(), c16.size() * 2);
   } else {
-    upload(m.col, col32.data(), col32.size() * 4);
+    be.copy_to_device(m.col.get(), col32.data(), col32.size() * 4);
   }
+}
+
+HybridMatrix quantize_hybrid(Backend& be, const float* w, int64_t rows, int64_t cols, double outlier_fraction) {
+  HybridMatrix m = allocate_hybrid(be, rows, cols, outlier_fraction);
+  quantize_hybrid_into(be, m, w, outlier_fraction);
   return m;
 }
 

@@ -91,11 +91,24 @@ KeyDef def(std::string key, Access access, std::string doc, std::vector<std::str
   return d;
 }
 
+// model.arch holds a whole HF config.json object; it is kept as JSON text so config.h needs no JSON header.
+KeyDef arch_key() {
+  KeyDef d{"model.arch", "the model's HF config.json fields, used by qft plan when model.path has none", {}, nullptr, nullptr};
+  d.set = [](RunConfig& c, const json& j, const std::string& where) {
+    if (j.is_null()) return c.model.arch.clear();
+    if (!j.is_object()) throw ConfigError(where, "model.arch", "must be an object with the fields of an HF config.json");
+    c.model.arch = j.dump();
+  };
+  d.get = [](const RunConfig& c) { return c.model.arch.empty() ? json(nullptr) : json::parse(c.model.arch); };
+  return d;
+}
+
 #define QFT_FIELD(expr) [](RunConfig& c) -> auto& { return c.expr; }
 
 const std::vector<KeyDef>& key_table() {
   static const std::vector<KeyDef> keys = {
       def("model.path", QFT_FIELD(model.path), "HF LLaMA directory: config.json, safetensors, tokenizer.model"),
+      arch_key(),
       def("data.train", QFT_FIELD(data.train), "training JSONL file (required)"),
       def("data.val", QFT_FIELD(data.val), "validation JSONL file; empty: no validation"),
       def("data.format", QFT_FIELD(data.format), "record format of the JSONL files",
@@ -216,13 +229,13 @@ void RunConfig::apply_override(const std::string& assignment) {
   find_key(key, "--set").set(*this, value, "--set");
 }
 
-void RunConfig::validate() const {
+void RunConfig::validate(bool for_training) const {
   const std::string where = "config";
   auto at_least = [&](const char* key, double v, double lo) {
     if (v < lo) throw ConfigError(where, key, "must be at least " + json(lo).dump() + ", got " + json(v).dump());
   };
-  if (model.path.empty()) throw ConfigError(where, "model.path", "is required");
-  if (data.train.empty()) throw ConfigError(where, "data.train", "is required");
+  if (for_training && model.path.empty()) throw ConfigError(where, "model.path", "is required");
+  if (for_training && data.train.empty()) throw ConfigError(where, "data.train", "is required");
   at_least("data.seq_len", data.seq_len, 2);
   at_least("train.steps", train.steps, 1);
   at_least("train.batch_size", train.batch_size, 1);

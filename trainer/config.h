@@ -12,6 +12,7 @@ namespace qft {
 
 struct ModelSection {
   std::string path;
+  std::string arch;  // JSON text of an HF config.json, for planning before the download; empty: none
 };
 
 struct DataSection {
@@ -72,7 +73,7 @@ struct RunConfig {
   static RunConfig load(const std::string& path);
   // Applies "a.b.c=VALUE"; VALUE is parsed as JSON, and taken as a string when it is not valid JSON.
   void apply_override(const std::string& assignment);
-  void validate() const;        // cross-key checks; throws ConfigError
+  void validate(bool for_training = true) const;  // cross-key checks; throws ConfigError
   std::string to_json() const;  // the effective config, pretty-printed
 };
 

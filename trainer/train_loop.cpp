@@ -17,6 +17,7 @@
 #include "model/tokenizer.h"
 #include "ops/backend.h"
 #include "trainer/data.h"
+#include "trainer/plan.h"
 #include "trainer/train_step.h"
 
 namespace qft {
@@ -93,6 +94,16 @@ TrainSummary run_training(const RunConfig& cfg) {
   cfg.validate();
   const auto t0 = Clock::now();
   auto backend = make_backend(cfg.device);  // first: a device that cannot run fails before anything is written
+  // Will it fit? The plan is a dry run of this very run's allocations.
+  const LlamaConfig arch = plan_architecture(cfg);
+  const MemoryPlan plan = plan_memory(cfg, arch, backend->name() == "cuda");
+  const size_t available = backend->available_bytes();
+  if (plan.total_bytes > available) {
+    throw Error("the run needs " + std::to_string(plan.total_bytes >> 20) + " MiB but " + backend->name() + " has " +
+                std::to_string(available >> 20) + " MiB available:\n" + format_plan(plan, cfg, arch) +
+                "Lower data.seq_len or train.batch_size (use train.grad_accum for the same batch), or set "
+                "quant.weights=int8 and quant.momentum=int8.");
+  }
   std::error_code ec;
   fs::create_directories(cfg.output.dir, ec);
   if (ec) throw FileError(cfg.output.dir, "cannot create the output directory: " + ec.message());
@@ -105,6 +116,7 @@ TrainSummary run_training(const RunConfig& cfg) {
   auto log = make_logger((fs::path(cfg.output.dir) / "train.log").string());
   MetricsWriter metrics((fs::path(cfg.output.dir) / "metrics.jsonl").string());
   log->info("effective config:\n{}", cfg.to_json());
+  log->info("{}", format_plan(plan, cfg, arch));
 
   const HfModel hf(cfg.model.path);
   const Tokenizer tok(cfg.model.path);

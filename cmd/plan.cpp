@@ -1,0 +1,40 @@
+// qft plan: will it fit? The memory a run needs, from a dry run of its own allocation code; no weights needed.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cmd/commands.h"
+#include "trainer/config.h"
+#include "trainer/plan.h"
+
+namespace qft::cmd {
+
+namespace {
+
+struct PlanOptions {
+  std::string config;
+  std::vector<std::string> overrides;
+  bool json = false;
+  bool cpu = false;
+};
+
+}  // namespace
+
+void set_plan_command(CLI::App& app) {
+  auto opts = std::make_shared<PlanOptions>();
+  CLI::App* sub = app.add_subcommand("plan", "Memory a training run needs (GPU by default), before any download");
+  sub->add_option("--config,-c", opts->config, "Run config (JSON)")->required();
+  sub->add_option("--set", opts->overrides, "Override a key: --set data.seq_len=4096 (repeatable)");
+  sub->add_flag("--json", opts->json, "Print one JSON object");
+  sub->add_flag("--cpu", opts->cpu, "Plan for the CPU backend: no CUDA context allowance");
+  sub->callback([opts] {
+    RunConfig cfg = RunConfig::load(opts->config);
+    for (const auto& o : opts->overrides) cfg.apply_override(o);
+    cfg.validate(false);
+    const LlamaConfig arch = plan_architecture(cfg);
+    const MemoryPlan plan = plan_memory(cfg, arch, !opts->cpu);
+    std::cout << (opts->json ? plan_json(plan) + "\n" : format_plan(plan, cfg, arch));
+  });
+}
+
+}  // namespace qft::cmd

@@ -1,0 +1,85 @@
+// The memory planner against the allocator's measured peak, the 7B targets, and the refusal to start.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cpu/cpu_backend.h"
+#include "model/hf_model.h"
+#include "model/llama.h"
+#include "test/helpers.h"
+#include "trainer/plan.h"
+#include "trainer/train_step.h"
+
+using namespace qft;
+
+TEST_CASE("the plan matches the CPU allocator's measured peak within 5%", "[plan]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  for (const auto& name : test::golden_fixtures()) {
+    for (const auto& [quant, accum] : std::vector<std::pair<std::string, int>>{{"int8", 1}, {"int8", 2}, {"fp32", 1}}) {
+      RunConfig cfg;
+      cfg.model.path = test::fixture(name);
+      cfg.data.seq_len = 40;
+      cfg.data.packing = true;
+      cfg.train.batch_size = 3;
+      cfg.train.grad_accum = accum;
+      cfg.quant.weights = cfg.quant.momentum = cfg.quant.grad_dtype = quant;
+      const HfModel hf(cfg.model.path);
+      const MemoryPlan plan = plan_memory(cfg, plan_architecture(cfg), false);
+
+      CpuBackend be;
+      LlamaModel model(hf, be, WeightStorage{quant == "int8", cfg.quant.outlier_fraction});
+      OptimizerSettings os;
+      os.momentum_int8 = os.grad_int8 = quant == "int8";
+      LionOptimizer opt(model, os);
+      std::unique_ptr<GradAccumulators> acc;
+      if (accum > 1) acc = std::make_unique<GradAccumulators>(model, os);
+      std::uniform_int_distribution<int32_t> tok(3, hf.config().vocab_size - 1);
+      std::vector<Batch> micro;
+      for (int m = 0; m < accum; ++m) {
+        std::vector<int32_t> ids(size_t(cfg.train.batch_size * cfg.data.seq_len));
+        for (auto& t : ids) t = tok(rng);
+        Batch b = Batch::from_labels(cfg.train.batch_size, cfg.data.seq_len, ids, ids);
+        b.doc_start.assign(ids.size(), 0);
+        micro.push_back(b);
+      }
+      train_step(model, opt, acc.get(), micro, 1e-3f, std::nullopt);
+      const double measured = double(be.memory().peak_bytes);
+      INFO(name << " " << quant << " grad_accum " << accum << ": plan " << plan.peak_bytes << " measured " << measured);
+      REQUIRE(plan.total_bytes == plan.peak_bytes);  // no CUDA allowance on the CPU
+      REQUIRE(std::fabs(double(plan.peak_bytes) - measured) <= 0.05 * measured);
+      REQUIRE(plan.state_bytes == model.weight_bytes() + opt.state_bytes() + (acc ? acc->bytes() : 0));
+    }
+  }
+}
+
+TEST_CASE("qft plan for LLaMA-2-7B at seq_len 2048 meets the targets", "[plan][cli]") {
+  const auto r = test::run_qft("plan --json --config " + test::source_path("configs/llama7b.json") +
+                               " --set model.path=/nonexistent/before-download");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto j = nlohmann::json::parse(r.output);
+  CHECK(j["parameters"] == 6738415616LL);
+  CHECK(j["state_bytes_per_param"].get<double>() <= 2.2);
+  CHECK(j["total_bytes"].get<double>() <= 16.0 * (1ull << 30));
+  CHECK(j["allowance_bytes"].get<double>() > 0);
+  CHECK(j["buffers"].size() >= 5);
+  for (const char* cfg : {"configs/llama13b.json", "configs/llama3-8b.json"}) {
+    const auto p = test::run_qft("plan --config " + test::source_path(cfg));
+    CHECK(p.exit_code == 0);
+    CHECK(p.output.find("bytes/parameter") != std::string::npos);
+  }
+  const auto none = test::run_qft("plan --config " + test::source_path("configs/llama7b.json") +
+                                  " --set model.arch=null --set model.path=/nonexistent");
+  CHECK(none.exit_code == 1);
+  CHECK(none.output.find("model.arch") != std::string::npos);
+}
+
+TEST_CASE("qft train refuses to start when the plan exceeds the memory available", "[plan][train][bad-input]") {
+  test::TempDir tmp;
+  const auto r = test::run_qft("train --config " + test::source_path("configs/tiny.json") + " --set data.seq_len=300000" +
+                               " --set model.path=" + test::source_path("models/tiny-llama") +
+                               " --set output.dir=" + (tmp / "run"));
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("MiB available") != std::string::npos);
+  CHECK(r.output.find("Lower data.seq_len") != std::string::npos);
+}

@@ -1,0 +1,123 @@
+#include "trainer/plan.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/llama.h"
+#include "ops/planning_backend.h"
+#include "trainer/train_step.h"
+
+namespace qft {
+
+namespace {
+
+constexpr size_t kCudaAllowance = size_t(600) << 20;  // context (~500 MiB on Hopper) + cuBLASLt workspace
+
+std::string gib(size_t b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", double(b) / double(size_t(1) << 30));
+  return buf;
+}
+
+// The largest batch a step can see: every sequence full, every position a target.
+Batch worst_case_batch(const RunConfig& cfg) {
+  Batch b;
+  b.B = cfg.train.batch_size;
+  b.T = cfg.data.seq_len;
+  const size_t n = size_t(b.B) * b.T;
+  b.tokens.assign(n, 0);
+  b.targets.assign(n, 0);
+  b.positions.resize(n);
+  for (size_t i = 0; i < n; ++i) b.positions[i] = int32_t(i % size_t(b.T));
+  if (cfg.data.packing) b.doc_start.assign(n, 0);
+  return b;
+}
+
+}  // namespace
+
+LlamaConfig plan_architecture(const RunConfig& cfg) {
+  const std::string config_json = (std::filesystem::path(cfg.model.path) / "config.json").string();
+  if (!cfg.model.path.empty() && std::filesystem::exists(config_json)) return load_llama_config(config_json);
+  if (!cfg.model.arch.empty()) return parse_llama_config(cfg.model.arch, "config key model.arch");
+  throw ConfigError("config", "model.arch",
+                    "no config.json under model.path ('" + cfg.model.path + "') and no model.arch section to plan from");
+}
+
+MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_cuda) {
+  PlanningBackend be;
+  const WeightStorage storage{cfg.quant.weights == "int8", cfg.quant.outlier_fraction};
+  LlamaModel model(arch, be, storage);
+  OptimizerSettings os;
+  os.momentum_int8 = cfg.quant.momentum == "int8";
+  os.grad_int8 = cfg.quant.grad_dtype == "int8";
+  os.block_size = cfg.quant.block_size;
+  LionOptimizer opt(model, os);
+  std::unique_ptr<GradAccumulators> acc;
+  if (cfg.train.grad_accum > 1) acc = std::make_unique<GradAccumulators>(model, os);
+
+  MemoryPlan plan;
+  plan.parameters = arch.parameter_count();
+  size_t dense = 0, outliers = 0, norms = 0;
+  for (const Param& p : model.params()) {
+    if (p.quantized()) {
+      dense += p.int8.q.bytes() + p.int8.scale.bytes();
+      outliers += p.int8.row_ptr.bytes() + p.int8.col.bytes() + p.int8.val.bytes();
+    } else if (p.is_norm) {
+      norms += p.fp32.bytes();
+    } else {
+      dense += p.fp32.bytes();
+    }
+  }
+  const std::string wkind = cfg.quant.weights == "int8" ? "INT8 + row scales" : "fp32";
+  plan.items.push_back({"weights", dense, wkind});
+  if (outliers) plan.items.push_back({"weight outliers", outliers, "fp32 values, CSR indices"});
+  plan.items.push_back({"norm weights", norms, "fp32"});
+  plan.items.push_back({"Lion momentum", opt.state_bytes(), cfg.quant.momentum == "int8" ? "INT8 + block absmax" : "fp32"});
+  if (acc) plan.items.push_back({"gradient accumulators", acc->bytes(), cfg.quant.grad_dtype});
+  plan.state_bytes = model.weight_bytes() + opt.state_bytes() + (acc ? acc->bytes() : 0);
+  const size_t before_step = be.memory().current_bytes;
+
+  const std::vector<Batch> micro(size_t(cfg.train.grad_accum), worst_case_batch(cfg));
+  train_step(model, opt, acc.get(), micro, 1e-4f, cfg.train.clip_grad_norm);
+  model.forward_loss(micro[0]);  // validation: a forward pass only
+  plan.peak_bytes = be.memory().peak_bytes;
+  plan.items.push_back({"activations and workspaces at peak", plan.peak_bytes - before_step,
+                        "layer-input stack, one layer's recompute and dequantized weights, logits chunk"});
+  plan.allowance_bytes = for_cuda ? kCudaAllowance : 0;
+  if (for_cuda) plan.items.push_back({"CUDA context + workspace", plan.allowance_bytes, "allowance"});
+  plan.total_bytes = plan.peak_bytes + plan.allowance_bytes;
+  return plan;
+}
+
+std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch) {
+  char line[256];
+  std::string out;
+  std::snprintf(line, sizeof line, "memory plan: %.2f B parameters, seq_len %d, batch %d, grad_accum %d, weights %s, momentum %s\n",
+                double(plan.parameters) / 1e9, cfg.data.seq_len, cfg.train.batch_size, cfg.train.grad_accum,
+                cfg.quant.weights.c_str(), cfg.quant.momentum.c_str());
+  out += line;
+  (void)arch;
+  for (const auto& it : plan.items) {
+    std::snprintf(line, sizeof line, "  %-36s %12s   %s\n", it.name.c_str(), gib(it.bytes).c_str(), it.note.c_str());
+    out += line;
+  }
+  std::snprintf(line, sizeof line, "  %-36s %12s\n  model state: %.2f bytes/parameter (fp32 Adam: 16)\n", "total",
+                gib(plan.total_bytes).c_str(), plan.state_bytes_per_param());
+  out += line;
+  return out;
+}
+
+std::string plan_json(const MemoryPlan& plan) {
+  nlohmann::ordered_json buffers = nlohmann::ordered_json::array();
+  for (const auto& it : plan.items) buffers.push_back({{"name", it.name}, {"bytes", it.bytes}, {"note", it.note}});
+  nlohmann::ordered_json j = {{"total_bytes", plan.total_bytes},     {"peak_bytes", plan.peak_bytes},
+                              {"allowance_bytes", plan.allowance_bytes}, {"state_bytes", plan.state_bytes},
+                              {"parameters", plan.parameters},       {"state_bytes_per_param", plan.state_bytes_per_param()},
+                              {"buffers", buffers}};
+  return j.dump(2);
+}
+
+}  // namespace qft

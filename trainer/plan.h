@@ -1,0 +1,37 @@
+#pragma once
+// The memory planner behind `qft plan` and the check `qft train` runs first. It builds the run's model,
+// optimizer and one training step on a PlanningBackend, so every byte it reports comes from the code that
+// allocates for real.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/llama_config.h"
+#include "trainer/config.h"
+
+namespace qft {
+
+struct PlanItem {
+  std::string name;
+  size_t bytes = 0;
+  std::string note;
+};
+
+struct MemoryPlan {
+  std::vector<PlanItem> items;  // model state, then the transient peak, then the device allowance
+  int64_t parameters = 0;
+  size_t state_bytes = 0;       // weights + momentum + gradient accumulators
+  size_t peak_bytes = 0;        // largest tracked allocation total during a step (state included)
+  size_t allowance_bytes = 0;   // CUDA context and library workspaces; 0 on the CPU
+  size_t total_bytes = 0;       // peak + allowance
+  double state_bytes_per_param() const { return double(state_bytes) / double(parameters); }
+};
+
+// The architecture of a run: model.path/config.json when it exists, else the config's model.arch section.
+LlamaConfig plan_architecture(const RunConfig& cfg);
+// `for_cuda` adds the allowance for the CUDA context and library workspaces.
+MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_cuda);
+std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch);
+std::string plan_json(const MemoryPlan& plan);
+
+}  // namespace qft
