@@ -12,13 +12,13 @@ namespace qft {
 namespace {
 
 Buffer upload_f32(Backend& be, const std::vector<float>& host) {
-  Buffer b = be.alloc(host.size() * sizeof(float));
+  Buffer b = be.alloc(host.size() * sizeof(float), "weights");
   be.copy_to_device(b.get(), host.data(), host.size() * sizeof(float));
   return b;
 }
 
 Buffer upload_i32(Backend& be, const std::vector<int32_t>& host) {
-  Buffer b = be.alloc(host.size() * sizeof(int32_t));
+  Buffer b = be.alloc(host.size() * sizeof(int32_t), "batch");
   be.copy_to_device(b.get(), host.data(), host.size() * sizeof(int32_t));
   return b;
 }
@@ -88,7 +88,7 @@ LlamaModel::LlamaModel(const LlamaConfig& config, Backend& backend, const Weight
     if (storage.int8 && !is_1d) {
       p.int8 = allocate_hybrid(backend_, p.rows, p.cols, storage.outlier_fraction);
     } else {
-      p.fp32 = backend_.alloc(size_t(p.numel()) * 4);
+      p.fp32 = backend_.alloc(size_t(p.numel()) * 4, "weights");
     }
     params_.push_back(std::move(p));
   }
@@ -114,7 +114,7 @@ DenseWeight LlamaModel::dense(int param) const {
     d.ptr = p.fp32.f32();
     return d;
   }
-  d.copy = backend_.alloc(size_t(p.numel()) * 4);
+  d.copy = backend_.alloc(size_t(p.numel()) * 4, "dequantized weights");
   backend_.dequantize_hybrid(d.copy.f32(), p.int8.view());
   d.ptr = d.copy.f32();
   return d;
@@ -145,15 +145,15 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, const float* x_in, fl
   // Each matrix is dequantized right before its GEMM and dropped after it: one matrix of fp32 workspace at a time.
   const int P = layer_param(layer);
   LayerActs a;
-  a.xn1 = be.alloc(size_t(N) * C * 4);                      // (N, C)
-  a.rstd1 = be.alloc(size_t(N) * 4);                        // (N,)
-  a.q = be.alloc(size_t(N) * c.q_dim() * 4);                // (N, H, D), after RoPE
-  a.k = be.alloc(size_t(N) * c.kv_dim() * 4);               // (N, KVH, D), after RoPE
-  a.v = be.alloc(size_t(N) * c.kv_dim() * 4);               // (N, KVH, D)
-  a.probs = be.alloc(size_t(db.B) * H * db.T * db.T * 4);   // (B, H, T, T)
-  a.att_out = be.alloc(size_t(N) * c.q_dim() * 4);          // (N, H, D)
-  a.x_mid = be.alloc(size_t(N) * C * 4);                    // (N, C) residual after attention
-  Buffer proj = be.alloc(size_t(N) * C * 4);                // (N, C)
+  a.xn1 = be.alloc(size_t(N) * C * 4, "layer activations");                      // (N, C)
+  a.rstd1 = be.alloc(size_t(N) * 4, "layer activations");                        // (N,)
+  a.q = be.alloc(size_t(N) * c.q_dim() * 4, "layer activations");                // (N, H, D), after RoPE
+  a.k = be.alloc(size_t(N) * c.kv_dim() * 4, "layer activations");               // (N, KVH, D), after RoPE
+  a.v = be.alloc(size_t(N) * c.kv_dim() * 4, "layer activations");               // (N, KVH, D)
+  a.probs = be.alloc(size_t(db.B) * H * db.T * db.T * 4, "layer activations");   // (B, H, T, T)
+  a.att_out = be.alloc(size_t(N) * c.q_dim() * 4, "layer activations");          // (N, H, D)
+  a.x_mid = be.alloc(size_t(N) * C * 4, "layer activations");                    // (N, C) residual after attention
+  Buffer proj = be.alloc(size_t(N) * C * 4, "layer activations");                // (N, C)
 
   be.rmsnorm_forward(a.xn1.f32(), a.rstd1.f32(), x_in, dense(P).f32(), N, C, eps);
   be.matmul_forward(a.q.f32(), a.xn1.f32(), dense(P + 1).f32(), N, C, c.q_dim());
@@ -167,11 +167,11 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, const float* x_in, fl
   be.copy(a.x_mid.get(), x_in, size_t(N) * C * 4);
   be.residual_add(a.x_mid.f32(), proj.f32(), int64_t(N) * C);
 
-  a.xn2 = be.alloc(size_t(N) * C * 4);  // (N, C)
-  a.rstd2 = be.alloc(size_t(N) * 4);    // (N,)
-  a.gate = be.alloc(size_t(N) * I * 4); // (N, I)
-  a.up = be.alloc(size_t(N) * I * 4);   // (N, I)
-  a.act = be.alloc(size_t(N) * I * 4);  // (N, I) silu(gate) * up
+  a.xn2 = be.alloc(size_t(N) * C * 4, "layer activations");  // (N, C)
+  a.rstd2 = be.alloc(size_t(N) * 4, "layer activations");    // (N,)
+  a.gate = be.alloc(size_t(N) * I * 4, "layer activations"); // (N, I)
+  a.up = be.alloc(size_t(N) * I * 4, "layer activations");   // (N, I)
+  a.act = be.alloc(size_t(N) * I * 4, "layer activations");  // (N, I) silu(gate) * up
   be.rmsnorm_forward(a.xn2.f32(), a.rstd2.f32(), a.x_mid.f32(), dense(P + 5).f32(), N, C, eps);
   be.matmul_forward(a.gate.f32(), a.xn2.f32(), dense(P + 6).f32(), N, C, I);
   be.matmul_forward(a.up.f32(), a.xn2.f32(), dense(P + 7).f32(), N, C, I);
@@ -186,12 +186,12 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, const float* x_in, fl
 
 Buffer LlamaModel::forward_hidden(const DeviceBatch& db) {
   const int N = db.N, C = config_.hidden_size;
-  Buffer x = backend_.alloc(size_t(N) * C * 4);  // (N, C) residual stream
+  Buffer x = backend_.alloc(size_t(N) * C * 4, "head activations");  // (N, C) residual stream
   backend_.embedding_forward(x.f32(), db.tokens.i32(), dense(0).f32(), N, C);
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
     layer_forward(l, x.f32(), x.f32(), db);  // in place: x_in is read before x_out is written
   }
-  Buffer out = backend_.alloc(size_t(N) * C * 4);
+  Buffer out = backend_.alloc(size_t(N) * C * 4, "head activations");
   backend_.rmsnorm_forward(out.f32(), nullptr, x.f32(), params_[size_t(final_norm_param())].fp32.f32(), N, C,
                            float(config_.rms_norm_eps));
   return out;
@@ -200,7 +200,7 @@ Buffer LlamaModel::forward_hidden(const DeviceBatch& db) {
 void LlamaModel::lm_head(const float* hidden, const float* weight, int N, const std::function<void(int, int, float*)>& fn) {
   const int C = config_.hidden_size, V = config_.vocab_size;
   const int chunk = std::max(1, std::min(N, logits_chunk_tokens));
-  Buffer logits = backend_.alloc(size_t(chunk) * V * 4);  // (chunk, V)
+  Buffer logits = backend_.alloc(size_t(chunk) * V * 4, "logits chunk");  // (chunk, V)
   for (int r0 = 0; r0 < N; r0 += chunk) {
     const int rows = std::min(chunk, N - r0);
     backend_.matmul_forward(logits.f32(), hidden + size_t(r0) * C, weight, rows, C, V);
@@ -211,7 +211,7 @@ void LlamaModel::lm_head(const float* hidden, const float* weight, int N, const 
 LossSum LlamaModel::forward_loss(const Batch& batch) {
   DeviceBatch db = upload(batch);
   Buffer hidden = forward_hidden(db);
-  Buffer loss = backend_.alloc(size_t(db.N) * 4);  // (N,)
+  Buffer loss = backend_.alloc(size_t(db.N) * 4, "head activations");  // (N,)
   lm_head(hidden.f32(), dense(head_param()).f32(), db.N, [&](int r0, int rows, float* logits) {
     backend_.cross_entropy_forward(loss.f32() + r0, nullptr, logits, db.targets.i32() + r0, rows, config_.vocab_size);
   });

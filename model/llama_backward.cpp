@@ -17,20 +17,20 @@ LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sin
 
   // Forward, keeping each layer's input: stack[l] is the input of layer l, stack[L] the last output.
   std::vector<Buffer> stack;
-  stack.push_back(be.alloc(size_t(N) * C * 4));  // (N, C)
+  stack.push_back(be.alloc(size_t(N) * C * 4, "layer-input stack"));  // (N, C)
   be.embedding_forward(stack[0].f32(), db.tokens.i32(), dense(0).f32(), N, C);
   for (int l = 0; l < L; ++l) {
-    stack.push_back(be.alloc(size_t(N) * C * 4));
+    stack.push_back(be.alloc(size_t(N) * C * 4, "layer-input stack"));
     layer_forward(l, stack[l].f32(), stack[l + 1].f32(), db);
   }
   const float* final_norm = params_[size_t(final_norm_param())].fp32.f32();
 
   // Final norm and LM head, by token chunks: loss, logsumexp, and d hidden (dh) with the head's weights.
-  Buffer hidden = be.alloc(size_t(N) * C * 4);  // (N, C)
-  Buffer rstd = be.alloc(size_t(N) * 4);
+  Buffer hidden = be.alloc(size_t(N) * C * 4, "head activations");  // (N, C)
+  Buffer rstd = be.alloc(size_t(N) * 4, "head activations");
   be.rmsnorm_forward(hidden.f32(), rstd.f32(), stack[L].f32(), final_norm, N, C, float(config_.rms_norm_eps));
-  Buffer loss = be.alloc(size_t(N) * 4), lse = be.alloc(size_t(N) * 4);
-  Buffer dh = be.alloc(size_t(N) * C * 4);  // (N, C)
+  Buffer loss = be.alloc(size_t(N) * 4, "head activations"), lse = be.alloc(size_t(N) * 4, "head activations");
+  Buffer dh = be.alloc(size_t(N) * C * 4, "head activations");  // (N, C)
   DenseWeight head = dense(head_param());
   lm_head(hidden.f32(), head.f32(), N, [&](int r0, int rows, float* logits) {
     be.cross_entropy_forward(loss.f32() + r0, lse.f32() + r0, logits, db.targets.i32() + r0, rows, V);
@@ -42,9 +42,9 @@ LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sin
   if (!std::isfinite(out.loss_sum)) throw NonFiniteLoss("loss is " + std::to_string(out.loss_sum));
   loss.reset();
 
-  Buffer dx = be.alloc(size_t(N) * C * 4);  // (N, C) gradient of the residual stream
+  Buffer dx = be.alloc(size_t(N) * C * 4, "head activations");  // (N, C) gradient of the residual stream
   {
-    Buffer dw = be.alloc(size_t(C) * 4);
+    Buffer dw = be.alloc(size_t(C) * 4, "weight-gradient chunk");
     be.rmsnorm_backward(dx.f32(), dw.f32(), dh.f32(), stack[L].f32(), final_norm, rstd.f32(), N, C, false);
     sink.consume(final_norm_param(), 0, 1, dw.f32());
   }
@@ -77,23 +77,23 @@ void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const D
 
   // ---- MLP: x_out = x_mid + act @ w_down^T, act = silu(gate) * up ----
   {
-    Buffer dact = be.alloc(size_t(N) * I * 4);  // (N, I)
+    Buffer dact = be.alloc(size_t(N) * I * 4, "layer gradients");  // (N, I)
     be.matmul_backward_input(dact.f32(), dx, dense(P + 8).f32(), N, I, C, false);
-    Buffer dw = be.alloc(size_t(C) * I * 4);  // (C, I)
+    Buffer dw = be.alloc(size_t(C) * I * 4, "weight-gradient chunk");  // (C, I)
     be.matmul_backward_weight(dw.f32(), dx, a.act.f32(), N, I, C, false);
     sink.consume(P + 8, 0, C, dw.f32());
     be.swiglu_backward(a.gate.f32(), a.up.f32(), dact.f32(), a.gate.f32(), a.up.f32(), int64_t(N) * I);  // -> dgate, dup
   }
   {
-    Buffer dxn = be.alloc(size_t(N) * C * 4);  // (N, C)
+    Buffer dxn = be.alloc(size_t(N) * C * 4, "layer gradients");  // (N, C)
     be.matmul_backward_input(dxn.f32(), a.gate.f32(), dense(P + 6).f32(), N, C, I, false);
     be.matmul_backward_input(dxn.f32(), a.up.f32(), dense(P + 7).f32(), N, C, I, true);
-    Buffer dw = be.alloc(size_t(I) * C * 4);  // (I, C)
+    Buffer dw = be.alloc(size_t(I) * C * 4, "weight-gradient chunk");  // (I, C)
     be.matmul_backward_weight(dw.f32(), a.gate.f32(), a.xn2.f32(), N, C, I, false);
     sink.consume(P + 6, 0, I, dw.f32());
     be.matmul_backward_weight(dw.f32(), a.up.f32(), a.xn2.f32(), N, C, I, false);
     sink.consume(P + 7, 0, I, dw.f32());
-    Buffer dnorm = be.alloc(size_t(C) * 4);
+    Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
     be.rmsnorm_backward(dx, dnorm.f32(), dxn.f32(), a.x_mid.f32(), dense(P + 5).f32(), a.rstd2.f32(), N, C, true);
     sink.consume(P + 5, 0, 1, dnorm.f32());
   }
@@ -102,16 +102,16 @@ void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const D
   a.act.reset();
 
   // ---- attention: x_mid = x_in + att_out @ w_o^T ----
-  Buffer datt = be.alloc(size_t(N) * QD * 4);  // (N, H, D)
+  Buffer datt = be.alloc(size_t(N) * QD * 4, "layer gradients");  // (N, H, D)
   be.matmul_backward_input(datt.f32(), dx, dense(P + 4).f32(), N, QD, C, false);
   {
-    Buffer dw = be.alloc(size_t(C) * QD * 4);  // (C, QD)
+    Buffer dw = be.alloc(size_t(C) * QD * 4, "weight-gradient chunk");  // (C, QD)
     be.matmul_backward_weight(dw.f32(), dx, a.att_out.f32(), N, QD, C, false);
     sink.consume(P + 4, 0, C, dw.f32());
   }
-  Buffer dq = be.alloc(size_t(N) * QD * 4), dk = be.alloc(size_t(N) * KVD * 4), dv = be.alloc(size_t(N) * KVD * 4);
+  Buffer dq = be.alloc(size_t(N) * QD * 4, "layer gradients"), dk = be.alloc(size_t(N) * KVD * 4, "layer gradients"), dv = be.alloc(size_t(N) * KVD * 4, "layer gradients");
   {
-    Buffer scratch = be.alloc(size_t(db.T) * db.T * 4);  // (T, T)
+    Buffer scratch = be.alloc(size_t(db.T) * db.T * 4, "layer gradients");  // (T, T)
     be.attention_backward({dq.f32(), dk.f32(), dv.f32(), scratch.f32(), datt.f32(), a.probs.f32(), a.q.f32(), a.k.f32(),
                            a.v.f32(), db.B, db.T, H, KVH, D});
   }
@@ -119,12 +119,12 @@ void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const D
   a.probs.reset();
   be.rope(dq.f32(), db.positions.i32(), inv_freq_.f32(), N, H, D, true);
   be.rope(dk.f32(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, true);
-  Buffer dxn = be.alloc(size_t(N) * C * 4);  // (N, C)
+  Buffer dxn = be.alloc(size_t(N) * C * 4, "layer gradients");  // (N, C)
   be.matmul_backward_input(dxn.f32(), dq.f32(), dense(P + 1).f32(), N, C, QD, false);
   be.matmul_backward_input(dxn.f32(), dk.f32(), dense(P + 2).f32(), N, C, KVD, true);
   be.matmul_backward_input(dxn.f32(), dv.f32(), dense(P + 3).f32(), N, C, KVD, true);
   {
-    Buffer dw = be.alloc(size_t(QD) * C * 4);  // (QD, C), large enough for k and v too
+    Buffer dw = be.alloc(size_t(QD) * C * 4, "weight-gradient chunk");  // (QD, C), large enough for k and v too
     be.matmul_backward_weight(dw.f32(), dq.f32(), a.xn1.f32(), N, C, QD, false);
     sink.consume(P + 1, 0, QD, dw.f32());
     be.matmul_backward_weight(dw.f32(), dk.f32(), a.xn1.f32(), N, C, KVD, false);
@@ -132,7 +132,7 @@ void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const D
     be.matmul_backward_weight(dw.f32(), dv.f32(), a.xn1.f32(), N, C, KVD, false);
     sink.consume(P + 3, 0, KVD, dw.f32());
   }
-  Buffer dnorm = be.alloc(size_t(C) * 4);
+  Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
   be.rmsnorm_backward(dx, dnorm.f32(), dxn.f32(), x_in, dense(P).f32(), a.rstd1.f32(), N, C, true);
   sink.consume(P + 0, 0, 1, dnorm.f32());
 }
@@ -143,8 +143,8 @@ void LlamaModel::head_weight_backward(const float* weight, const float* hidden, 
   const int N = db.N, C = config_.hidden_size, V = config_.vocab_size;
   const int param = head_param();
   const int vc = std::max(1, std::min(V, vocab_chunk_rows)), nt = std::max(1, std::min(N, logits_chunk_tokens));
-  Buffer dw = be.alloc(size_t(vc) * C * 4);    // (vc, C) one chunk of the weight gradient
-  Buffer tile = be.alloc(size_t(nt) * vc * 4); // (nt, vc) logits, then their gradient
+  Buffer dw = be.alloc(size_t(vc) * C * 4, "weight-gradient chunk");    // (vc, C) one chunk of the weight gradient
+  Buffer tile = be.alloc(size_t(nt) * vc * 4, "logits chunk"); // (nt, vc) logits, then their gradient
   for (int v0 = 0; v0 < V; v0 += vc) {
     const int rows = std::min(vc, V - v0);
     const float* w = weight + size_t(v0) * C;
@@ -164,7 +164,7 @@ void LlamaModel::embedding_weight_backward(const float* dx0, const DeviceBatch& 
   Backend& be = backend_;
   const int N = db.N, C = config_.hidden_size, V = config_.vocab_size;
   const int vc = std::max(1, std::min(V, vocab_chunk_rows));
-  Buffer dw = be.alloc(size_t(vc) * C * 4);  // (vc, C)
+  Buffer dw = be.alloc(size_t(vc) * C * 4, "weight-gradient chunk");  // (vc, C)
   for (int v0 = 0; v0 < V; v0 += vc) {
     const int rows = std::min(vc, V - v0);
     be.zero(dw.get(), size_t(rows) * C * 4);

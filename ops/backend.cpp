@@ -12,6 +12,7 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
     owner_ = o.owner_;
     ptr_ = o.ptr_;
     bytes_ = o.bytes_;
+    tag_ = o.tag_;
     o.owner_ = nullptr;
     o.ptr_ = nullptr;
     o.bytes_ = 0;
@@ -20,13 +21,13 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
 }
 
 void Buffer::reset() {
-  if (owner_ && ptr_) owner_->release(ptr_, bytes_);
+  if (owner_ && ptr_) owner_->release(ptr_, bytes_, tag_);
   owner_ = nullptr;
   ptr_ = nullptr;
   bytes_ = 0;
 }
 
-Buffer Backend::alloc(size_t bytes) {
+Buffer Backend::alloc(size_t bytes, const char* tag) {
   void* p = raw_alloc(bytes == 0 ? 1 : bytes);
   if (!p) {
     throw Error(name() + ": out of memory allocating " + std::to_string(bytes) + " bytes (" +
@@ -34,13 +35,18 @@ Buffer Backend::alloc(size_t bytes) {
   }
   stats_.current_bytes += bytes;
   stats_.allocations += 1;
-  if (stats_.current_bytes > stats_.peak_bytes) stats_.peak_bytes = stats_.current_bytes;
-  return Buffer(this, p, bytes);
+  stats_.current_by_tag[tag] += bytes;
+  if (stats_.current_bytes > stats_.peak_bytes) {
+    stats_.peak_bytes = stats_.current_bytes;
+    stats_.at_peak_by_tag = stats_.current_by_tag;
+  }
+  return Buffer(this, p, bytes, tag);
 }
 
-void Backend::release(void* p, size_t bytes) {
+void Backend::release(void* p, size_t bytes, const char* tag) {
   raw_free(p);
   stats_.current_bytes -= bytes;
+  stats_.current_by_tag[tag] -= bytes;
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& device) {

@@ -4,6 +4,7 @@
 // stores them. Pointers are backend memory.
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -15,6 +16,8 @@ struct MemoryStats {
   size_t current_bytes = 0;
   size_t peak_bytes = 0;
   size_t allocations = 0;
+  std::map<std::string, size_t> current_by_tag;
+  std::map<std::string, size_t> at_peak_by_tag;  // what was live, by tag, when the peak was reached
 };
 
 class Backend;
@@ -23,7 +26,7 @@ class Backend;
 class Buffer {
  public:
   Buffer() = default;
-  Buffer(Backend* owner, void* ptr, size_t bytes) : owner_(owner), ptr_(ptr), bytes_(bytes) {}
+  Buffer(Backend* owner, void* ptr, size_t bytes, const char* tag) : owner_(owner), ptr_(ptr), bytes_(bytes), tag_(tag) {}
   Buffer(Buffer&& o) noexcept { *this = std::move(o); }
   Buffer& operator=(Buffer&& o) noexcept;
   Buffer(const Buffer&) = delete;
@@ -40,6 +43,7 @@ class Buffer {
   Backend* owner_ = nullptr;
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
+  const char* tag_ = nullptr;
 };
 
 struct AttentionParams {
@@ -71,8 +75,9 @@ class Backend {
   virtual std::string name() const = 0;
 
   // ---- memory ----
-  Buffer alloc(size_t bytes);  // tracked; throws qft::Error on failure
-  MemoryStats memory() const { return stats_; }
+  // Tracked, by tag (a string literal naming what the memory is for); throws qft::Error on failure.
+  Buffer alloc(size_t bytes, const char* tag = "scratch");
+  const MemoryStats& memory() const { return stats_; }
   virtual size_t available_bytes() const = 0;  // what a new run may still allocate
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
@@ -132,7 +137,7 @@ class Backend {
 
  private:
   friend class Buffer;
-  void release(void* p, size_t bytes);
+  void release(void* p, size_t bytes, const char* tag);
   MemoryStats stats_;
 };
 

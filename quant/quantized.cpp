@@ -32,11 +32,11 @@ HybridMatrix allocate_hybrid(Backend& be, int64_t rows, int64_t cols, double out
   m.cols = cols;
   m.nnz = rows * outliers_per_row(cols, outlier_fraction);
   m.col16 = cols <= 65536;
-  m.q = be.alloc(size_t(rows * cols));
-  m.scale = be.alloc(size_t(rows) * 4);
-  m.row_ptr = be.alloc(size_t(rows + 1) * 4);
-  m.col = be.alloc(size_t(m.nnz) * (m.col16 ? 2 : 4));
-  m.val = be.alloc(size_t(m.nnz) * 4);
+  m.q = be.alloc(size_t(rows * cols), "weights");
+  m.scale = be.alloc(size_t(rows) * 4, "weights");
+  m.row_ptr = be.alloc(size_t(rows + 1) * 4, "weights");
+  m.col = be.alloc(size_t(m.nnz) * (m.col16 ? 2 : 4), "weights");
+  m.val = be.alloc(size_t(m.nnz) * 4, "weights");
   return m;
 }
 
@@ -87,15 +87,15 @@ HybridMatrix quantize_hybrid(Backend& be, const float* w, int64_t rows, int64_t 
   return m;
 }
 
-BlockMatrix BlockMatrix::zeros(Backend& be, int64_t rows, int64_t cols, int64_t block) {
+BlockMatrix BlockMatrix::zeros(Backend& be, int64_t rows, int64_t cols, int64_t block, const char* tag) {
   if (block <= 0) throw Error("quant.block_size must be positive");
   BlockMatrix b;
   b.rows = rows;
   b.cols = cols;
   b.block = block;
-  b.q = be.alloc(size_t(rows * cols));
+  b.q = be.alloc(size_t(rows * cols), tag);
   be.zero(b.q.get(), b.q.bytes());
-  b.absmax = be.alloc(size_t(rows * ((cols + block - 1) / block)) * 4);
+  b.absmax = be.alloc(size_t(rows * ((cols + block - 1) / block)) * 4, tag);
   be.zero(b.absmax.get(), b.absmax.bytes());
   return b;
 }

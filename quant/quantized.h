@@ -28,7 +28,7 @@ int64_t outliers_per_row(int64_t cols, double outlier_fraction);
 struct BlockMatrix {
   int64_t rows = 0, cols = 0, block = 0;
   Buffer q, absmax;
-  static BlockMatrix zeros(Backend& be, int64_t rows, int64_t cols, int64_t block);
+  static BlockMatrix zeros(Backend& be, int64_t rows, int64_t cols, int64_t block, const char* tag);
   BlockView view(int64_t row0 = 0) const;
   size_t bytes() const { return q.bytes() + absmax.bytes(); }
 };

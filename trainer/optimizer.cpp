@@ -10,12 +10,12 @@ namespace {
 uint32_t stream(int param, int kind) { return uint32_t(param) * 4u + uint32_t(kind); }
 enum StreamKind { kWeights = 0, kMomentum = 1, kAccum = 2 };
 
-StateTensor make_state(Backend& be, const Param& p, bool int8, int64_t block) {
+StateTensor make_state(Backend& be, const Param& p, bool int8, int64_t block, const char* tag) {
   StateTensor t;
   if (int8 && !p.is_norm) {
-    t.int8 = BlockMatrix::zeros(be, p.rows, p.cols, block);
+    t.int8 = BlockMatrix::zeros(be, p.rows, p.cols, block, tag);
   } else {
-    t.fp32 = be.alloc(size_t(p.numel()) * 4);
+    t.fp32 = be.alloc(size_t(p.numel()) * 4, tag);
     be.zero(t.fp32.get(), t.fp32.bytes());
   }
   return t;
@@ -24,7 +24,7 @@ StateTensor make_state(Backend& be, const Param& p, bool int8, int64_t block) {
 }  // namespace
 
 LionOptimizer::LionOptimizer(LlamaModel& model, const OptimizerSettings& s) : model_(model), s_(s) {
-  for (const Param& p : model.params()) momentum_.push_back(make_state(model.backend(), p, s.momentum_int8, s.block_size));
+  for (const Param& p : model.params()) momentum_.push_back(make_state(model.backend(), p, s.momentum_int8, s.block_size, "momentum"));
 }
 
 void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float* g, float lr, float grad_scale) {
@@ -56,7 +56,7 @@ void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float
   }
   Buffer grew;
   if (p.quantized()) {
-    grew = be.alloc(size_t(rows));
+    grew = be.alloc(size_t(rows), "optimizer scratch");
     st.grew = static_cast<uint8_t*>(grew.get());
   }
   be.lion_step_rows(st, rows);
@@ -80,7 +80,7 @@ int64_t LionOptimizer::take_rescaled_rows() {
 }
 
 GradAccumulators::GradAccumulators(const LlamaModel& model, const OptimizerSettings& s) : model_(model), s_(s) {
-  for (const Param& p : model.params()) acc_.push_back(make_state(model.backend(), p, s.grad_int8, s.block_size));
+  for (const Param& p : model.params()) acc_.push_back(make_state(model.backend(), p, s.grad_int8, s.block_size, "gradient accumulators"));
 }
 
 void GradAccumulators::add(int param, int64_t row0, int64_t rows, const float* g, bool first, uint32_t micro) {
@@ -111,7 +111,7 @@ const float* GradAccumulators::combined(int param, int64_t row0, int64_t rows, c
   Backend& be = model_.backend();
   const StateTensor& a = acc_[size_t(param)];
   const int64_t n = rows * model_.params()[size_t(param)].cols;
-  tmp = be.alloc(size_t(n) * 4);
+  tmp = be.alloc(size_t(n) * 4, "optimizer scratch");
   if (a.quantized()) {
     BlockView v = a.int8.view(row0);
     v.rows = rows;
@@ -129,7 +129,7 @@ std::vector<float> GradAccumulators::to_host(int param) const {
   Backend& be = model_.backend();
   const StateTensor& a = acc_[size_t(param)];
   if (a.quantized()) {
-    Buffer tmp = be.alloc(out.size() * 4);
+    Buffer tmp = be.alloc(out.size() * 4, "optimizer scratch");
     be.dequantize_blocks(tmp.f32(), a.int8.view());
     be.copy_to_host(out.data(), tmp.get(), out.size() * 4);
   } else {

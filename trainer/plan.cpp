@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -78,14 +79,27 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_c
   plan.items.push_back({"Lion momentum", opt.state_bytes(), cfg.quant.momentum == "int8" ? "INT8 + block absmax" : "fp32"});
   if (acc) plan.items.push_back({"gradient accumulators", acc->bytes(), cfg.quant.grad_dtype});
   plan.state_bytes = model.weight_bytes() + opt.state_bytes() + (acc ? acc->bytes() : 0);
-  const size_t before_step = be.memory().current_bytes;
 
   const std::vector<Batch> micro(size_t(cfg.train.grad_accum), worst_case_batch(cfg));
   train_step(model, opt, acc.get(), micro, 1e-4f, cfg.train.clip_grad_norm);
   model.forward_loss(micro[0]);  // validation: a forward pass only
   plan.peak_bytes = be.memory().peak_bytes;
-  plan.items.push_back({"activations and workspaces at peak", plan.peak_bytes - before_step,
-                        "layer-input stack, one layer's recompute and dequantized weights, logits chunk"});
+  // What else was live at the peak, by allocation tag (weights and optimizer state are listed above).
+  static const std::map<std::string, std::string> notes = {
+      {"layer-input stack", "fp32 input of every layer, (layers + 1) x tokens x hidden"},
+      {"layer activations", "one layer's recomputed forward, attention probabilities included"},
+      {"layer gradients", "one layer's activation gradients and attention scratch"},
+      {"dequantized weights", "fp32 copy of the matrix in use"},
+      {"weight-gradient chunk", "one matrix's gradient, or a vocabulary chunk of the head's"},
+      {"logits chunk", "a token chunk of full-vocabulary logits"},
+      {"head activations", "final hidden states, logsumexp, residual-stream gradient"},
+      {"optimizer scratch", "per-row rescale flags, accumulated-gradient sums"},
+      {"batch", "token ids, targets, positions"}};
+  for (const auto& [tag, bytes] : be.memory().at_peak_by_tag) {
+    if (tag == "weights" || tag == "momentum" || tag == "gradient accumulators" || bytes == 0) continue;
+    auto it = notes.find(tag);
+    plan.items.push_back({tag, bytes, it == notes.end() ? std::string() : it->second});
+  }
   plan.allowance_bytes = for_cuda ? kCudaAllowance : 0;
   if (for_cuda) plan.items.push_back({"CUDA context + workspace", plan.allowance_bytes, "allowance"});
   plan.total_bytes = plan.peak_bytes + plan.allowance_bytes;
