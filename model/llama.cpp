@@ -120,6 +120,16 @@ DenseWeight LlamaModel::dense(int param) const {
   return d;
 }
 
+void LlamaModel::reselect_outliers() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Param& p = params_[i];
+    if (!p.quantized()) continue;
+    std::vector<float> host(static_cast<size_t>(p.numel()));
+    backend_.copy_to_host(host.data(), dense(int(i)).f32(), host.size() * 4);
+    quantize_hybrid_into(backend_, p.int8, host.data(), storage_.outlier_fraction);
+  }
+}
+
 size_t LlamaModel::weight_bytes() const {
   size_t n = 0;
   for (const Param& p : params_) n += p.bytes();

@@ -81,6 +81,8 @@ class LlamaModel {
   const std::vector<Param>& params() const { return params_; }
   Param& param(int i) { return params_[size_t(i)]; }
   DenseWeight dense(int param) const;  // dequantizes INT8 weights into a fresh fp32 buffer
+  // Picks each INT8 matrix's outliers again from its current values (QFT re-selects about once per epoch).
+  void reselect_outliers();
   size_t weight_bytes() const;
 
   LossSum forward_loss(const Batch& batch);

@@ -5,6 +5,9 @@
 #include <cmath>
 
 #include "cpu/cpu_backend.h"
+#include "model/hf_model.h"
+#include "model/llama.h"
+#include "trainer/train_step.h"
 #include "quant/quantized.h"
 #include "test/helpers.h"
 
@@ -249,4 +252,52 @@ TEST_CASE("INT8 gradient accumulation keeps updates of 1% of a step with stochas
       REQUIRE(mean == 0.0);
     }
   }
+}
+
+TEST_CASE("re-selecting outliers after training keeps the weights within half a step", "[quant]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  HfModel hf(test::fixture("gqa_tied"));
+  CpuBackend be;
+  LlamaModel model(hf, be, WeightStorage{true, 0.02});
+  // Move the weights away from their initial quantization first, so that the largest entries change.
+  LionOptimizer opt(model, OptimizerSettings{});
+  std::uniform_int_distribution<int32_t> tok(3, 499);
+  std::vector<int32_t> ids(32);
+  for (auto& t : ids) t = tok(rng);
+  const Batch batch = Batch::from_labels(2, 16, ids, ids);
+  for (int s = 0; s < 3; ++s) {
+    opt.set_step(uint32_t(s));
+    train_step(model, opt, nullptr, {batch}, 5e-3f, std::nullopt);
+  }
+  std::vector<std::vector<float>> before;
+  for (size_t i = 0; i < model.params().size(); ++i) {
+    before.push_back(std::vector<float>(size_t(model.params()[i].numel())));
+    be.copy_to_host(before.back().data(), model.dense(int(i)).f32(), before.back().size() * 4);
+  }
+  const double loss_before = model.forward_loss(batch).mean();
+  model.reselect_outliers();
+  for (size_t i = 0; i < model.params().size(); ++i) {
+    const Param& p = model.params()[i];
+    if (!p.quantized()) continue;
+    const auto scale = to_host<float>(be, p.int8.scale);
+    const auto q = to_host<int8_t>(be, p.int8.q);
+    std::vector<float> after(before[i].size());
+    be.copy_to_host(after.data(), model.dense(int(i)).f32(), after.size() * 4);
+    for (int64_t r = 0; r < p.rows; ++r) {
+      // The outliers are again the k largest |w| of the row, and exact; the rest within half a step.
+      float smallest_outlier = INFINITY, largest_dense = 0;
+      for (int64_t c = 0; c < p.cols; ++c) {
+        const size_t at = size_t(r * p.cols + c);
+        if (q[at] == kOutlierSlot) {
+          REQUIRE(after[at] == before[i][at]);
+          smallest_outlier = std::min(smallest_outlier, std::fabs(before[i][at]));
+        } else {
+          REQUIRE(std::fabs(after[at] - before[i][at]) <= scale[size_t(r)] * 0.5f + 4 * FLT_EPSILON * std::fabs(before[i][at]));
+          largest_dense = std::max(largest_dense, std::fabs(before[i][at]));
+        }
+      }
+      REQUIRE(smallest_outlier >= largest_dense);
+    }
+  }
+  REQUIRE(std::fabs(model.forward_loss(batch).mean() - loss_before) < 0.05);
 }

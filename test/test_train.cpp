@@ -23,6 +23,7 @@ std::string run_config(const test::TempDir& tmp) {
       {"train",
        {{"steps", 30}, {"batch_size", 2}, {"lr", 1e-3}, {"warmup_steps", 3}, {"seed", 5}, {"eval_every", 15},
         {"eval_batches", 4}, {"log_every", 5}}},
+      {"quant", {{"reselect_every", 10}}},
       {"output", {{"dir", tmp / "run"}}},
       {"device", "cpu"}};
   const std::string path = tmp / "run.json";

@@ -260,9 +260,7 @@ void RunConfig::validate(bool for_training) const {
     throw ConfigError(where, "quant.outlier_fraction", "must lie in [0, 0.5]");
   }
   at_least("quant.block_size", quant.block_size, 1);
-  if (quant.reselect_every != 0) {
-    throw ConfigError(where, "quant.reselect_every", "outlier re-selection is not implemented yet; set 0");
-  }
+  at_least("quant.reselect_every", quant.reselect_every, 0);
 }
 
 std::string RunConfig::to_json() const {

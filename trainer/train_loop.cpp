@@ -212,6 +212,10 @@ TrainSummary run_training(const RunConfig& cfg) {
       if (model.params()[0].quantized()) m["rescaled_rows"] = opt.take_rescaled_rows();
       metrics.write(m);
     }
+    if (cfg.quant.reselect_every > 0 && done % cfg.quant.reselect_every == 0 && model.params()[0].quantized()) {
+      model.reselect_outliers();
+      log->info("step {:>5}/{} | weight outliers re-selected", done, cfg.train.steps);
+    }
     if (cfg.train.eval_every > 0 && done % cfg.train.eval_every == 0 && done != cfg.train.steps) run_eval(done);
   }
   run_eval(cfg.train.steps);
