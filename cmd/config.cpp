@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cmd/commands.h"
+#include "cmd/run_config_options.h"
 #include "trainer/config.h"
 
 namespace qft::cmd {
@@ -12,8 +13,7 @@ namespace qft::cmd {
 namespace {
 
 struct ConfigOptions {
-  std::string config;
-  std::vector<std::string> overrides;
+  RunConfigOptions run;
   bool docs = false;
 };
 
@@ -27,14 +27,11 @@ void print_docs() {
 void set_config_command(CLI::App& app) {
   auto opts = std::make_shared<ConfigOptions>();
   CLI::App* sub = app.add_subcommand("config", "Print the effective run config, or document every key (--docs)");
-  sub->add_option("--config,-c", opts->config, "Run config (JSON); without it, the defaults");
-  sub->add_option("--set", opts->overrides, "Override a key: --set train.lr=3e-5 (repeatable)");
+  opts->run.add_to(sub, false);
   sub->add_flag("--docs", opts->docs, "Print a Markdown table of every key, its default and meaning");
   sub->callback([opts] {
     if (opts->docs) return print_docs();
-    RunConfig cfg = opts->config.empty() ? RunConfig{} : RunConfig::load(opts->config);
-    for (const auto& o : opts->overrides) cfg.apply_override(o);
-    std::cout << cfg.to_json() << "\n";
+    std::cout << opts->run.load().to_json() << "\n";
   });
 }
 

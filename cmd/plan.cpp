@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "cmd/commands.h"
+#include "cmd/run_config_options.h"
 #include "trainer/config.h"
 #include "trainer/plan.h"
 
@@ -12,8 +13,7 @@ namespace qft::cmd {
 namespace {
 
 struct PlanOptions {
-  std::string config;
-  std::vector<std::string> overrides;
+  RunConfigOptions run;
   bool json = false;
   bool cpu = false;
 };
@@ -23,13 +23,11 @@ struct PlanOptions {
 void set_plan_command(CLI::App& app) {
   auto opts = std::make_shared<PlanOptions>();
   CLI::App* sub = app.add_subcommand("plan", "Memory a training run needs (GPU by default), before any download");
-  sub->add_option("--config,-c", opts->config, "Run config (JSON)")->required();
-  sub->add_option("--set", opts->overrides, "Override a key: --set data.seq_len=4096 (repeatable)");
+  opts->run.add_to(sub, true);
   sub->add_flag("--json", opts->json, "Print one JSON object");
   sub->add_flag("--cpu", opts->cpu, "Plan for the CPU backend: no CUDA context allowance");
   sub->callback([opts] {
-    RunConfig cfg = RunConfig::load(opts->config);
-    for (const auto& o : opts->overrides) cfg.apply_override(o);
+    const RunConfig cfg = opts->run.load();
     cfg.validate(false);
     const LlamaConfig arch = plan_architecture(cfg);
     const MemoryPlan plan = plan_memory(cfg, arch, !opts->cpu);
