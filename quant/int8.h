@@ -19,11 +19,15 @@ struct HybridView {
   int8_t* q;               // (rows, cols)
   float* scale;            // (rows,)
   const int32_t* row_ptr;  // (rows + 1,) absolute offsets into col / val
-  const uint16_t* col16;   // column indices when cols <= 65536, else col32
-  const int32_t* col32;
+  const void* col_idx;     // column indices in the narrowest type that holds cols - 1: 1, 2 or 4 bytes
+  int col_bytes;
   float* val;              // (nnz,)
   int64_t rows, cols;
-  QFT_HD int64_t col(int64_t k) const { return col16 ? int64_t(col16[k]) : int64_t(col32[k]); }
+  QFT_HD int64_t col(int64_t k) const {
+    if (col_bytes == 1) return static_cast<const uint8_t*>(col_idx)[k];
+    if (col_bytes == 2) return static_cast<const uint16_t*>(col_idx)[k];
+    return static_cast<const int32_t*>(col_idx)[k];
+  }
 };
 
 struct BlockView {
@@ -115,6 +119,9 @@ struct BlockAccumulateRows {
 // The fused Lion step over rows of one matrix, for any mix of fp32 / INT8 weights and momentum:
 // dequantize -> Lion -> requantize, with no fp32 copy of the matrix. Weights keep their row scale while the
 // new values fit and grow it (flagging the row in `grew`) only when a value would overflow ±127·scale.
+// A row's largest value sits at ±127 after quantization, so a scale grown to exactly fit would overflow
+// again on the next outward step and re-round the whole row every other step; growing by `growth`
+// (> 1) leaves headroom so that rescaling stays rare.
 struct LionRowStep {
   LionParams p;
   const float* g;      // (rows, cols) gradient
@@ -126,6 +133,7 @@ struct LionRowStep {
   int64_t cols;
   int64_t row_base;
   uint8_t* grew;       // (rows,) 1 where the row's scale grew; may be null
+  float growth = 1.0625f;  // new scale = growth * max|w| / 127 when a value overflows
 
   QFT_HD float mom(int64_t r, int64_t i) const { return m32 ? m32[r * cols + i] : m.get(r, i); }
   QFT_HD float grad(int64_t r, int64_t i) const { return g[r * cols + i] * p.grad_scale; }
@@ -161,7 +169,7 @@ struct LionRowStep {
       if (q[i] != kOutlierSlot) mx = max_hd(mx, fabsf(new_weight(float(q[i]) * s, r, i)));
     }
     mx = row.max(mx);
-    const float s_new = mx > 127.0f * s ? mx / 127.0f : s;
+    const float s_new = mx > 127.0f * s ? growth * mx / 127.0f : s;
     for (int64_t k = w.row_ptr[r] + row.lane(); k < w.row_ptr[r + 1]; k += row.width()) {
       w.val[k] = new_weight(w.val[k], r, w.col(k));  // outliers: exact fp32
     }

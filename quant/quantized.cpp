@@ -18,8 +18,8 @@ HybridView HybridMatrix::view(int64_t row0) const {
   return {q8 + row0 * cols,
           scale.f32() + row0,
           row_ptr.i32() + row0,
-          col16 ? static_cast<const uint16_t*>(col.get()) : nullptr,
-          col16 ? nullptr : col.i32(),
+          col.get(),
+          col_bytes,
           val.f32(),
           rows - row0,
           cols};
@@ -31,11 +31,11 @@ HybridMatrix allocate_hybrid(Backend& be, int64_t rows, int64_t cols, double out
   m.rows = rows;
   m.cols = cols;
   m.nnz = rows * outliers_per_row(cols, outlier_fraction);
-  m.col16 = cols <= 65536;
+  m.col_bytes = cols <= 256 ? 1 : (cols <= 65536 ? 2 : 4);
   m.q = be.alloc(size_t(rows * cols), "weights");
   m.scale = be.alloc(size_t(rows) * 4, "weights");
   m.row_ptr = be.alloc(size_t(rows + 1) * 4, "weights");
-  m.col = be.alloc(size_t(m.nnz) * (m.col16 ? 2 : 4), "weights");
+  m.col = be.alloc(size_t(m.nnz) * size_t(m.col_bytes), "weights");
   m.val = be.alloc(size_t(m.nnz) * 4, "weights");
   return m;
 }
@@ -73,7 +73,10 @@ void quantize_hybrid_into(Backend& be, HybridMatrix& m, const float* w, double o
   be.copy_to_device(m.scale.get(), scale.data(), scale.size() * 4);
   be.copy_to_device(m.row_ptr.get(), row_ptr.data(), row_ptr.size() * 4);
   be.copy_to_device(m.val.get(), val.data(), val.size() * 4);
-  if (m.col16) {
+  if (m.col_bytes == 1) {
+    const std::vector<uint8_t> c8(col32.begin(), col32.end());
+    be.copy_to_device(m.col.get(), c8.data(), c8.size());
+  } else if (m.col_bytes == 2) {
     const std::vector<uint16_t> c16(col32.begin(), col32.end());
     be.copy_to_device(m.col.get(), c16.data(), c16.size() * 2);
   } else {

@@ -10,7 +10,7 @@ namespace qft {
 
 struct HybridMatrix {
   int64_t rows = 0, cols = 0, nnz = 0;
-  bool col16 = true;  // column indices as uint16 (cols <= 65536) or int32
+  int col_bytes = 2;  // column indices as uint8 (cols <= 256), uint16 (cols <= 65536) or int32
   Buffer q, scale, row_ptr, col, val;
   HybridView view(int64_t row0 = 0) const;  // the rows from row0 on
   size_t bytes() const { return q.bytes() + scale.bytes() + row_ptr.bytes() + col.bytes() + val.bytes(); }

@@ -48,7 +48,7 @@ std::string hms(double s) {
 // Appends one JSON object per line; flushed per record so that a crash loses nothing already logged.
 class MetricsWriter {
  public:
-  explicit MetricsWriter(const std::string& path) : path_(path), f_(path, std::ios::app) {
+  explicit MetricsWriter(const std::string& path) : path_(path), f_(path, std::ios::trunc) {
     if (!f_) throw FileError(path, "cannot open for writing");
   }
   void write(const nlohmann::ordered_json& j) {
@@ -65,7 +65,7 @@ class MetricsWriter {
 std::shared_ptr<spdlog::logger> make_logger(const std::string& log_path) {
   auto console = std::make_shared<spdlog::sinks::stdout_color_sink_mt>();
   console->set_pattern("%v");
-  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_path, false);
+  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_path, true);  // a new run starts a new log
   file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
   auto log = std::make_shared<spdlog::logger>("qft.train", spdlog::sinks_init_list{console, file});
   log->flush_on(spdlog::level::info);
