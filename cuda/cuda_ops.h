@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "quant/int8.h"
+
 struct CUstream_st;
 
 namespace qft::cuda {
@@ -22,5 +24,10 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t n, S
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int N, int C, float eps, Stream stream);
 // Row-wise: loss per row of (N, V) logits
 void cross_entropy_forward(float* loss, const float* logits, const int32_t* targets, int N, int V, Stream stream);
+
+// INT8 state (quant/int8.h): row-wise, one block per row
+void dequantize_hybrid(float* out, const HybridView& w, Stream stream);
+void quantize_blocks(const BlockView& b, const float* x, const RoundingKey& key, int64_t row_base, Stream stream);
+void lion_step_rows(const LionRowStep& step, int64_t rows, Stream stream);
 
 }  // namespace qft::cuda

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cpu/cpu_backend.h"
+#include "quant/quantized.h"
 #include "cuda/device_info.h"
 #include "test/helpers.h"
 #ifdef QFT_WITH_CUDA
@@ -79,5 +80,72 @@ TEST_CASE("cuda row launcher: rmsnorm and cross-entropy match the CPU backend", 
   DeviceVec dz(z), dt(tgt), dl(loss);
   cuda::cross_entropy_forward(dl.f(), dz.f(), static_cast<const int32_t*>(dt.p), N, V, nullptr);
   REQUIRE(test::max_rel_error(dl.host(), loss) < 1e-5);
+#endif
+}
+
+TEST_CASE("cuda INT8 launchers: the fused Lion row step and dequantization match the CPU backend", "[cuda][quant]") {
+  if (!gpu_or_skip()) return;
+#ifdef QFT_WITH_CUDA
+  std::mt19937_64 rng(test::fresh_seed());
+  CpuBackend cpu;
+  const int64_t rows = 33, cols = 700, block = 256;
+  auto w = test::random_normal(size_t(rows * cols), rng, 0.02f);
+  HybridMatrix hm = quantize_hybrid(cpu, w.data(), rows, cols, 0.01);
+  BlockMatrix mm = BlockMatrix::zeros(cpu, rows, cols, block, "momentum");
+  const auto m0 = test::random_normal(size_t(rows * cols), rng, 1e-3f), g = test::random_normal(size_t(rows * cols), rng, 1e-3f);
+  cpu.quantize_blocks(mm.view(), m0.data(), {5, 0, 1, true}, 0);
+
+  // Device copies of every buffer (host memory is the CPU backend's memory).
+  auto up = [](const Buffer& b) { return DeviceVec(std::vector<uint8_t>(static_cast<const uint8_t*>(b.get()), static_cast<const uint8_t*>(b.get()) + b.bytes())); };
+  DeviceVec q = up(hm.q), sc = up(hm.scale), rp = up(hm.row_ptr), col = up(hm.col), val = up(hm.val), mq = up(mm.q),
+            am = up(mm.absmax), dg(g);
+  HybridView dw = hm.view();
+  dw.q = static_cast<int8_t*>(q.p);
+  dw.scale = sc.f();
+  dw.row_ptr = static_cast<const int32_t*>(rp.p);
+  dw.col_idx = col.p;
+  dw.val = val.f();
+  BlockView dm = mm.view();
+  dm.q = static_cast<int8_t*>(mq.p);
+  dm.absmax = am.f();
+
+  LionRowStep s{};
+  s.p = {2e-3f, 0.9f, 0.99f, 0.1f, 1.0f};
+  s.cols = cols;
+  s.wkey = {9, 3, 10, true};
+  s.mkey = {9, 3, 11, true};
+  LionRowStep on_cpu = s, on_gpu = s;
+  on_cpu.g = g.data();
+  on_cpu.w = hm.view();
+  on_cpu.m = mm.view();
+  on_gpu.g = dg.f();
+  on_gpu.w = dw;
+  on_gpu.m = dm;
+  cpu.lion_step_rows(on_cpu, rows);
+  cuda::lion_step_rows(on_gpu, rows, nullptr);
+
+  auto host_bytes = [](const DeviceVec& d) {
+    std::vector<int8_t> h(d.bytes);
+    cuda::copy_to_host(h.data(), d.p, d.bytes, nullptr);
+    return h;
+  };
+  const auto gq = host_bytes(q), gm = host_bytes(mq);
+  const auto* cq = static_cast<const int8_t*>(hm.q.get());
+  const auto* cm = static_cast<const int8_t*>(mm.q.get());
+  int64_t differ = 0;
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    REQUIRE(std::abs(int(gq[size_t(i)]) - int(cq[i])) <= 1);  // FMA contraction may move a rounding boundary
+    REQUIRE(std::abs(int(gm[size_t(i)]) - int(cm[i])) <= 1);
+    differ += (gq[size_t(i)] != cq[i]) + (gm[size_t(i)] != cm[i]);
+  }
+  REQUIRE(differ <= rows * cols / 500);
+  REQUIRE(test::max_rel_error(sc.host(), std::vector<float>(hm.scale.f32(), hm.scale.f32() + rows)) < 1e-6);
+  REQUIRE(test::max_rel_error(val.host(), std::vector<float>(hm.val.f32(), hm.val.f32() + hm.nnz)) < 1e-6);
+
+  DeviceVec out(std::vector<float>(size_t(rows * cols)));
+  cuda::dequantize_hybrid(out.f(), dw, nullptr);
+  std::vector<float> ref(size_t(rows * cols));
+  cpu.dequantize_hybrid(ref.data(), hm.view());
+  REQUIRE(test::max_rel_error(out.host(), ref) < 2e-2);  // the few rounding differences above, at most a step
 #endif
 }
