@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-namespace qft {
-class SafeTensorsFile;
-struct Batch;
-}  // namespace qft
+#include "cpu/cpu_backend.h"
+#include "model/hf_model.h"
+#include "model/llama.h"
+#include "model/safetensors.h"
 
 namespace qft::test {
 
@@ -43,6 +43,17 @@ double max_rel_error(const std::vector<float>& a, const std::vector<float>& b);
 
 // The fixed batch a golden fixture recorded (input_ids, labels), in qft's shifted-target form.
 Batch golden_batch(const SafeTensorsFile& golden);
+
+// A golden fixture loaded for a test: the HF model on a fresh CPU backend, and what transformers recorded.
+struct GoldenCase {
+  HfModel hf;
+  SafeTensorsFile golden;
+  Batch batch;
+  CpuBackend backend;
+  LlamaModel model;
+  explicit GoldenCase(const std::string& name)
+      : hf(fixture(name)), golden(fixture(name + "/golden.safetensors")), batch(golden_batch(golden)), model(hf, backend) {}
+};
 
 struct CliResult {
   int exit_code;

@@ -62,11 +62,10 @@ Batch random_batch(std::mt19937_64& rng, int B, int T, int V) {
 TEST_CASE("every parameter's gradient matches transformers", "[golden][backward]") {
   for (const auto& name : test::golden_fixtures()) {
     INFO("fixture " << name);
-    HfModel hf(test::fixture(name));
-    SafeTensorsFile golden(test::fixture(name + "/golden.safetensors"));
-    const Batch batch = test::golden_batch(golden);
-    CpuBackend be;
-    LlamaModel model(hf, be);
+    test::GoldenCase g(name);
+    const Batch& batch = g.batch;
+    const SafeTensorsFile& golden = g.golden;
+    LlamaModel& model = g.model;
     model.logits_chunk_tokens = 16;  // several token chunks
     model.vocab_chunk_rows = 96;     // several vocabulary chunks, the last one partial
     CaptureSink sink(model);

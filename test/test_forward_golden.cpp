@@ -14,17 +14,11 @@ using namespace qft;
 TEST_CASE("forward logits and loss match transformers", "[golden][forward]") {
   for (const auto& name : test::golden_fixtures()) {
     INFO("fixture " << name);
-    HfModel hf(test::fixture(name));
-    SafeTensorsFile golden(test::fixture(name + "/golden.safetensors"));
-    const Batch batch = test::golden_batch(golden);
-
-    CpuBackend be;
-    LlamaModel model(hf, be);
-    const auto logits = model.forward_logits(batch);
-    const auto want = golden.read_f32("logits");
-    const double rel = test::max_rel_error(logits, want);
-    const double loss = model.forward_loss(batch).mean();
-    const double want_loss = golden.read_f32("loss")[0];
+    test::GoldenCase g(name);
+    const auto logits = g.model.forward_logits(g.batch);
+    const double rel = test::max_rel_error(logits, g.golden.read_f32("logits"));
+    const double loss = g.model.forward_loss(g.batch).mean();
+    const double want_loss = g.golden.read_f32("loss")[0];
     UNSCOPED_INFO(name << ": logits max rel error " << rel << ", loss " << loss << " vs " << want_loss);
     CHECK(rel <= 1e-4);
     CHECK(std::fabs(loss - want_loss) <= 1e-5);
@@ -32,11 +26,9 @@ TEST_CASE("forward logits and loss match transformers", "[golden][forward]") {
 }
 
 TEST_CASE("the chunked LM head gives the same loss for any chunk size", "[forward]") {
-  HfModel hf(test::fixture("awkward"));
-  SafeTensorsFile golden(test::fixture("awkward/golden.safetensors"));
-  const Batch batch = test::golden_batch(golden);
-  CpuBackend be;
-  LlamaModel model(hf, be);
+  test::GoldenCase g("awkward");
+  const Batch& batch = g.batch;
+  LlamaModel& model = g.model;
   const LossSum full = model.forward_loss(batch);
   for (int chunk : {1, 7, 48, 1000}) {
     model.logits_chunk_tokens = chunk;
