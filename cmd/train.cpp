@@ -1,15 +1,36 @@
 // qft train --config FILE [--set key=value ...]: fine-tune every parameter of a LLaMA model.
+#include <optional>
+#include <string>
+
 #include "cmd/commands.h"
 #include "cmd/run_config_options.h"
 #include "trainer/train_loop.h"
 
 namespace qft::cmd {
 
+namespace {
+
+struct TrainOptions {
+  RunConfigOptions run;
+  std::string resume;
+};
+
+}  // namespace
+
 void set_train_command(CLI::App& app) {
-  auto opts = std::make_shared<RunConfigOptions>();
+  auto opts = std::make_shared<TrainOptions>();
   CLI::App* sub = app.add_subcommand("train", "Fine-tune every parameter of a LLaMA model (see docs/config.md)");
-  opts->add_to(sub, true);
-  sub->callback([opts] { run_training(opts->load()); });
+  opts->run.add_to(sub, true);
+  sub->add_option("--resume", opts->resume,
+                  "Continue a run exactly (weights, momentum, data position, schedule) from a checkpoint; without "
+                  "DIR, the latest complete one in output.dir. To start fresh from a checkpoint's weights instead, "
+                  "set model.path to it")
+      ->expected(0, 1);
+  sub->callback([opts, sub] {
+    std::optional<std::string> resume;
+    if (sub->count("--resume") > 0) resume = opts->resume;
+    run_training(opts->run.load(), resume);
+  });
 }
 
 }  // namespace qft::cmd

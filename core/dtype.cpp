@@ -13,7 +13,7 @@ struct DTypeInfo {
 constexpr DTypeInfo kDTypes[] = {
     {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2}, {DType::F64, "F64", 8},
     {DType::I8, "I8", 1},   {DType::U8, "U8", 1},   {DType::I16, "I16", 2},   {DType::I32, "I32", 4},
-    {DType::I64, "I64", 8}, {DType::BOOL, "BOOL", 1},
+    {DType::I64, "I64", 8}, {DType::BOOL, "BOOL", 1}, {DType::U16, "U16", 2}, {DType::U32, "U32", 4},
 };
 const DTypeInfo& info(DType t) { return kDTypes[static_cast<int>(t)]; }
 }  // namespace

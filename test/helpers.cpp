@@ -89,8 +89,10 @@ Batch golden_batch(const SafeTensorsFile& golden) {
   return Batch::from_labels(int(shape[0]), int(shape[1]), i32("input_ids"), i32("labels"));
 }
 
-CliResult run_qft(const std::string& args) {
-  const std::string cmd = std::string(QFT_BINARY) + " " + args + " 2>&1";
+CliResult run_qft(const std::string& args) { return run_shell(std::string(QFT_BINARY) + " " + args); }
+
+CliResult run_shell(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) throw std::runtime_error("popen failed for " + cmd);
   std::string out;

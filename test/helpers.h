@@ -60,5 +60,6 @@ struct CliResult {
   std::string output;  // stdout and stderr together
 };
 CliResult run_qft(const std::string& args);
+CliResult run_shell(const std::string& command);  // stdout and stderr together
 
 }  // namespace qft::test

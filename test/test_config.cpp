@@ -81,7 +81,7 @@ TEST_CASE("validation catches values no run can use", "[config][bad-input]") {
   invalid("train.betas=[1.0, 0.9]", "train.betas");
   invalid("data.seq_len=1", "data.seq_len");
   invalid("train.eval_every=10", "needs data.val");
-  invalid("train.save_every=10", "not implemented yet");
+  invalid("train.save_every=-1", "train.save_every");
   invalid("train.clip_grad_norm=-1", "train.clip_grad_norm");
   REQUIRE_THROWS_WITH(RunConfig().validate(), Catch::Contains("model.path"));
 }

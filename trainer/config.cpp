@@ -136,7 +136,9 @@ const std::vector<KeyDef>& key_table() {
       def("train.seed", QFT_FIELD(train.seed), "seed for shuffling"),
       def("train.eval_every", QFT_FIELD(train.eval_every), "validate every N steps; 0: only at the end"),
       def("train.eval_batches", QFT_FIELD(train.eval_batches), "validation batches per evaluation; 0: all"),
-      def("train.save_every", QFT_FIELD(train.save_every), "save a checkpoint every N steps; 0: never"),
+      def("train.save_every", QFT_FIELD(train.save_every),
+          "save a checkpoint every N steps into output.dir/step_NNNNNNNN; 0: only at the end"),
+      def("train.keep_last", QFT_FIELD(train.keep_last), "keep the newest N checkpoints; 0: keep all"),
       def("train.log_every", QFT_FIELD(train.log_every), "print and record metrics every N steps"),
       def("train.on_nonfinite", QFT_FIELD(train.on_nonfinite),
           "on a NaN/inf loss: stop the run, or skip the step (weights untouched)", {"stop", "skip"}),
@@ -252,9 +254,8 @@ void RunConfig::validate(bool for_training) const {
   if (train.clip_grad_norm && !(*train.clip_grad_norm > 0)) {
     throw ConfigError(where, "train.clip_grad_norm", "must be positive or null");
   }
-  if (train.save_every != 0) {
-    throw ConfigError(where, "train.save_every", "checkpoint saving is not implemented yet; set 0");
-  }
+  at_least("train.save_every", train.save_every, 0);
+  at_least("train.keep_last", train.keep_last, 0);
   if (train.eval_every > 0 && data.val.empty()) throw ConfigError(where, "train.eval_every", "needs data.val");
   if (!(quant.outlier_fraction >= 0 && quant.outlier_fraction <= 0.5)) {
     throw ConfigError(where, "quant.outlier_fraction", "must lie in [0, 0.5]");

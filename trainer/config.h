@@ -42,6 +42,7 @@ struct TrainSection {
   int eval_every = 0;
   int eval_batches = 0;  // 0 = the whole validation file
   int save_every = 0;
+  int keep_last = 0;
   int log_every = 1;
   std::string on_nonfinite = "stop";  // stop | skip
 };

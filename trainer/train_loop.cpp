@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "model/llama.h"
 #include "model/tokenizer.h"
 #include "ops/backend.h"
+#include "trainer/checkpoint.h"
 #include "trainer/data.h"
 #include "trainer/plan.h"
 #include "trainer/train_step.h"
@@ -48,7 +50,7 @@ std::string hms(double s) {
 // Appends one JSON object per line; flushed per record so that a crash loses nothing already logged.
 class MetricsWriter {
  public:
-  explicit MetricsWriter(const std::string& path) : path_(path), f_(path, std::ios::trunc) {
+  MetricsWriter(const std::string& path, bool append) : path_(path), f_(path, append ? std::ios::app : std::ios::trunc) {
     if (!f_) throw FileError(path, "cannot open for writing");
   }
   void write(const nlohmann::ordered_json& j) {
@@ -62,14 +64,40 @@ class MetricsWriter {
   std::ofstream f_;
 };
 
-std::shared_ptr<spdlog::logger> make_logger(const std::string& log_path) {
+std::shared_ptr<spdlog::logger> make_logger(const std::string& log_path, bool append) {
   auto console = std::make_shared<spdlog::sinks::stdout_color_sink_mt>();
   console->set_pattern("%v");
-  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_path, true);  // a new run starts a new log
+  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_path, !append);  // a new run starts a new log
   file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
   auto log = std::make_shared<spdlog::logger>("qft.train", spdlog::sinks_init_list{console, file});
   log->flush_on(spdlog::level::info);
   return log;
+}
+
+// Refuses a resume whose config differs in a key that would make it meaningless; logs harmless changes.
+void check_resume_config(const std::string& saved_json, const RunConfig& now, spdlog::logger& log) {
+  const auto saved = nlohmann::json::parse(saved_json).flatten(), current = nlohmann::json::parse(now.to_json()).flatten();
+  const auto critical = resume_critical_keys();
+  std::string refused;
+  for (auto it = current.begin(); it != current.end(); ++it) {
+    const std::string key = it.key().substr(1);  // "/train/lr" -> "train/lr"
+    std::string dotted = key;
+    std::replace(dotted.begin(), dotted.end(), '/', '.');
+    const auto was = saved.find(it.key());
+    if (was != saved.end() && *was == it.value()) continue;
+    const std::string from = was == saved.end() ? "(absent)" : was->dump();
+    const bool is_critical = std::any_of(critical.begin(), critical.end(),
+                                         [&](const std::string& c) { return dotted.rfind(c, 0) == 0; });
+    if (is_critical) {
+      refused += "\n  " + dotted + ": " + from + " -> " + it.value().dump();
+    } else {
+      log.info("resume: {} changed from {} to {}", dotted, from, it.value().dump());
+    }
+  }
+  if (!refused.empty()) {
+    throw ConfigError("--resume", "config", "these changes would make the resume meaningless; start a new run, or "
+                                            "use the checkpoint as model.path to start fresh from its weights:" + refused);
+  }
 }
 
 double validate(LlamaModel& model, const DataLoader& val, const TrainSection& t) {
@@ -90,7 +118,7 @@ int64_t positions(const std::vector<Batch>& micro) {
 
 }  // namespace
 
-TrainSummary run_training(const RunConfig& cfg) {
+TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>& resume) {
   cfg.validate();
   const auto t0 = Clock::now();
   auto backend = make_backend(cfg.device);  // first: a device that cannot run fails before anything is written
@@ -113,8 +141,8 @@ TrainSummary run_training(const RunConfig& cfg) {
     f << cfg.to_json() << "\n";
     if (!f) throw FileError(path, "cannot write the effective config");
   }
-  auto log = make_logger((fs::path(cfg.output.dir) / "train.log").string());
-  MetricsWriter metrics((fs::path(cfg.output.dir) / "metrics.jsonl").string());
+  auto log = make_logger((fs::path(cfg.output.dir) / "train.log").string(), resume.has_value());
+  MetricsWriter metrics((fs::path(cfg.output.dir) / "metrics.jsonl").string(), resume.has_value());
   log->info("effective config:\n{}", cfg.to_json());
   log->info("{}", format_plan(plan, cfg, arch));
 
@@ -163,6 +191,17 @@ TrainSummary run_training(const RunConfig& cfg) {
 
   TrainSummary s;
   int64_t tokens_total = 0;
+  int start_step = 0;
+  std::string resumed_from;
+  if (resume) {
+    resumed_from = resume->empty() ? latest_checkpoint(cfg.output.dir) : *resume;
+    const TrainerState st = load_checkpoint(resumed_from, model, opt);
+    check_resume_config(st.config_json, cfg, *log);
+    train.restore(st.cursor);
+    start_step = st.step;
+    tokens_total = st.tokens;
+    log->info("resumed from {} at step {} (epoch {}, row {})", resumed_from, st.step, st.cursor.epoch, st.cursor.row);
+  }
   const auto run_eval = [&](int step) {
     if (!val) return;
     const double vl = validate(model, *val, cfg.train);
@@ -172,7 +211,7 @@ TrainSummary run_training(const RunConfig& cfg) {
   };
 
   const auto loop_t0 = Clock::now();
-  for (int step = 0; step < cfg.train.steps; ++step) {
+  for (int step = start_step; step < cfg.train.steps; ++step) {
     const auto step_t0 = Clock::now();
     const std::vector<Batch> micro = train.next_step(cfg.train.grad_accum, cfg.train.batch_size);
     const double lr = learning_rate(cfg.train, step);
@@ -200,7 +239,7 @@ TrainSummary run_training(const RunConfig& cfg) {
     const int done = step + 1;
     if (done % cfg.train.log_every == 0 || done == cfg.train.steps) {
       const double elapsed = seconds_since(loop_t0), tps = double(positions(micro)) / step_s;
-      const double eta = elapsed / done * (cfg.train.steps - done);
+      const double eta = elapsed / (done - start_step) * (cfg.train.steps - done);
       const size_t peak = backend->memory().peak_bytes;
       std::string line = fmt::format("step {:>5}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | ETA {} | peak {:.1f} MiB",
                                      done, cfg.train.steps, r.loss, lr, tps, hms(eta), double(peak) / (1 << 20));
@@ -217,6 +256,12 @@ TrainSummary run_training(const RunConfig& cfg) {
       log->info("step {:>5}/{} | weight outliers re-selected", done, cfg.train.steps);
     }
     if (cfg.train.eval_every > 0 && done % cfg.train.eval_every == 0 && done != cfg.train.steps) run_eval(done);
+    if ((cfg.train.save_every > 0 && done % cfg.train.save_every == 0) || done == cfg.train.steps) {
+      const std::string dir =
+          save_checkpoint(cfg.output.dir, model, opt, {done, tokens_total, train.cursor(), cfg.to_json()}, cfg.model.path);
+      prune_checkpoints(cfg.output.dir, cfg.train.keep_last, resumed_from);
+      log->info("step {:>5}/{} | checkpoint {}", done, cfg.train.steps, dir);
+    }
   }
   run_eval(cfg.train.steps);
   s.elapsed_s = seconds_since(t0);

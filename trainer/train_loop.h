@@ -2,6 +2,7 @@
 // The training run: setup, the step loop with schedule, evaluation, metrics and progress, and the summary.
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "trainer/config.h"
 
@@ -19,7 +20,9 @@ struct TrainSummary {
 // The learning rate at 0-based step `step`: linear warmup, then constant, linear or cosine decay towards 0.
 double learning_rate(const TrainSection& t, int step);
 
-// Runs qft train. Writes output.dir/{config.json, metrics.jsonl, train.log}. Throws qft::Error on failure.
-TrainSummary run_training(const RunConfig& cfg);
+// Runs qft train. Writes output.dir/{config.json, metrics.jsonl, train.log} and checkpoints. With `resume`
+// set, continues exactly from that checkpoint ("" = the latest complete one in output.dir).
+// Throws qft::Error on failure.
+TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>& resume = std::nullopt);
 
 }  // namespace qft

@@ -1,0 +1,222 @@
+#include "trainer/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/json_file.h"
+#include "core/version.h"
+#include "model/safetensors.h"
+
+namespace qft {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// One buffer of training state under the name it has in the checkpoint's safetensors.
+struct Entry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  Buffer* buf;
+};
+
+DType col_dtype(int bytes) { return bytes == 1 ? DType::U8 : (bytes == 2 ? DType::U16 : DType::I32); }
+
+std::vector<Entry> model_entries(LlamaModel& model) {
+  std::vector<Entry> out;
+  for (size_t i = 0; i < model.params().size(); ++i) {
+    Param& p = model.param(int(i));
+    if (!p.quantized()) {
+      out.push_back({p.name, DType::F32, p.is_norm ? Shape{p.cols} : Shape{p.rows, p.cols}, &p.fp32});
+      continue;
+    }
+    HybridMatrix& m = p.int8;
+    out.push_back({p.name + ".q", DType::I8, {m.rows, m.cols}, &m.q});
+    out.push_back({p.name + ".scale", DType::F32, {m.rows}, &m.scale});
+    out.push_back({p.name + ".row_ptr", DType::I32, {m.rows + 1}, &m.row_ptr});
+    out.push_back({p.name + ".col", col_dtype(m.col_bytes), {m.nnz}, &m.col});
+    out.push_back({p.name + ".val", DType::F32, {m.nnz}, &m.val});
+  }
+  return out;
+}
+
+std::vector<Entry> optimizer_entries(LlamaModel& model, LionOptimizer& opt) {
+  std::vector<Entry> out;
+  for (size_t i = 0; i < model.params().size(); ++i) {
+    const Param& p = model.params()[i];
+    StateTensor& m = opt.momentum(int(i));
+    const std::string name = "momentum." + p.name;
+    if (m.quantized()) {
+      const BlockMatrix& b = m.int8;
+      out.push_back({name + ".q", DType::I8, {b.rows, b.cols}, &m.int8.q});
+      out.push_back({name + ".absmax", DType::F32, {b.rows, (b.cols + b.block - 1) / b.block}, &m.int8.absmax});
+    } else {
+      out.push_back({name, DType::F32, {p.numel()}, &m.fp32});
+    }
+  }
+  return out;
+}
+
+void write_entries(Backend& be, const std::vector<Entry>& entries, const std::string& path) {
+  std::vector<HostTensor> host;
+  host.reserve(entries.size());
+  std::vector<NamedTensor> named;
+  for (const Entry& e : entries) {
+    host.emplace_back(e.dtype, e.shape);
+    be.copy_to_host(host.back().bytes.data(), e.buf->get(), host.back().bytes.size());
+    named.emplace_back(e.name, &host.back());
+  }
+  write_safetensors(path, named, {{"format", "qft"}, {"qft_version", QFT_VERSION}});
+}
+
+void read_entries(Backend& be, const std::vector<Entry>& entries, const std::string& path) {
+  const SafeTensorsFile f(path);
+  for (const Entry& e : entries) {
+    const SafeTensorInfo* t = f.find(e.name);
+    if (!t) throw TensorError(path, e.name, "missing from the checkpoint");
+    if (t->dtype != e.dtype || t->shape != e.shape) {
+      throw TensorError(path, e.name, std::string("is ") + dtype_name(t->dtype) + " " + shape_str(t->shape) +
+                                          " but this run needs " + dtype_name(e.dtype) + " " + shape_str(e.shape) +
+                                          " (was the model or quantization changed?)");
+    }
+    be.copy_to_device(e.buf->get(), f.data(*t), t->end - t->begin);
+  }
+}
+
+void fsync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f << text;
+    f.flush();
+    if (!f) throw FileError(path, "write failed");
+  }
+  fsync_path(path);
+}
+
+std::string step_dir_name(int step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step_%08d", step);
+  return buf;
+}
+
+// Complete checkpoints under dir, oldest first.
+std::vector<fs::path> complete_checkpoints(const std::string& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind("step_", 0) == 0 && fs::exists(e.path() / "DONE")) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> resume_critical_keys() {
+  return {"model.path", "data.train", "data.format", "data.template", "data.seq_len", "data.packing",
+          "data.train_on_prompt", "data.shuffle", "train.batch_size", "train.grad_accum", "train.seed",
+          "quant.weights", "quant.momentum", "quant.grad_dtype", "quant.outlier_fraction", "quant.block_size",
+          "quant.rounding"};
+}
+
+std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, LionOptimizer& opt,
+                            const TrainerState& state, const std::string& model_dir) {
+  const fs::path final_dir = fs::path(output_dir) / step_dir_name(state.step);
+  const fs::path tmp = fs::path(output_dir) / (".tmp_" + step_dir_name(state.step));
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  if (!fs::create_directories(tmp, ec) || ec) throw FileError(tmp.string(), "cannot create checkpoint directory: " + ec.message());
+  try {
+    write_entries(model.backend(), model_entries(model), (tmp / "model.safetensors").string());
+    write_entries(model.backend(), optimizer_entries(model, opt), (tmp / "optimizer.safetensors").string());
+    for (const char* f : {"config.json", "generation_config.json", "tokenizer.model", "tokenizer_config.json",
+                          "special_tokens_map.json", "tokenizer.json"}) {
+      const fs::path src = fs::path(model_dir) / f;
+      if (!fs::exists(src)) continue;
+      fs::copy_file(src, tmp / f, fs::copy_options::overwrite_existing, ec);
+      if (ec) throw FileError((tmp / f).string(), "cannot copy from the model directory: " + ec.message());
+      fsync_path((tmp / f).string());
+    }
+    nlohmann::ordered_json j = {{"format_version", kCheckpointFormat},
+                                {"qft_version", QFT_VERSION},
+                                {"step", state.step},
+                                {"tokens", state.tokens},
+                                {"epoch", state.cursor.epoch},
+                                {"row", state.cursor.row},
+                                {"config", nlohmann::json::parse(state.config_json)}};
+    write_text((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
+    write_text((tmp / "DONE").string(), "");
+    fsync_path(tmp.string());
+    fs::remove_all(final_dir, ec);
+    fs::rename(tmp, final_dir, ec);
+    if (ec) throw FileError(final_dir.string(), "cannot move the checkpoint into place: " + ec.message());
+    fsync_path(output_dir);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  return final_dir.string();
+}
+
+TrainerState load_checkpoint(const std::string& dir, LlamaModel& model, LionOptimizer& opt) {
+  if (!fs::is_directory(dir)) throw FileError(dir, "checkpoint directory does not exist");
+  if (!fs::exists(fs::path(dir) / "DONE")) {
+    throw FileError(dir, "incomplete checkpoint (no DONE marker): it was still being written when the run stopped");
+  }
+  const std::string state_path = (fs::path(dir) / "trainer_state.json").string();
+  const nlohmann::json j = read_json_file(state_path);
+  if (!j.is_object() || !j.contains("format_version") || j["format_version"] != kCheckpointFormat) {
+    throw FileError(state_path, "unknown checkpoint format version " + (j.is_object() && j.contains("format_version")
+                                                                           ? j["format_version"].dump()
+                                                                           : std::string("(none)")) +
+                                    "; this qft reads version " + std::to_string(kCheckpointFormat));
+  }
+  read_entries(model.backend(), model_entries(model), (fs::path(dir) / "model.safetensors").string());
+  read_entries(model.backend(), optimizer_entries(model, opt), (fs::path(dir) / "optimizer.safetensors").string());
+  TrainerState s;
+  try {
+    s.step = j.at("step").get<int>();
+    s.tokens = j.at("tokens").get<int64_t>();
+    s.cursor = {j.at("epoch").get<int64_t>(), j.at("row").get<int64_t>()};
+    s.config_json = j.at("config").dump();
+  } catch (const nlohmann::json::exception& e) {
+    throw FileError(state_path, std::string("malformed trainer state: ") + e.what());
+  }
+  return s;
+}
+
+std::string latest_checkpoint(const std::string& output_dir) {
+  const auto all = complete_checkpoints(output_dir);
+  if (all.empty()) throw FileError(output_dir, "no complete checkpoint (step_*/DONE) to resume from");
+  return all.back().string();
+}
+
+void prune_checkpoints(const std::string& output_dir, int keep_last, const std::string& protect) {
+  if (keep_last <= 0) return;
+  auto all = complete_checkpoints(output_dir);
+  const fs::path keep = protect.empty() ? fs::path() : fs::weakly_canonical(protect);
+  std::error_code ec;
+  for (size_t i = 0; i + size_t(keep_last) < all.size(); ++i) {
+    if (!protect.empty() && fs::weakly_canonical(all[i]) == keep) continue;
+    fs::remove_all(all[i], ec);
+  }
+}
+
+}  // namespace qft
