@@ -106,35 +106,34 @@ void GradAccumulators::add(int param, int64_t row0, int64_t rows, const float* g
   }
 }
 
-const float* GradAccumulators::combined(int param, int64_t row0, int64_t rows, const float* g, Buffer& tmp) const {
-  if (!filled_) return g;
+void GradAccumulators::dense_rows(int param, int64_t row0, int64_t rows, float* out) const {
   Backend& be = model_.backend();
   const StateTensor& a = acc_[size_t(param)];
-  const int64_t n = rows * model_.params()[size_t(param)].cols;
-  tmp = be.alloc(size_t(n) * 4, "optimizer scratch");
+  const int64_t cols = model_.params()[size_t(param)].cols;
   if (a.quantized()) {
     BlockView v = a.int8.view(row0);
     v.rows = rows;
-    be.dequantize_blocks(tmp.f32(), v);
+    be.dequantize_blocks(out, v);
   } else {
-    be.copy(tmp.get(), a.fp32.f32() + row0 * model_.params()[size_t(param)].cols, size_t(n) * 4);
+    be.copy(out, a.fp32.f32() + row0 * cols, size_t(rows * cols) * 4);
   }
-  be.residual_add(tmp.f32(), g, n);
+}
+
+const float* GradAccumulators::combined(int param, int64_t row0, int64_t rows, const float* g, Buffer& tmp) const {
+  if (!filled_) return g;
+  const int64_t n = rows * model_.params()[size_t(param)].cols;
+  tmp = model_.backend().alloc(size_t(n) * 4, "optimizer scratch");
+  dense_rows(param, row0, rows, tmp.f32());
+  model_.backend().residual_add(tmp.f32(), g, n);
   return tmp.f32();
 }
 
 std::vector<float> GradAccumulators::to_host(int param) const {
   const Param& p = model_.params()[size_t(param)];
   std::vector<float> out(static_cast<size_t>(p.numel()));
-  Backend& be = model_.backend();
-  const StateTensor& a = acc_[size_t(param)];
-  if (a.quantized()) {
-    Buffer tmp = be.alloc(out.size() * 4, "optimizer scratch");
-    be.dequantize_blocks(tmp.f32(), a.int8.view());
-    be.copy_to_host(out.data(), tmp.get(), out.size() * 4);
-  } else {
-    be.copy_to_host(out.data(), a.fp32.get(), out.size() * 4);
-  }
+  Buffer tmp = model_.backend().alloc(out.size() * 4, "optimizer scratch");
+  dense_rows(param, 0, p.rows, tmp.f32());
+  model_.backend().copy_to_host(out.data(), tmp.get(), out.size() * 4);
   return out;
 }
 

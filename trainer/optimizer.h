@@ -65,6 +65,9 @@ class GradAccumulators {
   size_t bytes() const;
 
  private:
+  // The accumulated gradient of rows [row0, row0 + rows) as fp32 into out (backend memory).
+  void dense_rows(int param, int64_t row0, int64_t rows, float* out) const;
+
   const LlamaModel& model_;
   OptimizerSettings s_;
   std::vector<StateTensor> acc_;
