@@ -18,9 +18,15 @@ bool is_ignorable(const std::string& name) { return name.find("rotary_emb.inv_fr
 
 }  // namespace
 
-HfModel::HfModel(const std::string& dir) : dir_(dir) {
+void require_model_dir(const std::string& dir) {
   if (!fs::exists(dir)) throw FileError(dir, "model directory does not exist");
-  if (!fs::is_directory(dir)) throw FileError(dir, "is not a directory; a model is a HF directory with config.json and safetensors");
+  if (!fs::is_directory(dir)) {
+    throw FileError(dir, "is not a directory; a model is a HF directory with config.json and safetensors, or a qft checkpoint");
+  }
+}
+
+HfModel::HfModel(const std::string& dir) : dir_(dir) {
+  require_model_dir(dir);
   config_ = load_llama_config((fs::path(dir) / "config.json").string());
   open_shards();
   validate_tensors();

@@ -10,6 +10,9 @@
 
 namespace qft {
 
+// Throws FileError unless dir exists and is a directory (HF models and qft checkpoints are both directories).
+void require_model_dir(const std::string& dir);
+
 class HfModel {
  public:
   // Reads config.json, opens every shard and checks each tensor's name and shape against the config.

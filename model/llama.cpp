@@ -97,13 +97,21 @@ LlamaModel::LlamaModel(const LlamaConfig& config, Backend& backend, const Weight
 
 LlamaModel::LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage)
     : LlamaModel(hf.config(), backend, storage) {
-  for (Param& p : params_) {
-    const std::vector<float> host = hf.read_f32(p.name);
-    if (p.quantized()) {
-      quantize_hybrid_into(backend_, p.int8, host.data(), storage_.outlier_fraction);
-    } else {
-      backend_.copy_to_device(p.fp32.get(), host.data(), host.size() * 4);
-    }
+  for (size_t i = 0; i < params_.size(); ++i) load_weight(int(i), hf.read_f32(params_[i].name).data());
+}
+
+std::vector<float> LlamaModel::read_weight(int param) const {
+  std::vector<float> host(size_t(params_[size_t(param)].numel()));
+  backend_.copy_to_host(host.data(), dense(param).f32(), host.size() * 4);
+  return host;
+}
+
+void LlamaModel::load_weight(int param, const float* host) {
+  Param& p = params_[size_t(param)];
+  if (p.quantized()) {
+    quantize_hybrid_into(backend_, p.int8, host, storage_.outlier_fraction);
+  } else {
+    backend_.copy_to_device(p.fp32.get(), host, size_t(p.numel()) * 4);
   }
 }
 
@@ -123,10 +131,7 @@ DenseWeight LlamaModel::dense(int param) const {
 void LlamaModel::reselect_outliers() {
   for (size_t i = 0; i < params_.size(); ++i) {
     Param& p = params_[i];
-    if (!p.quantized()) continue;
-    std::vector<float> host(static_cast<size_t>(p.numel()));
-    backend_.copy_to_host(host.data(), dense(int(i)).f32(), host.size() * 4);
-    quantize_hybrid_into(backend_, p.int8, host.data(), storage_.outlier_fraction);
+    if (p.quantized()) load_weight(int(i), read_weight(int(i)).data());
   }
 }
 

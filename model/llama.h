@@ -50,6 +50,7 @@ struct Param {
 struct WeightStorage {
   bool int8 = false;              // hybrid INT8 for every matrix, embedding and LM head included
   double outlier_fraction = 0.01; // per row, kept in fp32
+  bool operator==(const WeightStorage& o) const { return int8 == o.int8 && (!int8 || outlier_fraction == o.outlier_fraction); }
 };
 
 // A weight in fp32 for compute: the stored buffer itself, or a dequantized copy that lives as long as this.
@@ -78,9 +79,14 @@ class LlamaModel {
 
   const LlamaConfig& config() const { return config_; }
   Backend& backend() const { return backend_; }
+  const WeightStorage& storage() const { return storage_; }
   const std::vector<Param>& params() const { return params_; }
   Param& param(int i) { return params_[size_t(i)]; }
   DenseWeight dense(int param) const;  // dequantizes INT8 weights into a fresh fp32 buffer
+  // A parameter's values as fp32 on the host (dequantized for INT8), and the reverse: stores host values,
+  // quantizing them when the parameter is INT8.
+  std::vector<float> read_weight(int param) const;
+  void load_weight(int param, const float* host);
   // Picks each INT8 matrix's outliers again from its current values (QFT re-selects about once per epoch).
   void reselect_outliers();
   size_t weight_bytes() const;

@@ -118,7 +118,7 @@ struct BlockAccumulateRows {
 
 // The fused Lion step over rows of one matrix, for any mix of fp32 / INT8 weights and momentum:
 // dequantize -> Lion -> requantize, with no fp32 copy of the matrix. Weights keep their row scale while the
-// new values fit and grow it (flagging the row in `grew`) only when a value would overflow ±127·scale.
+// new values fit and grow it (counting the growth in `rescales`) only when a value would overflow ±127·scale.
 // A row's largest value sits at ±127 after quantization, so a scale grown to exactly fit would overflow
 // again on the next outward step and re-round the whole row every other step; growing by `growth`
 // (> 1) leaves headroom so that rescaling stays rare.
@@ -132,7 +132,7 @@ struct LionRowStep {
   RoundingKey wkey, mkey;
   int64_t cols;
   int64_t row_base;
-  uint8_t* grew;       // (rows,) 1 where the row's scale grew; may be null
+  uint32_t* rescales;  // (rows,) incremented where the row's scale grew; may be null
   float growth = 1.0625f;  // new scale = growth * max|w| / 127 when a value overflows
 
   QFT_HD float mom(int64_t r, int64_t i) const { return m32 ? m32[r * cols + i] : m.get(r, i); }
@@ -181,7 +181,7 @@ struct LionRowStep {
     row.sync();
     if (row.lane() == 0) {
       w.scale[r] = s_new;
-      if (grew) grew[r] = s_new != s;
+      if (rescales && s_new != s) rescales[r] += 1;
     }
   }
 };

@@ -89,6 +89,31 @@ Batch golden_batch(const SafeTensorsFile& golden) {
   return Batch::from_labels(int(shape[0]), int(shape[1]), i32("input_ids"), i32("labels"));
 }
 
+RunConfig short_run_config(const std::string& output_dir, int steps) {
+  RunConfig c;
+  c.model.path = source_path("models/tiny-llama");
+  c.data.train = source_path("data/tiny_instruct/train.jsonl");
+  c.data.format = "alpaca";
+  c.data.seq_len = 64;
+  c.data.packing = true;
+  c.train.steps = steps;
+  c.train.batch_size = 2;
+  c.train.grad_accum = 2;  // INT8 gradient accumulators are part of the exactness
+  c.train.clip_grad_norm = 1.0;
+  c.train.lr = 1e-3;
+  c.train.lr_schedule = "constant";
+  c.train.seed = 11;
+  c.device = "cpu";
+  c.output.dir = output_dir;
+  return c;
+}
+
+std::string tiny_train_args(const std::string& output_dir) {
+  return "train --config " + source_path("configs/tiny.json") + " --set model.path=" + source_path("models/tiny-llama") +
+         " --set data.train=" + source_path("data/tiny_instruct/train.jsonl") +
+         " --set data.val= --set train.eval_every=0 --set output.dir=" + output_dir;
+}
+
 CliResult run_qft(const std::string& args) { return run_shell(std::string(QFT_BINARY) + " " + args); }
 
 CliResult run_shell(const std::string& command) {

@@ -10,6 +10,7 @@
 #include "model/hf_model.h"
 #include "model/llama.h"
 #include "model/safetensors.h"
+#include "trainer/config.h"
 
 namespace qft::test {
 
@@ -54,6 +55,13 @@ struct GoldenCase {
   explicit GoldenCase(const std::string& name)
       : hf(fixture(name)), golden(fixture(name + "/golden.safetensors")), batch(golden_batch(golden)), model(hf, backend) {}
 };
+
+// A short CPU run of the embedded tiny model on the tiny instruction data, with INT8 state, gradient
+// accumulation, clipping and a constant schedule (so a run of N steps follows the first N of a longer one).
+RunConfig short_run_config(const std::string& output_dir, int steps);
+
+// Arguments of `qft train` for the embedded tiny run (configs/tiny.json) without validation, into output_dir.
+std::string tiny_train_args(const std::string& output_dir);
 
 struct CliResult {
   int exit_code;

@@ -14,26 +14,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A constant schedule, so that a run configured for N steps follows the first N steps of a 2N-step run.
-RunConfig resume_config(const std::string& out, int steps) {
-  RunConfig c;
-  c.model.path = test::source_path("models/tiny-llama");
-  c.data.train = test::source_path("data/tiny_instruct/train.jsonl");
-  c.data.format = "alpaca";
-  c.data.seq_len = 64;
-  c.data.packing = true;
-  c.train.steps = steps;
-  c.train.batch_size = 2;
-  c.train.grad_accum = 2;  // INT8 gradient accumulators are part of the exactness
-  c.train.clip_grad_norm = 1.0;
-  c.train.lr = 1e-3;
-  c.train.lr_schedule = "constant";
-  c.train.seed = 11;
-  c.device = "cpu";
-  c.output.dir = out;
-  return c;
-}
-
 std::vector<double> step_losses(const std::string& dir) {
   std::vector<double> out;
   const std::string text = test::read_file(dir + "/metrics.jsonl");
@@ -48,10 +28,10 @@ std::vector<double> step_losses(const std::string& dir) {
 
 TEST_CASE("2N steps equal N steps, a resume and N more, bit for bit", "[checkpoint]") {
   test::TempDir tmp;
-  run_training(resume_config(tmp / "straight", 6));
-  run_training(resume_config(tmp / "resumed", 3));
+  run_training(test::short_run_config(tmp / "straight", 6));
+  run_training(test::short_run_config(tmp / "resumed", 3));
   REQUIRE(fs::exists(tmp / "resumed/step_00000003/DONE"));
-  run_training(resume_config(tmp / "resumed", 6), std::string());  // "" = the latest checkpoint
+  run_training(test::short_run_config(tmp / "resumed", 6), std::string());  // "" = the latest checkpoint
   for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
     INFO(f);
     REQUIRE(test::read_file(tmp / ("straight/step_00000006/" + std::string(f))) ==
@@ -64,22 +44,22 @@ TEST_CASE("2N steps equal N steps, a resume and N more, bit for bit", "[checkpoi
 
 TEST_CASE("a resume that changes the model, data shape or quantization is refused", "[checkpoint][bad-input]") {
   test::TempDir tmp;
-  run_training(resume_config(tmp / "run", 2));
-  RunConfig changed = resume_config(tmp / "run", 4);
+  run_training(test::short_run_config(tmp / "run", 2));
+  RunConfig changed = test::short_run_config(tmp / "run", 4);
   changed.data.seq_len = 96;
   REQUIRE_THROWS_WITH(run_training(changed, std::string()), Catch::Contains("data.seq_len: 64 -> 96"));
-  changed = resume_config(tmp / "run", 4);
+  changed = test::short_run_config(tmp / "run", 4);
   changed.quant.weights = "fp32";
   REQUIRE_THROWS_WITH(run_training(changed, std::string()), Catch::Contains("model.safetensors"));
   // A harmless change (more steps, evaluation) is allowed.
-  RunConfig harmless = resume_config(tmp / "run", 3);
+  RunConfig harmless = test::short_run_config(tmp / "run", 3);
   harmless.train.log_every = 2;
   REQUIRE(run_training(harmless, std::string()).steps == 1);
 }
 
 TEST_CASE("keep_last prunes old checkpoints", "[checkpoint]") {
   test::TempDir tmp;
-  RunConfig c = resume_config(tmp / "run", 8);
+  RunConfig c = test::short_run_config(tmp / "run", 8);
   c.train.save_every = 2;
   c.train.keep_last = 2;
   c.train.grad_accum = 1;
@@ -94,7 +74,7 @@ TEST_CASE("keep_last prunes old checkpoints", "[checkpoint]") {
 TEST_CASE("incomplete, truncated or foreign checkpoints are refused; resume takes the newest complete one",
           "[checkpoint][bad-input]") {
   test::TempDir tmp;
-  RunConfig c = resume_config(tmp / "run", 2);
+  RunConfig c = test::short_run_config(tmp / "run", 2);
   c.train.grad_accum = 1;
   run_training(c);
   const std::string good = tmp / "run/step_00000002";
@@ -122,20 +102,16 @@ TEST_CASE("a run killed while it writes checkpoints leaves the last complete one
           "[checkpoint][cli]") {
   test::TempDir tmp;
   const std::string out = tmp / "run";
-  const std::string args = " --config " + test::source_path("configs/tiny.json") + " --set model.path=" +
-                           test::source_path("models/tiny-llama") + " --set data.train=" +
-                           test::source_path("data/tiny_instruct/train.jsonl") +
-                           " --set data.val= --set train.eval_every=0 --set train.save_every=1 --set train.steps=400" +
-                           " --set output.dir=" + out;
+  const std::string args = test::tiny_train_args(out) + " --set train.save_every=1 --set train.steps=400";
   // SIGKILL shortly after the second checkpoint: with one every step, the kill usually lands inside a write.
-  const auto killed = test::run_shell(std::string(QFT_BINARY) + " train" + args + " >/dev/null 2>&1 & pid=$!; " +
+  const auto killed = test::run_shell(std::string(QFT_BINARY) + " " + args + " >/dev/null 2>&1 & pid=$!; " +
                                       "for i in $(seq 1200); do [ -e " + out + "/step_00000002/DONE ] && break; sleep 0.1; done; " +
                                       "sleep 0.3; kill -9 $pid; wait $pid");
   REQUIRE(killed.exit_code == 137);
   const std::string last = latest_checkpoint(out);
   const int step = std::stoi(fs::path(last).filename().string().substr(5));
   INFO("killed after checkpoint " << last);
-  const auto resumed = test::run_qft("train" + args + " --set train.steps=" + std::to_string(step + 2) + " --resume");
+  const auto resumed = test::run_qft(args + " --set train.steps=" + std::to_string(step + 2) + " --resume");
   INFO(resumed.output);
   REQUIRE(resumed.exit_code == 0);
   REQUIRE(resumed.output.find("resumed from " + last) != std::string::npos);

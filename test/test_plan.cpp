@@ -65,7 +65,7 @@ TEST_CASE("qft plan for LLaMA-2-7B at seq_len 2048 meets the targets", "[plan][c
   std::set<std::string> names;
   for (const auto& b : j["buffers"]) names.insert(b["name"].get<std::string>());
   for (const char* want : {"weights", "weight outliers", "Lion momentum", "layer-input stack", "layer activations",
-                           "weight-gradient chunk", "CUDA context + workspace"}) {
+                           "dequantized weights", "CUDA context + workspace"}) {
     INFO(want);
     CHECK(names.count(want) == 1);
   }

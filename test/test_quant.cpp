@@ -141,7 +141,7 @@ TEST_CASE("the fused INT8 Lion step matches an fp64 reference of the same quanti
     const auto q = to_host<int8_t>(be, hm.q), mq = to_host<int8_t>(be, mm.q);
     const auto sc = to_host<float>(be, hm.scale), am = to_host<float>(be, mm.absmax), val = to_host<float>(be, hm.val);
     const auto cols16 = to_host<uint16_t>(be, hm.col);
-    std::vector<uint8_t> grew(rows, 0);
+    std::vector<uint32_t> rescales(rows, 7);
     LionRowStep s{};
     s.p = {2e-3f, 0.9f, 0.99f, 0.1f, 0.7f};
     s.g = g.data();
@@ -150,7 +150,7 @@ TEST_CASE("the fused INT8 Lion step matches an fp64 reference of the same quanti
     s.cols = cols;
     s.wkey = {99, 5, 10, stochastic};
     s.mkey = {99, 5, 11, stochastic};
-    s.grew = grew.data();
+    s.rescales = rescales.data();
     be.lion_step_rows(s, rows);
     const auto q1 = to_host<int8_t>(be, hm.q), mq1 = to_host<int8_t>(be, mm.q);
     const auto sc1 = to_host<float>(be, hm.scale), am1 = to_host<float>(be, mm.absmax), val1 = to_host<float>(be, hm.val);
@@ -169,7 +169,7 @@ TEST_CASE("the fused INT8 Lion step matches an fp64 reference of the same quanti
         if (q[size_t(r * cols + i)] != kOutlierSlot) mx = std::max(mx, std::fabs(lion(q[size_t(r * cols + i)] * double(sc[size_t(r)]), i)));
       const double s_new = mx > 127.0 * sc[size_t(r)] ? double(s.growth) * mx / 127.0 : sc[size_t(r)];
       REQUIRE(sc1[size_t(r)] == Approx(s_new).epsilon(1e-6));
-      REQUIRE(grew[size_t(r)] == (s_new != sc[size_t(r)]));
+      REQUIRE(rescales[size_t(r)] == 7u + (s_new != sc[size_t(r)]));
       for (int64_t i = 0; i < cols; ++i) {
         const size_t at = size_t(r * cols + i);
         if (q[at] == kOutlierSlot) {
@@ -209,7 +209,7 @@ TEST_CASE("a row whose update overflows grows its scale, and only then", "[quant
   for (int i = 0; i < 64; ++i) w[size_t(i)] = float(i - 32) / 32.0f;  // absmax 1: scale 1/127
   HybridMatrix m = quantize_hybrid(be, w.data(), 1, 64, 0.0);
   std::vector<float> m32(64, 0.0f), g(64, -1.0f);  // sign(c) = -1: every weight grows by lr
-  std::vector<uint8_t> grew(1, 0);
+  std::vector<uint32_t> rescales(1, 0);
   LionRowStep s{};
   s.p = {0.5f, 0.9f, 0.99f, 0.0f, 1.0f};
   s.g = g.data();
@@ -217,9 +217,9 @@ TEST_CASE("a row whose update overflows grows its scale, and only then", "[quant
   s.m32 = m32.data();
   s.cols = 64;
   s.wkey = {1, 0, 0, true};
-  s.grew = grew.data();
+  s.rescales = rescales.data();
   be.lion_step_rows(s, 1);
-  REQUIRE(grew[0] == 1);
+  REQUIRE(rescales[0] == 1);
   // The largest new value (the dequantized 31/32, q = 123, plus 0.5) with the growth headroom.
   REQUIRE(to_host<float>(be, m.scale)[0] == Approx(s.growth * (123.0f / 127.0f + 0.5f) / 127.0f));
   const auto back = dequantize(be, m);

@@ -18,6 +18,15 @@ namespace qft {
 
 namespace fs = std::filesystem;
 
+bool is_resume_critical(const std::string& dotted_key) {
+  static const std::vector<std::string> keys = {
+      "model.path",      "data.train",       "data.format",      "data.template",    "data.seq_len",
+      "data.packing",    "data.train_on_prompt", "data.shuffle", "train.batch_size", "train.grad_accum",
+      "train.seed",      "quant.weights",    "quant.momentum",   "quant.grad_dtype", "quant.outlier_fraction",
+      "quant.block_size", "quant.rounding"};
+  return std::any_of(keys.begin(), keys.end(), [&](const std::string& k) { return dotted_key.rfind(k, 0) == 0; });
+}
+
 namespace {
 
 // One buffer of training state under the name it has in the checkpoint's safetensors.
@@ -61,6 +70,7 @@ std::vector<Entry> optimizer_entries(LlamaModel& model, LionOptimizer& opt) {
     } else {
       out.push_back({name, DType::F32, {p.numel()}, &m.fp32});
     }
+    if (p.quantized()) out.push_back({"rescales." + p.name, DType::U32, {p.rows}, &opt.rescale_counts(int(i))});
   }
   return out;
 }
@@ -127,14 +137,63 @@ std::vector<fs::path> complete_checkpoints(const std::string& dir) {
   return out;
 }
 
+// FNV-1a over "key=value" lines of the resume-critical settings: a short fingerprint users can compare.
+std::string settings_hash(const std::string& config_json) {
+  const nlohmann::json flat = nlohmann::json::parse(config_json).flatten();
+  uint64_t h = 1469598103934665603ull;
+  for (auto it = flat.begin(); it != flat.end(); ++it) {
+    std::string dotted = it.key().substr(1);
+    std::replace(dotted.begin(), dotted.end(), '/', '.');
+    if (!is_resume_critical(dotted)) continue;
+    for (char c : dotted + "=" + it.value().dump() + "\n") h = (h ^ uint8_t(c)) * 1099511628211ull;
+  }
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
 }  // namespace
 
-std::vector<std::string> resume_critical_keys() {
-  return {"model.path", "data.train", "data.format", "data.template", "data.seq_len", "data.packing",
-          "data.train_on_prompt", "data.shuffle", "train.batch_size", "train.grad_accum", "train.seed",
-          "quant.weights", "quant.momentum", "quant.grad_dtype", "quant.outlier_fraction", "quant.block_size",
-          "quant.rounding"};
+const std::vector<std::string>& model_side_files() {
+  static const std::vector<std::string> files = {"config.json",           "generation_config.json",
+                                                 "tokenizer.model",       "tokenizer_config.json",
+                                                 "special_tokens_map.json", "tokenizer.json"};
+  return files;
 }
+
+bool is_checkpoint(const std::string& dir) { return fs::is_regular_file(fs::path(dir) / "trainer_state.json"); }
+
+CheckpointInfo read_checkpoint_info(const std::string& dir) {
+  if (!fs::is_directory(dir)) throw FileError(dir, "checkpoint directory does not exist");
+  if (!fs::exists(fs::path(dir) / "DONE")) {
+    throw FileError(dir, "incomplete checkpoint (no DONE marker): it was still being written when the run stopped");
+  }
+  const std::string state_path = (fs::path(dir) / "trainer_state.json").string();
+  const nlohmann::json j = read_json_file(state_path);
+  if (!j.is_object() || !j.contains("format_version") || j["format_version"] != kCheckpointFormat) {
+    throw FileError(state_path, "unknown checkpoint format version " + (j.is_object() && j.contains("format_version")
+                                                                           ? j["format_version"].dump()
+                                                                           : std::string("(none)")) +
+                                    "; this qft reads version " + std::to_string(kCheckpointFormat));
+  }
+  CheckpointInfo info;
+  info.dir = dir;
+  try {
+    TrainerState& s = info.state;
+    s.step = j.at("step").get<int>();
+    s.tokens = j.at("tokens").get<int64_t>();
+    s.cursor = {j.at("epoch").get<int64_t>(), j.at("row").get<int64_t>()};
+    s.reselections = j.at("outlier_reselections").get<int>();
+    s.config_json = j.at("config").dump();
+    info.settings_hash = j.at("settings_hash").get<std::string>();
+    const RunConfig cfg = RunConfig::from_json_text(s.config_json, state_path);
+    info.storage = {cfg.quant.weights == "int8", cfg.quant.outlier_fraction};
+  } catch (const nlohmann::json::exception& e) {
+    throw FileError(state_path, std::string("malformed trainer state: ") + e.what());
+  }
+  return info;
+}
+
 
 std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, LionOptimizer& opt,
                             const TrainerState& state, const std::string& model_dir) {
@@ -146,8 +205,7 @@ std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, Li
   try {
     write_entries(model.backend(), model_entries(model), (tmp / "model.safetensors").string());
     write_entries(model.backend(), optimizer_entries(model, opt), (tmp / "optimizer.safetensors").string());
-    for (const char* f : {"config.json", "generation_config.json", "tokenizer.model", "tokenizer_config.json",
-                          "special_tokens_map.json", "tokenizer.json"}) {
+    for (const std::string& f : model_side_files()) {
       const fs::path src = fs::path(model_dir) / f;
       if (!fs::exists(src)) continue;
       fs::copy_file(src, tmp / f, fs::copy_options::overwrite_existing, ec);
@@ -160,6 +218,9 @@ std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, Li
                                 {"tokens", state.tokens},
                                 {"epoch", state.cursor.epoch},
                                 {"row", state.cursor.row},
+                                {"outlier_reselections", state.reselections},
+                                {"seed", nlohmann::json::parse(state.config_json)["train"]["seed"]},
+                                {"settings_hash", settings_hash(state.config_json)},
                                 {"config", nlohmann::json::parse(state.config_json)}};
     write_text((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
     write_text((tmp / "DONE").string(), "");
@@ -176,30 +237,15 @@ std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, Li
 }
 
 TrainerState load_checkpoint(const std::string& dir, LlamaModel& model, LionOptimizer& opt) {
-  if (!fs::is_directory(dir)) throw FileError(dir, "checkpoint directory does not exist");
-  if (!fs::exists(fs::path(dir) / "DONE")) {
-    throw FileError(dir, "incomplete checkpoint (no DONE marker): it was still being written when the run stopped");
-  }
-  const std::string state_path = (fs::path(dir) / "trainer_state.json").string();
-  const nlohmann::json j = read_json_file(state_path);
-  if (!j.is_object() || !j.contains("format_version") || j["format_version"] != kCheckpointFormat) {
-    throw FileError(state_path, "unknown checkpoint format version " + (j.is_object() && j.contains("format_version")
-                                                                           ? j["format_version"].dump()
-                                                                           : std::string("(none)")) +
-                                    "; this qft reads version " + std::to_string(kCheckpointFormat));
-  }
+  const CheckpointInfo info = read_checkpoint_info(dir);
   read_entries(model.backend(), model_entries(model), (fs::path(dir) / "model.safetensors").string());
   read_entries(model.backend(), optimizer_entries(model, opt), (fs::path(dir) / "optimizer.safetensors").string());
-  TrainerState s;
-  try {
-    s.step = j.at("step").get<int>();
-    s.tokens = j.at("tokens").get<int64_t>();
-    s.cursor = {j.at("epoch").get<int64_t>(), j.at("row").get<int64_t>()};
-    s.config_json = j.at("config").dump();
-  } catch (const nlohmann::json::exception& e) {
-    throw FileError(state_path, std::string("malformed trainer state: ") + e.what());
-  }
-  return s;
+  return info.state;
+}
+
+void load_checkpoint_weights(const std::string& dir, LlamaModel& model) {
+  read_checkpoint_info(dir);
+  read_entries(model.backend(), model_entries(model), (fs::path(dir) / "model.safetensors").string());
 }
 
 std::string latest_checkpoint(const std::string& output_dir) {

@@ -15,25 +15,44 @@ namespace qft {
 
 constexpr int kCheckpointFormat = 1;
 
+// The files a model directory may hold besides its weights; checkpoints and exports carry them along.
+const std::vector<std::string>& model_side_files();
+
 struct TrainerState {
-  int step = 0;            // optimizer steps completed
-  int64_t tokens = 0;      // positions processed
+  int step = 0;             // optimizer steps completed; also the learning-rate schedule's position
+  int64_t tokens = 0;       // positions processed
   DataCursor cursor;
-  std::string config_json; // the effective run config when saved
+  int reselections = 0;     // times the weight outliers were picked again
+  std::string config_json;  // the effective run config when saved
 };
+
+// What a checkpoint directory says about itself, read without loading any tensor.
+struct CheckpointInfo {
+  std::string dir;
+  TrainerState state;
+  WeightStorage storage;  // how its weights are stored
+  std::string settings_hash;
+};
+
+// A directory is a checkpoint when it holds trainer_state.json (HF model directories never do).
+bool is_checkpoint(const std::string& dir);
+// Refuses a checkpoint without DONE or of another format version, naming the directory or file.
+CheckpointInfo read_checkpoint_info(const std::string& dir);
 
 // Writes output_dir/step_%08d; returns its path. Throws FileError on any failed write, leaving earlier
 // checkpoints untouched.
 std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, LionOptimizer& opt,
                             const TrainerState& state, const std::string& model_dir);
-// Restores weights, momentum and trainer state. Refuses a checkpoint without DONE, of another format version,
-// or whose tensors do not match the model and optimizer built from the current config.
+// Restores weights, momentum and trainer state. Refuses what read_checkpoint_info refuses, and tensors that
+// do not match the model and optimizer built from the current config.
 TrainerState load_checkpoint(const std::string& dir, LlamaModel& model, LionOptimizer& opt);
+// Restores only the weights; the model must store them as the checkpoint does (CheckpointInfo::storage).
+void load_checkpoint_weights(const std::string& dir, LlamaModel& model);
 // The newest complete checkpoint (with DONE) under output_dir; throws FileError when there is none.
 std::string latest_checkpoint(const std::string& output_dir);
 // Keeps the newest keep_last complete checkpoints and removes older ones, never `protect`.
 void prune_checkpoints(const std::string& output_dir, int keep_last, const std::string& protect);
-// Config keys whose change makes a resume meaningless; differences in them are refused.
-std::vector<std::string> resume_critical_keys();
+// Whether a change of this config key ("data.seq_len") makes a resume meaningless; such changes are refused.
+bool is_resume_critical(const std::string& dotted_key);
 
 }  // namespace qft

@@ -107,7 +107,7 @@ KeyDef arch_key() {
 
 const std::vector<KeyDef>& key_table() {
   static const std::vector<KeyDef> keys = {
-      def("model.path", QFT_FIELD(model.path), "HF LLaMA directory: config.json, safetensors, tokenizer.model"),
+      def("model.path", QFT_FIELD(model.path), "HF LLaMA directory (config.json, safetensors, tokenizer.model), or a qft checkpoint step_*/ to start from its weights with a fresh optimizer and schedule (init-from; to continue a run use --resume)"),
       arch_key(),
       def("data.train", QFT_FIELD(data.train), "training JSONL file (required)"),
       def("data.val", QFT_FIELD(data.val), "validation JSONL file; empty: no validation"),

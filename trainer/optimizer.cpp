@@ -24,7 +24,16 @@ StateTensor make_state(Backend& be, const Param& p, bool int8, int64_t block, co
 }  // namespace
 
 LionOptimizer::LionOptimizer(LlamaModel& model, const OptimizerSettings& s) : model_(model), s_(s) {
-  for (const Param& p : model.params()) momentum_.push_back(make_state(model.backend(), p, s.momentum_int8, s.block_size, "momentum"));
+  Backend& be = model.backend();
+  for (const Param& p : model.params()) {
+    momentum_.push_back(make_state(be, p, s.momentum_int8, s.block_size, "momentum"));
+    Buffer counts;
+    if (p.quantized()) {
+      counts = be.alloc(size_t(p.rows) * sizeof(uint32_t), "rescale counters");
+      be.zero(counts.get(), counts.bytes());
+    }
+    rescales_.push_back(std::move(counts));
+  }
 }
 
 void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float* g, float lr, float grad_scale) {
@@ -54,17 +63,8 @@ void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float
   } else {
     st.m32 = m.fp32.f32() + off;
   }
-  Buffer grew;
-  if (p.quantized()) {
-    grew = be.alloc(size_t(rows), "optimizer scratch");
-    st.grew = static_cast<uint8_t*>(grew.get());
-  }
+  if (p.quantized()) st.rescales = static_cast<uint32_t*>(rescales_[size_t(param)].get()) + row0;
   be.lion_step_rows(st, rows);
-  if (p.quantized()) {
-    std::vector<uint8_t> host(static_cast<size_t>(rows));
-    be.copy_to_host(host.data(), grew.get(), host.size());
-    rescaled_rows_ += std::accumulate(host.begin(), host.end(), int64_t(0));
-  }
 }
 
 size_t LionOptimizer::state_bytes() const {
@@ -73,9 +73,21 @@ size_t LionOptimizer::state_bytes() const {
   return n;
 }
 
+int64_t LionOptimizer::total_rescales() const {
+  int64_t n = 0;
+  for (const Buffer& b : rescales_) {
+    if (b.bytes() == 0) continue;
+    std::vector<uint32_t> host(b.bytes() / sizeof(uint32_t));
+    model_.backend().copy_to_host(host.data(), b.get(), b.bytes());
+    n += std::accumulate(host.begin(), host.end(), int64_t(0));
+  }
+  return n;
+}
+
 int64_t LionOptimizer::take_rescaled_rows() {
-  const int64_t n = rescaled_rows_;
-  rescaled_rows_ = 0;
+  const int64_t total = total_rescales();
+  const int64_t n = total - rescales_reported_;
+  rescales_reported_ = total;
   return n;
 }
 

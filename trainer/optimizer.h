@@ -38,15 +38,20 @@ class LionOptimizer {
   const OptimizerSettings& settings() const { return s_; }
   StateTensor& momentum(int param) { return momentum_[size_t(param)]; }
   size_t state_bytes() const;
-  // Rows of INT8 weight matrices whose scale had to grow, since the last call.
+  // Per-row counts of scale growths of an INT8 weight matrix (rows,) u32 in backend memory; empty for fp32.
+  // They live on the backend so that a step never waits on the host; they are read only to log and to save.
+  Buffer& rescale_counts(int param) { return rescales_[size_t(param)]; }
+  int64_t total_rescales() const;  // over every matrix, since training began
+  // Scale growths since the last call.
   int64_t take_rescaled_rows();
 
  private:
   LlamaModel& model_;
   OptimizerSettings s_;
   std::vector<StateTensor> momentum_;
+  std::vector<Buffer> rescales_;
   uint32_t step_ = 0;
-  int64_t rescaled_rows_ = 0;
+  int64_t rescales_reported_ = 0;
 };
 
 // Per-parameter gradient accumulators for train.grad_accum > 1: fp32, or block-wise INT8 with stochastic

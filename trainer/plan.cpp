@@ -93,7 +93,8 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_c
       {"weight-gradient chunk", "one matrix's gradient, or a vocabulary chunk of the head's"},
       {"logits chunk", "a token chunk of full-vocabulary logits"},
       {"head activations", "final hidden states, logsumexp, residual-stream gradient"},
-      {"optimizer scratch", "per-row rescale flags, accumulated-gradient sums"},
+      {"optimizer scratch", "accumulated-gradient sums"},
+      {"rescale counters", "per-row count of INT8 weight scale growths, u32"},
       {"batch", "token ids, targets, positions"}};
   for (const auto& [tag, bytes] : be.memory().at_peak_by_tag) {
     if (tag == "weights" || tag == "momentum" || tag == "gradient accumulators" || bytes == 0) continue;

@@ -13,12 +13,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "model/hf_model.h"
 #include "model/llama.h"
 #include "model/tokenizer.h"
 #include "ops/backend.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data.h"
+#include "trainer/model_source.h"
 #include "trainer/plan.h"
 #include "trainer/train_step.h"
 
@@ -77,7 +77,6 @@ std::shared_ptr<spdlog::logger> make_logger(const std::string& log_path, bool ap
 // Refuses a resume whose config differs in a key that would make it meaningless; logs harmless changes.
 void check_resume_config(const std::string& saved_json, const RunConfig& now, spdlog::logger& log) {
   const auto saved = nlohmann::json::parse(saved_json).flatten(), current = nlohmann::json::parse(now.to_json()).flatten();
-  const auto critical = resume_critical_keys();
   std::string refused;
   for (auto it = current.begin(); it != current.end(); ++it) {
     const std::string key = it.key().substr(1);  // "/train/lr" -> "train/lr"
@@ -86,9 +85,7 @@ void check_resume_config(const std::string& saved_json, const RunConfig& now, sp
     const auto was = saved.find(it.key());
     if (was != saved.end() && *was == it.value()) continue;
     const std::string from = was == saved.end() ? "(absent)" : was->dump();
-    const bool is_critical = std::any_of(critical.begin(), critical.end(),
-                                         [&](const std::string& c) { return dotted.rfind(c, 0) == 0; });
-    if (is_critical) {
+    if (is_resume_critical(dotted)) {
       refused += "\n  " + dotted + ": " + from + " -> " + it.value().dump();
     } else {
       log.info("resume: {} changed from {} to {}", dotted, from, it.value().dump());
@@ -146,9 +143,14 @@ TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>
   log->info("effective config:\n{}", cfg.to_json());
   log->info("{}", format_plan(plan, cfg, arch));
 
-  const HfModel hf(cfg.model.path);
+  const ModelSource source = open_model_source(cfg.model.path);
   const Tokenizer tok(cfg.model.path);
-  LlamaModel model(hf, *backend, WeightStorage{cfg.quant.weights == "int8", cfg.quant.outlier_fraction});
+  const auto model_ptr = load_model(source, *backend, WeightStorage{cfg.quant.weights == "int8", cfg.quant.outlier_fraction});
+  LlamaModel& model = *model_ptr;
+  if (source.checkpoint && !resume) {
+    log->info("initialized from {}: its weights only; the optimizer, schedule and data order start fresh",
+              source.describe());
+  }
 
   DataStats train_stats, val_stats;
   DataLoader train(load_examples(cfg.data.train, cfg.data, tok, &train_stats), cfg.data, cfg.train.seed, tok.eos_id());
@@ -156,8 +158,8 @@ TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>
   if (!cfg.data.val.empty()) {
     val = std::make_unique<DataLoader>(load_examples(cfg.data.val, cfg.data, tok, &val_stats), cfg.data, 0, tok.eos_id());
   }
-  log->info("model {}: {} parameters, {} layers, on {}", cfg.model.path, hf.config().parameter_count(),
-            hf.config().num_hidden_layers, backend->name());
+  log->info("model {}: {} parameters, {} layers, on {}", source.describe(), source.config.parameter_count(),
+            source.config.num_hidden_layers, backend->name());
   log->info("data {}: {} examples ({} tokens), {} sequences per epoch; {} truncated to {} tokens, {} bad lines skipped, "
             "{} without targets dropped",
             cfg.data.train, train_stats.examples, train_stats.tokens, train.rows_per_epoch(), train_stats.truncated,
@@ -176,7 +178,7 @@ TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>
   LionOptimizer opt(model, os);
   std::unique_ptr<GradAccumulators> acc;
   if (cfg.train.grad_accum > 1) acc = std::make_unique<GradAccumulators>(model, os);
-  const double params = double(hf.config().parameter_count());
+  const double params = double(source.config.parameter_count());
   const size_t state = model.weight_bytes() + opt.state_bytes() + (acc ? acc->bytes() : 0);
   log->info("model state: weights {} ({:.1f} MiB), momentum {} ({:.1f} MiB), gradient accumulators {} ({:.1f} MiB): "
             "{:.2f} bytes/parameter",
@@ -192,6 +194,7 @@ TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>
   TrainSummary s;
   int64_t tokens_total = 0;
   int start_step = 0;
+  int reselections = 0;
   std::string resumed_from;
   if (resume) {
     resumed_from = resume->empty() ? latest_checkpoint(cfg.output.dir) : *resume;
@@ -200,6 +203,7 @@ TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>
     train.restore(st.cursor);
     start_step = st.step;
     tokens_total = st.tokens;
+    reselections = st.reselections;
     log->info("resumed from {} at step {} (epoch {}, row {})", resumed_from, st.step, st.cursor.epoch, st.cursor.row);
   }
   const auto run_eval = [&](int step) {
@@ -253,12 +257,24 @@ TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>
     }
     if (cfg.quant.reselect_every > 0 && done % cfg.quant.reselect_every == 0 && model.params()[0].quantized()) {
       model.reselect_outliers();
+      reselections += 1;
       log->info("step {:>5}/{} | weight outliers re-selected", done, cfg.train.steps);
     }
     if (cfg.train.eval_every > 0 && done % cfg.train.eval_every == 0 && done != cfg.train.steps) run_eval(done);
     if ((cfg.train.save_every > 0 && done % cfg.train.save_every == 0) || done == cfg.train.steps) {
-      const std::string dir =
-          save_checkpoint(cfg.output.dir, model, opt, {done, tokens_total, train.cursor(), cfg.to_json()}, cfg.model.path);
+      std::string dir;
+      try {
+        dir = save_checkpoint(cfg.output.dir, model, opt, {done, tokens_total, train.cursor(), reselections, cfg.to_json()},
+                              cfg.model.path);
+      } catch (const FileError& e) {
+        std::string previous = "no earlier checkpoint exists";
+        try {
+          previous = "the previous checkpoint " + latest_checkpoint(cfg.output.dir) + " is intact";
+        } catch (const FileError&) {
+        }
+        throw Error("step " + std::to_string(done) + ": the checkpoint could not be written: " + e.what() + "; " +
+                    previous + ". Free space (or fix permissions) and continue with --resume");
+      }
       prune_checkpoints(cfg.output.dir, cfg.train.keep_last, resumed_from);
       log->info("step {:>5}/{} | checkpoint {}", done, cfg.train.steps, dir);
     }

@@ -1,0 +1,151 @@
+#include "trainer/export.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "core/error.h"
+#include "core/json_file.h"
+#include "model/safetensors.h"
+#include "trainer/model_source.h"
+
+namespace qft {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* torch_dtype_name(DType t) {
+  switch (t) {
+    case DType::BF16: return "bfloat16";
+    case DType::F16: return "float16";
+    case DType::F32: return "float32";
+    default: throw Error(std::string("export: unsupported dtype ") + dtype_name(t) + "; use bf16, fp16 or fp32");
+  }
+}
+
+HostTensor convert(const std::vector<float>& v, DType dtype, Shape shape) {
+  HostTensor t(dtype, std::move(shape));
+  if (dtype == DType::F32) {
+    std::copy(v.begin(), v.end(), t.data<float>());
+  } else {
+    uint16_t* out = t.data<uint16_t>();
+    for (size_t i = 0; i < v.size(); ++i) out[i] = dtype == DType::BF16 ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
+  }
+  return t;
+}
+
+// Consecutive tensors grouped into shards of at most max_bytes each (a larger tensor gets a shard alone).
+std::vector<std::vector<int>> plan_shards(const std::vector<size_t>& sizes, size_t max_bytes) {
+  std::vector<std::vector<int>> shards(1);
+  size_t used = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (!shards.back().empty() && used + sizes[i] > max_bytes) {
+      shards.emplace_back();
+      used = 0;
+    }
+    shards.back().push_back(int(i));
+    used += sizes[i];
+  }
+  return shards;
+}
+
+template <class Json>
+void write_json(const fs::path& path, const Json& j) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << j.dump(2) << "\n";
+  f.flush();
+  if (!f) throw FileError(path.string(), "write failed");
+}
+
+}  // namespace
+
+size_t parse_byte_size(const std::string& text, const std::string& where) {
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  std::string unit = text.substr(pos);
+  for (char& c : unit) c = char(std::toupper(static_cast<unsigned char>(c)));
+  const std::vector<std::pair<std::string, double>> units = {
+      {"", 1}, {"B", 1}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+      {"KIB", 1024.0}, {"MIB", 1048576.0}, {"GIB", 1073741824.0}};
+  for (const auto& [name, scale] : units) {
+    if (pos > 0 && unit == name && value > 0 && std::isfinite(value)) return size_t(std::llround(value * scale));
+  }
+  throw Error(where + ": '" + text + "' is not a size; write e.g. 5GB, 500MB, 2GiB or a byte count");
+}
+
+ExportSummary export_hf(const std::string& source, const std::string& out_dir, const ExportOptions& opts) {
+  const char* torch_dtype = torch_dtype_name(opts.dtype);
+  fs::path out = fs::path(out_dir).lexically_normal();
+  if (out.filename().empty()) out = out.parent_path();  // "dir/" names dir
+  std::error_code ec;
+  if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out))) {
+    throw FileError(out_dir, "already exists and is not an empty directory; choose another --out or remove it");
+  }
+  const ModelSource src = open_model_source(source);
+  auto host = make_backend("cpu");
+  const auto model = load_model(src, *host);  // as stored: an INT8 checkpoint stays INT8 until each tensor is written
+
+  const auto& params = model->params();
+  std::vector<size_t> sizes;
+  for (const Param& p : params) sizes.push_back(size_t(p.numel()) * dtype_size(opts.dtype));
+  const auto shards = plan_shards(sizes, opts.shard_bytes);
+
+  const fs::path tmp = out.parent_path() / (".tmp_export_" + out.filename().string());
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) throw FileError(tmp.string(), "cannot create the export directory: " + ec.message());
+  ExportSummary summary;
+  try {
+    nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+    for (size_t s = 0; s < shards.size(); ++s) {
+      char name[64];
+      std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
+      const std::string file = shards.size() == 1 ? std::string("model.safetensors") : std::string(name);
+      std::vector<HostTensor> tensors;
+      tensors.reserve(shards[s].size());
+      std::vector<NamedTensor> named;
+      for (int i : shards[s]) {
+        const Param& p = params[size_t(i)];
+        tensors.push_back(convert(model->read_weight(i), opts.dtype, p.is_norm ? Shape{p.cols} : Shape{p.rows, p.cols}));
+        named.emplace_back(p.name, &tensors.back());
+        weight_map[p.name] = file;
+        summary.bytes += sizes[size_t(i)];
+        summary.tensors += 1;
+      }
+      write_safetensors((tmp / file).string(), named, {{"format", "pt"}});
+    }
+    summary.shards = int(shards.size());
+    if (shards.size() > 1) {
+      const nlohmann::ordered_json index = {{"metadata", {{"total_size", summary.bytes}}}, {"weight_map", weight_map}};
+      write_json(tmp / "model.safetensors.index.json", index);
+    }
+    nlohmann::json config = read_json_file((fs::path(source) / "config.json").string());
+    config["torch_dtype"] = torch_dtype;
+    if (config.contains("dtype")) config["dtype"] = torch_dtype;  // transformers >= 4.56 writes "dtype"
+    write_json(tmp / "config.json", config);
+    for (const std::string& f : model_side_files()) {
+      const fs::path from = fs::path(source) / f;
+      if (f == "config.json" || !fs::exists(from)) continue;
+      fs::copy_file(from, tmp / f, fs::copy_options::overwrite_existing, ec);
+      if (ec) throw FileError((tmp / f).string(), "cannot copy from " + source + ": " + ec.message());
+    }
+    fs::remove(out, ec);  // an empty directory, or nothing
+    fs::rename(tmp, out, ec);
+    if (ec) throw FileError(out_dir, "cannot move the export into place: " + ec.message());
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  return summary;
+}
+
+}  // namespace qft

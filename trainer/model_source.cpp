@@ -1,0 +1,42 @@
+#include "trainer/model_source.h"
+
+#include <filesystem>
+
+#include "model/hf_model.h"
+
+namespace qft {
+
+std::string ModelSource::describe() const {
+  if (!checkpoint) return "HF model " + path;
+  return "qft checkpoint " + path + " (step " + std::to_string(checkpoint->state.step) + ")";
+}
+
+ModelSource open_model_source(const std::string& path) {
+  ModelSource src;
+  src.path = path;
+  require_model_dir(path);
+  if (is_checkpoint(path)) {
+    src.checkpoint = read_checkpoint_info(path);
+    src.stored = src.checkpoint->storage;
+  }
+  src.config = load_llama_config((std::filesystem::path(path) / "config.json").string());
+  return src;
+}
+
+std::unique_ptr<LlamaModel> load_model(const ModelSource& src, Backend& backend,
+                                       const std::optional<WeightStorage>& storage) {
+  const WeightStorage want = storage.value_or(src.stored);
+  if (!src.checkpoint) return std::make_unique<LlamaModel>(HfModel(src.path), backend, want);
+  auto model = std::make_unique<LlamaModel>(src.config, backend, want);
+  if (want == src.stored) {
+    load_checkpoint_weights(src.path, *model);
+    return model;
+  }
+  auto host = make_backend("cpu");
+  LlamaModel stored(src.config, *host, src.stored);
+  load_checkpoint_weights(src.path, stored);
+  for (int i = 0; i < int(stored.params().size()); ++i) model->load_weight(i, stored.read_weight(i).data());
+  return model;
+}
+
+}  // namespace qft

@@ -1,0 +1,31 @@
+#pragma once
+// Where a model's weights come from: a HuggingFace LLaMA directory, or a qft checkpoint (step_*/), which holds
+// the same config.json and tokenizer files next to its INT8 weights. Training (model.path), eval, inspect,
+// export and generate all open models through here, so each accepts both.
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "model/llama.h"
+#include "trainer/checkpoint.h"
+
+namespace qft {
+
+struct ModelSource {
+  std::string path;
+  LlamaConfig config;
+  std::optional<CheckpointInfo> checkpoint;  // set when path is a qft checkpoint
+  WeightStorage stored;                      // how the weights are stored there: HF weights count as fp32
+  std::string describe() const;              // "HF model DIR" or "qft checkpoint DIR (step N)"
+};
+
+// Reads config.json and, for a checkpoint, its trainer state. Throws FileError naming the path.
+ModelSource open_model_source(const std::string& path);
+
+// Builds the model on `backend` with weights stored as `storage` asks (nullopt: as the source stores them).
+// A checkpoint whose storage matches is copied bit for bit; otherwise its weights are dequantized on the
+// host and stored anew.
+std::unique_ptr<LlamaModel> load_model(const ModelSource& src, Backend& backend,
+                                       const std::optional<WeightStorage>& storage = std::nullopt);
+
+}  // namespace qft
