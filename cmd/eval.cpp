@@ -26,6 +26,7 @@ struct EvalOptions {
   std::string data;
   int seq_len = 512;
   std::string device = "auto";
+  bool debug_sync = false;
   std::string save_logits;
   bool json = false;
 };
@@ -53,7 +54,7 @@ void run_eval(const EvalOptions& o) {
   const std::vector<std::string> texts = read_jsonl_strings(o.data, "text");
   const ModelSource src = open_model_source(o.model);
   Tokenizer tok(o.model);
-  auto backend = make_backend(o.device);
+  auto backend = make_backend(o.device, o.debug_sync);
   const auto model = load_model(src, *backend);
   if (!o.json) {
     spdlog::info("{} ({} parameters, {} weights) on {}; {} documents from {}", src.describe(),
@@ -83,8 +84,10 @@ void set_eval_command(CLI::App& app) {
   sub->add_option("--model", opts->model, "HF LLaMA model directory or qft checkpoint (step_*/)")->required();
   sub->add_option("--data", opts->data, "JSONL file; each line holds a \"text\" field")->required();
   sub->add_option("--seq-len", opts->seq_len, "Window length in tokens")->check(CLI::PositiveNumber)->capture_default_str();
-  // "cuda" joins the choices when the CUDA model backend lands (issue 6); auto runs on the CPU until then.
-  sub->add_option("--device", opts->device, "auto or cpu")->check(CLI::IsMember({"auto", "cpu"}))->capture_default_str();
+  sub->add_option("--device", opts->device, "auto (CUDA when a GPU is visible), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
+  sub->add_flag("--debug-sync", opts->debug_sync, "CUDA: synchronize after every op so that a fault names its op");
   sub->add_option("--save-logits", opts->save_logits,
                   "Also write the first document's input_ids and logits (first window) to this .safetensors file");
   sub->add_flag("--json", opts->json, "Print one JSON object");

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   qft::cmd::set_config_command(app);
   qft::cmd::set_plan_command(app);
   qft::cmd::set_export_command(app);
+  qft::cmd::set_generate_command(app);
   app.parse_complete_callback([&] { spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info); });
   try {
     app.parse(argc, argv);

@@ -13,6 +13,7 @@ namespace {
 struct TrainOptions {
   RunConfigOptions run;
   std::string resume;
+  bool debug_sync = false;
 };
 
 }  // namespace
@@ -26,10 +27,14 @@ void set_train_command(CLI::App& app) {
                   "DIR, the latest complete one in output.dir. To start fresh from a checkpoint's weights instead, "
                   "set model.path to it")
       ->expected(0, 1);
+  sub->add_flag("--debug-sync", opts->debug_sync, "CUDA: synchronize after every op so that a fault names its op "
+                                                  "(the same as --set debug_sync=true)");
   sub->callback([opts, sub] {
     std::optional<std::string> resume;
     if (sub->count("--resume") > 0) resume = opts->resume;
-    run_training(opts->run.load(), resume);
+    RunConfig cfg = opts->run.load();
+    cfg.debug_sync = cfg.debug_sync || opts->debug_sync;
+    run_training(cfg, resume);
   });
 }
 

@@ -21,6 +21,12 @@ class FileError : public Error {
   std::string path_;
 };
 
+// A failed CUDA, cuBLASLt or NCCL call or kernel launch. The message names the call and its file:line.
+class DeviceError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A bad or unknown configuration key; `where` is the file (or "--set") that holds it.
 class ConfigError : public Error {
  public:

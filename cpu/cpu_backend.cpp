@@ -117,6 +117,11 @@ void CpuBackend::attention_forward(const AttentionParams& p) {
   }
 }
 
+void CpuBackend::attention_decode(const DecodeAttentionParams& p) {
+  parallel_rows(int64_t(p.n) * p.H, DecodeAttention{p.out, p.scratch, p.q, p.k, p.v, p.past, p.H, p.KVH, p.D, p.max_t,
+                                                    1.0f / std::sqrt(float(p.D))});
+}
+
 void CpuBackend::swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
   parallel_for(n, SwigluForward{out, gate, up});
 }

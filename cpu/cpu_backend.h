@@ -19,6 +19,7 @@ class CpuBackend final : public Backend {
   void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int N, int C, float eps) override;
   void rope(float* x, const int32_t* pos, const float* inv_freq, int N, int H, int D, bool backward) override;
   void attention_forward(const AttentionParams& p) override;
+  void attention_decode(const DecodeAttentionParams& p) override;
   void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) override;
   void residual_add(float* x, const float* y, int64_t n) override;
   void cross_entropy_forward(float* loss, float* lse, const float* logits, const int32_t* targets, int N, int V) override;

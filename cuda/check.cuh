@@ -1,5 +1,7 @@
 #pragma once
-// Turns CUDA runtime errors into qft::Error with the call site.
+// Every CUDA runtime and cuBLASLt call goes through these: a failure becomes a DeviceError naming the call
+// and its file:line.
+#include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include <string>
@@ -10,8 +12,15 @@ namespace qft::cuda {
 
 inline void check(cudaError_t e, const char* what, const char* file, int line) {
   if (e != cudaSuccess) {
-    throw Error(std::string("CUDA error in ") + what + " at " + file + ":" + std::to_string(line) + ": " +
-                cudaGetErrorString(e));
+    throw DeviceError(std::string("CUDA error in ") + what + " at " + file + ":" + std::to_string(line) + ": " +
+                      cudaGetErrorString(e));
+  }
+}
+
+inline void check(cublasStatus_t s, const char* what, const char* file, int line) {
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    throw DeviceError(std::string("cuBLASLt error in ") + what + " at " + file + ":" + std::to_string(line) + ": " +
+                      cublasLtGetStatusString(s));
   }
 }
 

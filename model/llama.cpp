@@ -151,7 +151,8 @@ LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch) {
   return db;
 }
 
-LlamaModel::LayerActs LlamaModel::layer_forward(int layer, const float* x_in, float* x_out, const DeviceBatch& db) {
+LlamaModel::LayerActs LlamaModel::layer_forward(int layer, const float* x_in, float* x_out, const DeviceBatch& db,
+                                                KvCache* cache) {
   Backend& be = backend_;
   const LlamaConfig& c = config_;
   const int N = db.N, C = c.hidden_size, I = c.intermediate_size, H = c.num_attention_heads,
@@ -165,7 +166,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, const float* x_in, fl
   a.q = be.alloc(size_t(N) * c.q_dim() * 4, "layer activations");                // (N, H, D), after RoPE
   a.k = be.alloc(size_t(N) * c.kv_dim() * 4, "layer activations");               // (N, KVH, D), after RoPE
   a.v = be.alloc(size_t(N) * c.kv_dim() * 4, "layer activations");               // (N, KVH, D)
-  a.probs = be.alloc(size_t(db.B) * H * db.T * db.T * 4, "layer activations");   // (B, H, T, T)
+  if (!cache) a.probs = be.alloc(size_t(db.B) * H * db.T * db.T * 4, "layer activations");  // (B, H, T, T)
   a.att_out = be.alloc(size_t(N) * c.q_dim() * 4, "layer activations");          // (N, H, D)
   a.x_mid = be.alloc(size_t(N) * C * 4, "layer activations");                    // (N, C) residual after attention
   Buffer proj = be.alloc(size_t(N) * C * 4, "layer activations");                // (N, C)
@@ -176,8 +177,17 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, const float* x_in, fl
   be.matmul_forward(a.v.f32(), a.xn1.f32(), dense(P + 3).f32(), N, C, c.kv_dim());
   be.rope(a.q.f32(), db.positions.i32(), inv_freq_.f32(), N, H, D, false);
   be.rope(a.k.f32(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, false);
-  be.attention_forward({a.att_out.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(), db.doc_start.i32(), db.B,
-                        db.T, H, KVH, D});
+  if (cache) {
+    const size_t at = size_t(cache->past) * c.kv_dim() * 4, bytes = size_t(N) * c.kv_dim() * 4;
+    be.copy(static_cast<uint8_t*>(cache->k[size_t(layer)].get()) + at, a.k.get(), bytes);
+    be.copy(static_cast<uint8_t*>(cache->v[size_t(layer)].get()) + at, a.v.get(), bytes);
+    Buffer scratch = be.alloc(size_t(N) * H * cache->max_t * 4, "layer activations");  // (N * H, max_t)
+    be.attention_decode({a.att_out.f32(), scratch.f32(), a.q.f32(), cache->k[size_t(layer)].f32(),
+                         cache->v[size_t(layer)].f32(), N, cache->past, cache->max_t, H, KVH, D});
+  } else {
+    be.attention_forward({a.att_out.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(), db.doc_start.i32(), db.B,
+                          db.T, H, KVH, D});
+  }
   be.matmul_forward(proj.f32(), a.att_out.f32(), dense(P + 4).f32(), N, c.q_dim(), C);
   be.copy(a.x_mid.get(), x_in, size_t(N) * C * 4);
   be.residual_add(a.x_mid.f32(), proj.f32(), int64_t(N) * C);
@@ -221,6 +231,43 @@ void LlamaModel::lm_head(const float* hidden, const float* weight, int N, const 
     backend_.matmul_forward(logits.f32(), hidden + size_t(r0) * C, weight, rows, C, V);
     fn(r0, rows, logits.f32());
   }
+}
+
+KvCache LlamaModel::new_kv_cache(int max_t) {
+  KvCache c;
+  c.max_t = max_t;
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    c.k.push_back(backend_.alloc(size_t(max_t) * config_.kv_dim() * 4, "kv cache"));
+    c.v.push_back(backend_.alloc(size_t(max_t) * config_.kv_dim() * 4, "kv cache"));
+  }
+  return c;
+}
+
+std::vector<float> LlamaModel::decode(const std::vector<int32_t>& tokens, KvCache& cache) {
+  const int n = int(tokens.size()), C = config_.hidden_size, V = config_.vocab_size;
+  if (n == 0) throw Error("decode: no tokens");
+  if (cache.past + n > cache.max_t) {
+    throw Error("decode: " + std::to_string(cache.past + n) + " positions exceed the cache's " + std::to_string(cache.max_t));
+  }
+  Batch b;
+  b.B = 1;
+  b.T = n;
+  b.tokens = tokens;
+  b.targets.assign(size_t(n), kIgnoreIndex);
+  for (int i = 0; i < n; ++i) b.positions.push_back(cache.past + i);
+  const DeviceBatch db = upload(b);
+  Buffer x = backend_.alloc(size_t(n) * C * 4, "head activations");  // (n, C)
+  backend_.embedding_forward(x.f32(), db.tokens.i32(), dense(0).f32(), n, C);
+  for (int l = 0; l < config_.num_hidden_layers; ++l) layer_forward(l, x.f32(), x.f32(), db, &cache);
+  cache.past += n;
+  Buffer last = backend_.alloc(size_t(C) * 4, "head activations");  // (1, C) final-normed last position
+  backend_.rmsnorm_forward(last.f32(), nullptr, x.f32() + size_t(n - 1) * C,
+                           params_[size_t(final_norm_param())].fp32.f32(), 1, C, float(config_.rms_norm_eps));
+  Buffer logits = backend_.alloc(size_t(V) * 4, "logits chunk");
+  backend_.matmul_forward(logits.f32(), last.f32(), dense(head_param()).f32(), 1, C, V);
+  std::vector<float> out(static_cast<size_t>(V));
+  backend_.copy_to_host(out.data(), logits.get(), out.size() * 4);
+  return out;
 }
 
 LossSum LlamaModel::forward_loss(const Batch& batch) {

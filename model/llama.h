@@ -70,6 +70,13 @@ class GradSink {
   virtual void consume(int param, int64_t row0, int64_t rows, const float* grad) = 0;
 };
 
+// Keys and values of every layer for the positions seen so far, for generation.
+struct KvCache {
+  int max_t = 0;              // capacity in positions
+  int past = 0;               // positions filled
+  std::vector<Buffer> k, v;   // per layer (max_t, KVH, D), after RoPE
+};
+
 class LlamaModel {
  public:
   // Loads every tensor of the HF checkpoint into backend memory: fp32, or hybrid INT8 matrices.
@@ -91,6 +98,11 @@ class LlamaModel {
   void reselect_outliers();
   size_t weight_bytes() const;
 
+  KvCache new_kv_cache(int max_t);
+  // Runs tokens at positions [cache.past, cache.past + n) and appends their keys and values to the cache;
+  // returns the logits (V,) of the last token, on the host. INT8 weights are dequantized per use, as in training.
+  std::vector<float> decode(const std::vector<int32_t>& tokens, KvCache& cache);
+
   LossSum forward_loss(const Batch& batch);
   std::vector<float> forward_logits(const Batch& batch);  // (B*T, V) on the host
 
@@ -107,8 +119,9 @@ class LlamaModel {
   struct DeviceBatch;
   struct LayerActs;
   DeviceBatch upload(const Batch& batch);
-  // x_out = layer(x_in); the activations the backward pass needs are returned.
-  LayerActs layer_forward(int layer, const float* x_in, float* x_out, const DeviceBatch& db);
+  // x_out = layer(x_in); the activations the backward pass needs are returned. With a cache (generation, B = 1)
+  // the batch's keys and values are appended to it and attention runs against everything cached.
+  LayerActs layer_forward(int layer, const float* x_in, float* x_out, const DeviceBatch& db, KvCache* cache = nullptr);
   // Backward through one layer: dx (N, C) holds d x_out on entry and d x_in on exit.
   void layer_backward(int layer, const float* x_in, float* dx, const DeviceBatch& db, GradSink& sink);
   Buffer forward_hidden(const DeviceBatch& db);  // (N, C) final-normed hidden states

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "cpu/cpu_backend.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/device_info.h"
 
 namespace qft {
@@ -49,16 +50,12 @@ void Backend::release(void* p, size_t bytes, const char* tag) {
   stats_.current_by_tag[tag] -= bytes;
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device) {
+std::unique_ptr<Backend> make_backend(const std::string& device, bool debug_sync) {
   if (device == "cpu") return std::make_unique<CpuBackend>();
-  if (device == "cuda" || device == "auto") {
-    DeviceInfo info = probe_cuda();
-    // The training step on CUDA arrives with the CUDA-backend issue; until then only the CPU can run a model.
-    if (device == "cuda") {
-      if (!info.compiled) throw UnsupportedError("device 'cuda': this qft was built without CUDA (-DQFT_CUDA=OFF)");
-      if (info.device_count == 0) throw Error("device 'cuda': no usable GPU (" + info.error + ")");
-      throw UnsupportedError("device 'cuda': the CUDA model backend is not implemented yet; use device 'cpu'");
-    }
+  if (device == "cuda") return make_cuda_backend({0, debug_sync, true});
+  if (device == "auto") {
+    const DeviceInfo info = probe_cuda();
+    if (info.compiled && info.device_count > 0) return make_cuda_backend({0, debug_sync, true});
     return std::make_unique<CpuBackend>();
   }
   throw Error("unknown device '" + device + "' (expected auto, cpu or cuda)");

@@ -69,6 +69,16 @@ struct AttentionBackwardParams {
   int B, T, H, KVH, D;
 };
 
+// Attention of n new queries against a KV cache (generation); see DecodeAttention in ops/kernels.h.
+struct DecodeAttentionParams {
+  float* out;          // (n, H, D)
+  float* scratch;      // (n * H, max_t)
+  const float* q;      // (n, H, D)
+  const float* k;      // (max_t, KVH, D) cache
+  const float* v;      // (max_t, KVH, D) cache
+  int n, past, max_t, H, KVH, D;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -93,6 +103,7 @@ class Backend {
   // In place; backward applies the inverse rotation to a gradient.
   virtual void rope(float* x, const int32_t* pos, const float* inv_freq, int N, int H, int D, bool backward) = 0;
   virtual void attention_forward(const AttentionParams& p) = 0;
+  virtual void attention_decode(const DecodeAttentionParams& p) = 0;
   virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) = 0;
   virtual void residual_add(float* x, const float* y, int64_t n) = 0;
   // loss (N,) per row, ignored targets give 0; lse (N,) logsumexp, may be null
@@ -142,6 +153,7 @@ class Backend {
 };
 
 // "auto" picks CUDA when a GPU is usable and the CUDA backend is built, else the CPU. "cpu" and "cuda" are explicit.
-std::unique_ptr<Backend> make_backend(const std::string& device);
+// debug_sync (CUDA only) waits after every op so that a fault names the op.
+std::unique_ptr<Backend> make_backend(const std::string& device, bool debug_sync = false);
 
 }  // namespace qft

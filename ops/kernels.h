@@ -118,6 +118,46 @@ struct AttentionSoftmax {
   }
 };
 
+// Attention of new queries against a KV cache, for generation: row r is query i = r / H, head h = r % H, at
+// position past + i; it sees cached keys [0, past + i]. Scores, softmax and the weighted sum of values in one
+// pass per row (the training path's GEMMs are not worth it for a handful of queries).
+struct DecodeAttention {
+  float* out;          // (n, H, D)
+  float* scores;       // (n * H, max_t) scratch
+  const float* q;      // (n, H, D), after RoPE
+  const float* k;      // (max_t, KVH, D) cache, rows [0, past + n) filled, after RoPE
+  const float* v;      // (max_t, KVH, D)
+  int64_t past, H, KVH, D, max_t;
+  float scale;
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    const int64_t i = r / H, h = r % H, kvh = h / (H / KVH), len = past + i + 1;
+    const float* qr = q + (i * H + h) * D;
+    float* s = scores + r * max_t;
+    float m = -INFINITY;
+    for (int64_t j = row.lane(); j < len; j += row.width()) {
+      const float* kr = k + (j * KVH + kvh) * D;
+      float dot = 0.0f;
+      for (int64_t d = 0; d < D; ++d) dot += qr[d] * kr[d];
+      s[j] = dot * scale;
+      m = max_hd(m, s[j]);
+    }
+    m = row.max(m);
+    float sum = 0.0f;
+    for (int64_t j = row.lane(); j < len; j += row.width()) {
+      s[j] = exp_hd(s[j] - m);
+      sum += s[j];
+    }
+    sum = row.sum(sum);  // also orders every lane's writes to s before the reads below
+    const float inv = 1.0f / sum;
+    for (int64_t d = row.lane(); d < D; d += row.width()) {
+      float acc = 0.0f;
+      for (int64_t j = 0; j < len; ++j) acc += s[j] * v[(j * KVH + kvh) * D + d];
+      out[(i * H + h) * D + d] = acc * inv;
+    }
+  }
+};
+
 // Cross-entropy of one row of logits against its target; ignored targets give loss 0.
 // loss[r] = logsumexp(logits) - logits[target]; lse[r] (optional) keeps logsumexp for the backward pass.
 struct CrossEntropyForward {

@@ -20,6 +20,7 @@ class PlanningBackend final : public Backend {
   void rmsnorm_forward(float*, float*, const float*, const float*, int, int, float) override {}
   void rope(float*, const int32_t*, const float*, int, int, int, bool) override {}
   void attention_forward(const AttentionParams&) override {}
+  void attention_decode(const DecodeAttentionParams&) override {}
   void swiglu_forward(float*, const float*, const float*, int64_t) override {}
   void residual_add(float*, const float*, int64_t) override {}
   void cross_entropy_forward(float*, float*, const float*, const int32_t*, int, int) override {}

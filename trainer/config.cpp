@@ -138,6 +138,7 @@ const std::vector<KeyDef>& key_table() {
       def("train.eval_batches", QFT_FIELD(train.eval_batches), "validation batches per evaluation; 0: all"),
       def("train.save_every", QFT_FIELD(train.save_every),
           "save a checkpoint every N steps into output.dir/step_NNNNNNNN; 0: only at the end"),
+      def("train.save_final", QFT_FIELD(train.save_final), "save a checkpoint after the last step (benchmarks turn it off)"),
       def("train.keep_last", QFT_FIELD(train.keep_last), "keep the newest N checkpoints; 0: keep all"),
       def("train.log_every", QFT_FIELD(train.log_every), "print and record metrics every N steps"),
       def("train.on_nonfinite", QFT_FIELD(train.on_nonfinite),
@@ -156,7 +157,8 @@ const std::vector<KeyDef>& key_table() {
           "rounding of every INT8 write; stochastic keeps small updates in expectation", {"stochastic", "nearest"}),
       def("quant.reselect_every", QFT_FIELD(quant.reselect_every), "re-select weight outliers every N steps; 0: never"),
       def("output.dir", QFT_FIELD(output.dir), "run directory: config.json, metrics.jsonl, train.log"),
-      def("device", QFT_FIELD(device), "compute device; auto runs on the CPU until the CUDA model backend lands, cuda is refused until then", {"auto", "cpu", "cuda"}),
+      def("device", QFT_FIELD(device), "compute device; auto takes CUDA when qft was built with it and a GPU is visible", {"auto", "cpu", "cuda"}),
+      def("debug_sync", QFT_FIELD(debug_sync), "CUDA: synchronize after every op so that a device fault names its op (slow)"),
   };
   return keys;
 }

@@ -42,6 +42,7 @@ struct TrainSection {
   int eval_every = 0;
   int eval_batches = 0;  // 0 = the whole validation file
   int save_every = 0;
+  bool save_final = true;
   int keep_last = 0;
   int log_every = 1;
   std::string on_nonfinite = "stop";  // stop | skip
@@ -68,6 +69,7 @@ struct RunConfig {
   QuantSection quant;
   OutputSection output;
   std::string device = "auto";
+  bool debug_sync = false;
 
   // Parses a config file; `where` names it in errors. Unknown keys, wrong types and bad values throw ConfigError.
   static RunConfig from_json_text(const std::string& text, const std::string& where);

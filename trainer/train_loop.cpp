@@ -118,7 +118,7 @@ int64_t positions(const std::vector<Batch>& micro) {
 TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>& resume) {
   cfg.validate();
   const auto t0 = Clock::now();
-  auto backend = make_backend(cfg.device);  // first: a device that cannot run fails before anything is written
+  auto backend = make_backend(cfg.device, cfg.debug_sync);  // first: a device that cannot run fails before anything is written
   // Will it fit? The plan is a dry run of this very run's allocations.
   const LlamaConfig arch = plan_architecture(cfg);
   const MemoryPlan plan = plan_memory(cfg, arch, backend->name() == "cuda");
@@ -261,7 +261,8 @@ TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>
       log->info("step {:>5}/{} | weight outliers re-selected", done, cfg.train.steps);
     }
     if (cfg.train.eval_every > 0 && done % cfg.train.eval_every == 0 && done != cfg.train.steps) run_eval(done);
-    if ((cfg.train.save_every > 0 && done % cfg.train.save_every == 0) || done == cfg.train.steps) {
+    if ((cfg.train.save_every > 0 && done % cfg.train.save_every == 0) ||
+        (done == cfg.train.steps && cfg.train.save_final)) {
       std::string dir;
       try {
         dir = save_checkpoint(cfg.output.dir, model, opt, {done, tokens_total, train.cursor(), reselections, cfg.to_json()},

@@ -1,0 +1,79 @@
+// qft generate --model DIR|CHECKPOINT --prompt TEXT: sample a continuation, streamed to stdout.
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cmd/commands.h"
+#include "model/tokenizer.h"
+#include "trainer/generate.h"
+#include "trainer/model_source.h"
+
+namespace qft::cmd {
+
+namespace {
+
+struct GenerateCmdOptions {
+  std::string model;
+  std::string prompt;
+  GenerateOptions gen;
+  std::string device = "auto";
+  bool json = false;
+};
+
+void run_generate(const GenerateCmdOptions& o) {
+  const ModelSource src = open_model_source(o.model);
+  const Tokenizer tok(o.model);
+  auto backend = make_backend(o.device);
+  const auto model = load_model(src, *backend);  // an INT8 checkpoint stays INT8, dequantized per use
+  if (!o.json) {
+    spdlog::info("{} on {}, template {}, temperature {}, top-p {}, seed {}", src.describe(), backend->name(),
+                 o.gen.prompt_template, o.gen.temperature, o.gen.top_p, o.gen.seed);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const Generation g = generate(*model, tok, o.prompt, o.gen, [&](const std::string& piece) {
+    if (o.json) return;
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+  });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (o.json) {
+    nlohmann::ordered_json j = {{"text", g.text}, {"tokens", g.tokens}, {"prompt_tokens", g.prompt.size()},
+                                {"hit_eos", g.hit_eos}, {"elapsed_s", secs}};
+    std::cout << j.dump() << "\n";
+    return;
+  }
+  std::printf("\n");
+  spdlog::info("{} tokens in {:.2f} s ({:.1f} tokens/s){}", g.tokens.size(), secs, double(g.tokens.size()) / secs,
+               g.hit_eos ? ", stopped at EOS" : "");
+}
+
+}  // namespace
+
+void set_generate_command(CLI::App& app) {
+  auto opts = std::make_shared<GenerateCmdOptions>();
+  CLI::App* sub = app.add_subcommand("generate", "Sample text from a model or qft checkpoint, streamed to stdout");
+  sub->add_option("--model", opts->model, "HF LLaMA model directory or qft checkpoint (step_*/)")->required();
+  sub->add_option("--prompt", opts->prompt, "Prompt text")->required();
+  sub->add_option("--template", opts->gen.prompt_template,
+                  "none: the prompt as plain text; plain or llama2-chat: rendered as a user turn, as in training")
+      ->check(CLI::IsMember({"none", "plain", "llama2-chat"}))
+      ->capture_default_str();
+  sub->add_option("--max-new-tokens", opts->gen.max_new_tokens, "Tokens to generate at most")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  sub->add_option("--temperature", opts->gen.temperature, "Sampling temperature; 0 is greedy")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  sub->add_option("--top-p", opts->gen.top_p, "Nucleus sampling: keep the most likely tokens up to this mass")
+      ->check(CLI::Range(1e-9, 1.0))
+      ->capture_default_str();
+  sub->add_option("--seed", opts->gen.seed, "Sampling seed: the same seed gives the same text")->capture_default_str();
+  sub->add_option("--device", opts->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
+  sub->add_flag("--json", opts->json, "Print one JSON object instead of streaming");
+  sub->callback([opts] { run_generate(*opts); });
+}
+
+}  // namespace qft::cmd

@@ -1,0 +1,18 @@
+#pragma once
+// The CUDA backend, created without CUDA headers so that any file may ask for one.
+#include <memory>
+
+#include "ops/backend.h"
+
+namespace qft {
+
+struct CudaOptions {
+  int device = 0;
+  bool debug_sync = false;  // synchronize after every op, so a fault names the op that caused it
+  bool bf16_gemm = true;    // GEMMs on bf16 tensor cores with fp32 accumulation; false: fp32 math (tests)
+};
+
+// Throws UnsupportedError when qft was built without CUDA, DeviceError when the device cannot be used.
+std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& options = {});
+
+}  // namespace qft

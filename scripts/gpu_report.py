@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Prints the table of scripts/gpu_check.sh from its results.jsonl: per model, qft and PyTorch tokens/s, MFU
+(6 * params * tokens/s over the GPU's dense bf16 peak), peak memory measured with nvidia-smi and, for qft,
+planned by `qft plan`; then qft's ratios to PyTorch. QFT_PEAK_TFLOPS overrides the GPU's peak."""
+import json
+import os
+import subprocess
+import sys
+
+PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.2}
+
+
+def gpu_peak():
+    if os.environ.get("QFT_PEAK_TFLOPS"):
+        return "override", float(os.environ["QFT_PEAK_TFLOPS"]) * 1e12
+    try:
+        name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True).stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "unknown GPU", None
+    for key, tf in PEAK_TFLOPS.items():
+        if key in name:
+            return name, tf * 1e12
+    return name, None
+
+
+def gib(b):
+    return f"{b / 2**30:.2f}" if b else "-"
+
+
+def main():
+    rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+    name, peak = gpu_peak()
+    params = {r["model"]: r["params"] for r in rows if r.get("params")}
+    print(f"GPU: {name}; MFU against {peak / 1e12:.0f} TFLOP/s dense bf16" if peak else f"GPU: {name}; MFU unknown")
+    print(f"{'model':<6} {'runner':<8} {'tokens/s':>10} {'MFU':>6} {'peak GiB':>9} {'planned GiB':>12}")
+    for r in rows:
+        tps = r.get("tokens_per_s")
+        p = params.get(r["model"])
+        mfu = f"{6 * p * tps / peak:.1%}" if (tps and p and peak) else "-"
+        state = "failed" if r.get("failed") else ("OOM" if r.get("oom") else f"{tps:.0f}")
+        print(f"{r['model']:<6} {r['runner']:<8} {state:>10} {mfu:>6} {gib(r.get('measured_peak_bytes')):>9} "
+              f"{gib(r.get('planned_bytes')):>12}")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        q = next((r for r in rows if r["model"] == model and r["runner"] == "qft" and r.get("tokens_per_s")), None)
+        t = next((r for r in rows if r["model"] == model and r["runner"] == "pytorch" and r.get("tokens_per_s")), None)
+        if q and t:
+            print(f"{model}: qft/PyTorch tokens/s {q['tokens_per_s'] / t['tokens_per_s']:.2f}x, "
+                  f"peak memory {q['measured_peak_bytes'] / t['measured_peak_bytes']:.0%} of PyTorch's")
+
+
+if __name__ == "__main__":
+    main()

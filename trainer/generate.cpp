@@ -1,0 +1,75 @@
+#include "trainer/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "model/llama.h"
+#include "model/tokenizer.h"
+#include "trainer/data.h"
+
+namespace qft {
+
+std::vector<int32_t> prompt_tokens(const Tokenizer& tok, const std::string& prompt, const std::string& prompt_template) {
+  if (prompt_template == "none") {
+    std::vector<int32_t> ids;
+    if (tok.add_bos()) ids.push_back(tok.bos_id());
+    const auto text = tok.encode_raw(prompt);
+    ids.insert(ids.end(), text.begin(), text.end());
+    return ids;
+  }
+  // A user turn rendered exactly as training renders it; the model continues with the assistant's reply.
+  return render_example({{"user", prompt}}, find_template(prompt_template), tok, false, false).tokens;
+}
+
+int32_t sample_token(const std::vector<float>& logits, double temperature, double top_p, std::mt19937_64& rng) {
+  if (logits.empty()) throw Error("sample_token: empty logits");
+  if (temperature <= 0) return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  const double mx = *std::max_element(logits.begin(), logits.end());
+  std::vector<double> p(logits.size());
+  double sum = 0;
+  for (size_t i = 0; i < p.size(); ++i) sum += p[i] = std::exp((double(logits[i]) - mx) / temperature);
+  std::vector<int32_t> order(p.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[size_t(a)] > p[size_t(b)]; });
+  size_t keep = 0;
+  double mass = 0;
+  while (keep < order.size() && (keep == 0 || mass < top_p * sum)) mass += p[size_t(order[keep++])];
+  const double u = double(rng() >> 11) * 0x1.0p-53 * mass;  // uniform in [0, mass), the same on every platform
+  double acc = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    acc += p[size_t(order[i])];
+    if (u < acc) return order[i];
+  }
+  return order[keep - 1];
+}
+
+Generation generate(LlamaModel& model, const Tokenizer& tok, const std::string& prompt, const GenerateOptions& o,
+                    const std::function<void(const std::string&)>& on_text) {
+  if (o.max_new_tokens < 0) throw Error("generate: max_new_tokens must not be negative");
+  if (o.top_p <= 0 || o.top_p > 1) throw Error("generate: top_p must lie in (0, 1]");
+  Generation g;
+  g.prompt = prompt_tokens(tok, prompt, o.prompt_template);
+  KvCache cache = model.new_kv_cache(int(g.prompt.size()) + o.max_new_tokens);
+  std::mt19937_64 rng(o.seed);
+  std::vector<float> logits = model.decode(g.prompt, cache);
+  for (int i = 0; i < o.max_new_tokens; ++i) {
+    const int32_t next = sample_token(logits, o.temperature, o.top_p, rng);
+    if (next == tok.eos_id()) {
+      g.hit_eos = true;
+      break;
+    }
+    g.tokens.push_back(next);
+    // Decode the whole continuation each time: sentencepiece joins pieces (spaces, bytes) only in context.
+    const std::string text = tok.decode(g.tokens);
+    if (on_text && text.size() > g.text.size() && text.compare(0, g.text.size(), g.text) == 0) {
+      on_text(text.substr(g.text.size()));
+    }
+    g.text = text;
+    if (i + 1 < o.max_new_tokens) logits = model.decode({next}, cache);
+  }
+  return g;
+}
+
+}  // namespace qft

@@ -1,0 +1,41 @@
+#pragma once
+// Text generation with a KV cache: the prompt is run once, then one token at a time, sampled with temperature
+// and nucleus (top-p) sampling from a seeded generator, so a fixed seed gives the same text every time.
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace qft {
+
+class LlamaModel;
+class Tokenizer;
+
+struct GenerateOptions {
+  std::string prompt_template = "none";  // none: the prompt as plain text; else a data.template name
+  int max_new_tokens = 128;
+  double temperature = 0.8;              // 0: greedy
+  double top_p = 0.95;                   // smallest set of tokens whose probability reaches top_p
+  uint64_t seed = 0;
+};
+
+struct Generation {
+  std::vector<int32_t> prompt;  // the prompt's tokens, BOS and template included
+  std::vector<int32_t> tokens;  // generated, without the final EOS
+  std::string text;             // tokens decoded
+  bool hit_eos = false;
+};
+
+// The prompt's tokens: BOS (when the tokenizer adds it), then the text alone or rendered as a user turn.
+std::vector<int32_t> prompt_tokens(const Tokenizer& tok, const std::string& prompt, const std::string& prompt_template);
+
+// on_text, when given, receives each new piece of text as soon as it is decoded (streaming).
+Generation generate(LlamaModel& model, const Tokenizer& tok, const std::string& prompt, const GenerateOptions& o,
+                    const std::function<void(const std::string&)>& on_text = {});
+
+// The index of the next token: argmax at temperature 0, else a draw from the top-p nucleus of
+// softmax(logits / temperature). Ties at temperature 0 go to the lowest index.
+int32_t sample_token(const std::vector<float>& logits, double temperature, double top_p, std::mt19937_64& rng);
+
+}  // namespace qft
