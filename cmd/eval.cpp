@@ -1,4 +1,5 @@
-// qft eval: mean token loss and perplexity of a model over the "text" fields of a JSONL file.
+// qft eval: mean token loss and perplexity of a model over the "text" fields of a JSONL file, or with
+// --task exact-match, the share of prompts the model answers exactly.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include "trainer/evaluate.h"
 #include "trainer/jsonl.h"
 #include "trainer/model_source.h"
+#include "trainer/task_eval.h"
 
 namespace qft::cmd {
 
@@ -29,6 +31,9 @@ struct EvalOptions {
   bool debug_sync = false;
   std::string save_logits;
   bool json = false;
+  std::string task;  // "" (loss) | exact-match
+  TaskOptions task_opts;
+  int show = 3;      // samples printed with --task
 };
 
 // The logits of the first document's first window, with its token ids, for scripts/check_export.py.
@@ -49,8 +54,55 @@ void save_first_logits(LlamaModel& model, const Tokenizer& tok, const std::strin
   write_safetensors(path, {{"input_ids", &input_ids}, {"logits", &logits}});
 }
 
+// Newlines shown as " / " so that each sample stays on its lines.
+std::string one_line(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\n') {
+      out += s[i];
+    } else if (i == 0 || s[i - 1] != '\n') {
+      out += " / ";
+    }
+  }
+  return out;
+}
+
+void run_task(LlamaModel& model, const Tokenizer& tok, const EvalOptions& o, const std::string& device,
+              std::chrono::steady_clock::time_point t0) {
+  const TaskResult r = score_exact_match(model, tok, o.data, o.task_opts);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (o.json) {
+    nlohmann::ordered_json samples = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < r.samples.size() && int(i) < o.show; ++i) {
+      const TaskSample& s = r.samples[i];
+      samples.push_back({{"prompt", s.prompt}, {"reference", s.reference}, {"answer", s.answer}, {"correct", s.correct}});
+    }
+    nlohmann::ordered_json j = {{"task", o.task},         {"exact_match", r.exact_match}, {"correct", r.correct},
+                                {"examples", r.examples}, {"device", device},             {"elapsed_s", secs},
+                                {"samples", samples}};
+    std::cout << j.dump() << "\n";
+    return;
+  }
+  for (size_t i = 0; i < r.samples.size() && int(i) < o.show; ++i) {
+    const TaskSample& s = r.samples[i];
+    std::printf("[%s] %s\n  expected: %s\n  model:    %s\n", s.correct ? "ok" : "wrong", one_line(s.prompt).c_str(),
+                one_line(s.reference).c_str(), one_line(s.answer).c_str());
+  }
+  std::printf("exact match %.1f%% (%lld of %lld)  (%.2f s)\n", 100.0 * r.exact_match, static_cast<long long>(r.correct),
+              static_cast<long long>(r.examples), secs);
+}
+
 void run_eval(const EvalOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
+  if (!o.task.empty()) {
+    const ModelSource src = open_model_source(o.model);
+    const Tokenizer tok(o.model);
+    auto backend = make_backend(o.device, o.debug_sync);
+    const auto model = load_model(src, *backend);
+    if (!o.json) spdlog::info("{} on {}; task {} over {}", src.describe(), backend->name(), o.task, o.data);
+    run_task(*model, tok, o, backend->name(), t0);
+    return;
+  }
   const std::vector<std::string> texts = read_jsonl_strings(o.data, "text");
   const ModelSource src = open_model_source(o.model);
   Tokenizer tok(o.model);
@@ -80,9 +132,27 @@ void run_eval(const EvalOptions& o) {
 
 void set_eval_command(CLI::App& app) {
   auto opts = std::make_shared<EvalOptions>();
-  CLI::App* sub = app.add_subcommand("eval", "Mean token loss and perplexity over a JSONL file of {\"text\": ...}");
+  CLI::App* sub = app.add_subcommand(
+      "eval", "Mean token loss and perplexity over a JSONL file of {\"text\": ...}, or a task's exact-match score");
   sub->add_option("--model", opts->model, "HF LLaMA model directory or qft checkpoint (step_*/)")->required();
-  sub->add_option("--data", opts->data, "JSONL file; each line holds a \"text\" field")->required();
+  sub->add_option("--data", opts->data, "JSONL file; each line holds a \"text\" field (or a --format record with --task)")
+      ->required();
+  sub->add_option("--task", opts->task,
+                  "exact-match: answer each record's prompt greedily and count answers equal to its reference")
+      ->check(CLI::IsMember({"exact-match"}));
+  sub->add_option("--format", opts->task_opts.format, "--task: record format (as data.format)")
+      ->check(CLI::IsMember({"alpaca", "prompt_completion", "chat"}))
+      ->capture_default_str();
+  sub->add_option("--template", opts->task_opts.prompt_template, "--task: prompt template the model was trained with")
+      ->check(CLI::IsMember({"plain", "llama2-chat"}))
+      ->capture_default_str();
+  sub->add_option("--max-new-tokens", opts->task_opts.max_new_tokens, "--task: answer length limit in tokens")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--limit", opts->task_opts.limit, "--task: score only the first N records (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  sub->add_option("--show", opts->show, "--task: print the first N answers")->check(CLI::NonNegativeNumber)->capture_default_str();
   sub->add_option("--seq-len", opts->seq_len, "Window length in tokens")->check(CLI::PositiveNumber)->capture_default_str();
   sub->add_option("--device", opts->device, "auto (CUDA when a GPU is visible), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu/parallel.h"
+#include "ops/attention_compose.h"
 #include "ops/kernels_backward.h"
 
 namespace qft {
@@ -21,18 +22,21 @@ namespace {
 // Row-major C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta C, with the M rows split across the OpenMP threads.
 // OpenBLAS runs single-threaded inside (see CpuBackend()): one thread pool for BLAS and the loops, not two
 // pools spinning against each other, which measured 3x slower on 2 cores.
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-          int64_t ldb, float beta, float* C, int64_t ldc) {
-  const int64_t work = M * N * K;
-  const int64_t parts = work < (int64_t(1) << 18) ? 1 : std::min<int64_t>(M, omp_get_max_threads());
+void gemm(const GemmArgs& g) {
+  const int64_t work = g.M * g.N * g.K;
+  const int64_t parts = work < (int64_t(1) << 18) ? 1 : std::min<int64_t>(g.M, omp_get_max_threads());
 #pragma omp parallel for schedule(static) if (parts > 1)
   for (int64_t p = 0; p < parts; ++p) {
-    const int64_t m0 = M * p / parts, m1 = M * (p + 1) / parts;
+    const int64_t m0 = g.M * p / parts, m1 = g.M * (p + 1) / parts;
     if (m1 == m0) continue;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(m1 - m0),
-                int(N), int(K), 1.0f, trans_a ? A + m0 : A + m0 * lda, int(lda), B, int(ldb), beta, C + m0 * ldc, int(ldc));
+    cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans,
+                int(m1 - m0), int(g.N), int(g.K), 1.0f, g.trans_a ? g.A + m0 : g.A + m0 * g.lda, int(g.lda), g.B,
+                int(g.ldb), g.beta, g.C + m0 * g.ldc, int(g.ldc));
   }
 }
+
+// The CPU's row launcher for the shared attention composition.
+const auto cpu_rows = [](const auto& f, int64_t rows) { parallel_rows(rows, f); };
 
 }  // namespace
 
@@ -77,7 +81,7 @@ void CpuBackend::zero(void* dst, size_t bytes) {
 
 void CpuBackend::matmul_forward(float* out, const float* inp, const float* weight, int N, int I, int O) {
   // (N, I) @ (O, I)^T -> (N, O)
-  gemm(false, true, N, O, I, inp, I, weight, I, 0.0f, out, O);
+  gemm({false, true, N, O, I, inp, I, weight, I, 0.0f, out, O});
 }
 
 void CpuBackend::embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C) {
@@ -92,30 +96,7 @@ void CpuBackend::rope(float* x, const int32_t* pos, const float* inv_freq, int N
   parallel_for(int64_t(N) * H * (D / 2), Rope{x, pos, inv_freq, H, D, backward ? -1.0f : 1.0f});
 }
 
-void CpuBackend::attention_forward(const AttentionParams& p) {
-  const int64_t T = p.T, D = p.D, group = p.H / p.KVH;
-  const int64_t q_stride = int64_t(p.H) * D, kv_stride = int64_t(p.KVH) * D;
-  for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t h = 0; h < p.H; ++h) {
-      const float* q = p.q + b * T * q_stride + h * D;
-      const float* k = p.k + b * T * kv_stride + (h / group) * D;
-      float* s = p.scratch + (b * p.H + h) * T * T;
-      // scores (T, T) = q (T, D) @ k (T, D)^T
-      gemm(false, true, T, T, D, q, q_stride, k, kv_stride, 0.0f, s, T);
-    }
-  }
-  const float scale = 1.0f / std::sqrt(float(D));
-  parallel_rows(int64_t(p.B) * p.H * T, AttentionSoftmax{p.scratch, p.doc_start, T, p.H, scale});
-  for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t h = 0; h < p.H; ++h) {
-      const float* v = p.v + b * T * kv_stride + (h / group) * D;
-      const float* s = p.scratch + (b * p.H + h) * T * T;
-      float* o = p.out + b * T * q_stride + h * D;
-      // out (T, D) = probs (T, T) @ v (T, D)
-      gemm(false, false, T, D, T, s, T, v, kv_stride, 0.0f, o, q_stride);
-    }
-  }
-}
+void CpuBackend::attention_forward(const AttentionParams& p) { compose_attention_forward(p, gemm, cpu_rows); }
 
 void CpuBackend::attention_decode(const DecodeAttentionParams& p) {
   parallel_rows(int64_t(p.n) * p.H, DecodeAttention{p.out, p.scratch, p.q, p.k, p.v, p.past, p.H, p.KVH, p.D, p.max_t,
@@ -138,13 +119,13 @@ void CpuBackend::cross_entropy_forward(float* loss, float* lse, const float* log
 void CpuBackend::matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int I, int O,
                                        bool accumulate) {
   // (N, O) @ (O, I) -> (N, I)
-  gemm(false, false, N, I, O, dout, O, weight, I, accumulate ? 1.0f : 0.0f, dinp, I);
+  gemm({false, false, N, I, O, dout, O, weight, I, accumulate ? 1.0f : 0.0f, dinp, I});
 }
 
 void CpuBackend::matmul_backward_weight(float* dweight, const float* dout, const float* inp, int N, int I, int O,
                                         bool accumulate) {
   // (N, O)^T @ (N, I) -> (O, I)
-  gemm(true, false, O, I, N, dout, O, inp, I, accumulate ? 1.0f : 0.0f, dweight, I);
+  gemm({true, false, O, I, N, dout, O, inp, I, accumulate ? 1.0f : 0.0f, dweight, I});
 }
 
 void CpuBackend::rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
@@ -154,26 +135,7 @@ void CpuBackend::rmsnorm_backward(float* dx, float* dw, const float* dy, const f
 }
 
 void CpuBackend::attention_backward(const AttentionBackwardParams& p) {
-  const int64_t T = p.T, D = p.D, group = p.H / p.KVH;
-  const int64_t q_stride = int64_t(p.H) * D, kv_stride = int64_t(p.KVH) * D;
-  const float scale = 1.0f / std::sqrt(float(D));
-  zero(p.dk, size_t(p.B) * T * kv_stride * 4);
-  zero(p.dv, size_t(p.B) * T * kv_stride * 4);
-  for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t h = 0; h < p.H; ++h) {
-      const int64_t qo = b * T * q_stride + h * D, kvo = b * T * kv_stride + (h / group) * D;
-      const float* probs = p.probs + (b * p.H + h) * T * T;
-      float* ds = p.scratch;
-      // dP (T, T) = dout (T, D) @ v (T, D)^T
-      gemm(false, true, T, T, D, p.dout + qo, q_stride, p.v + kvo, kv_stride, 0.0f, ds, T);
-      // dv (T, D) += P^T (T, T) @ dout (T, D); heads of a group share k and v, so their gradients add up
-      gemm(true, false, T, D, T, probs, T, p.dout + qo, q_stride, 1.0f, p.dv + kvo, kv_stride);
-      parallel_rows(T, AttentionSoftmaxBackward{ds, probs, T, scale});
-      // dq (T, D) = dS @ k;  dk (T, D) += dS^T @ q
-      gemm(false, false, T, D, T, ds, T, p.k + kvo, kv_stride, 0.0f, p.dq + qo, q_stride);
-      gemm(true, false, T, D, T, ds, T, p.q + qo, q_stride, 1.0f, p.dk + kvo, kv_stride);
-    }
-  }
+  compose_attention_backward(*this, p, gemm, cpu_rows);
 }
 
 void CpuBackend::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,

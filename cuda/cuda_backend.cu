@@ -8,13 +8,13 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/gemm.cuh"
 #include "cuda/launch.cuh"
+#include "ops/attention_compose.h"
 #include "ops/kernels_backward.h"
 
 namespace qft {
 
 namespace {
 
-using cuda::GemmArgs;
 using cuda::launch_elementwise;
 using cuda::launch_rows;
 
@@ -196,6 +196,10 @@ class CudaBackend final : public Backend {
 
  private:
   void gemm(const GemmArgs& g) { gemm_.run(g); }
+  // The row launcher the shared attention composition runs its softmax functors with.
+  auto rows_launcher() {
+    return [stream = ctx_.stream](const auto& f, int64_t rows) { launch_rows(f, rows, stream); };
+  }
   // With debug_sync, wait for the op and name it if it faulted; otherwise errors surface at the next sync.
   void done(const char* op) {
     if (!opts_.debug_sync) return;
@@ -208,47 +212,13 @@ class CudaBackend final : public Backend {
   cuda::GemmEngine gemm_;
 };
 
-// Per (batch, head), as the CPU backend: scores = q k^T, the shared masked softmax, out = probs v.
-// Heads of a GQA group read the same k and v.
 void CudaBackend::attention_forward(const AttentionParams& p) {
-  const int64_t T = p.T, D = p.D, group = p.H / p.KVH;
-  const int64_t q_stride = int64_t(p.H) * D, kv_stride = int64_t(p.KVH) * D;
-  for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t h = 0; h < p.H; ++h) {
-      const float* q = p.q + b * T * q_stride + h * D;
-      const float* k = p.k + b * T * kv_stride + (h / group) * D;
-      gemm({false, true, T, T, D, q, q_stride, k, kv_stride, 0.0f, p.scratch + (b * p.H + h) * T * T, T});
-    }
-  }
-  launch_rows(AttentionSoftmax{p.scratch, p.doc_start, T, p.H, 1.0f / std::sqrt(float(D))}, int64_t(p.B) * p.H * T,
-              ctx_.stream);
-  for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t h = 0; h < p.H; ++h) {
-      const float* v = p.v + b * T * kv_stride + (h / group) * D;
-      float* o = p.out + b * T * q_stride + h * D;
-      gemm({false, false, T, D, T, p.scratch + (b * p.H + h) * T * T, T, v, kv_stride, 0.0f, o, q_stride});
-    }
-  }
+  compose_attention_forward(p, [this](const GemmArgs& g) { gemm(g); }, rows_launcher());
   done("attention_forward");
 }
 
 void CudaBackend::attention_backward(const AttentionBackwardParams& p) {
-  const int64_t T = p.T, D = p.D, group = p.H / p.KVH;
-  const int64_t q_stride = int64_t(p.H) * D, kv_stride = int64_t(p.KVH) * D;
-  const float scale = 1.0f / std::sqrt(float(D));
-  zero(p.dk, size_t(p.B) * T * kv_stride * 4);
-  zero(p.dv, size_t(p.B) * T * kv_stride * 4);
-  for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t h = 0; h < p.H; ++h) {
-      const int64_t qo = b * T * q_stride + h * D, kvo = b * T * kv_stride + (h / group) * D;
-      const float* probs = p.probs + (b * p.H + h) * T * T;
-      gemm({false, true, T, T, D, p.dout + qo, q_stride, p.v + kvo, kv_stride, 0.0f, p.scratch, T});      // dP
-      gemm({true, false, T, D, T, probs, T, p.dout + qo, q_stride, 1.0f, p.dv + kvo, kv_stride});        // dv += P^T dO
-      launch_rows(AttentionSoftmaxBackward{p.scratch, probs, T, scale}, T, ctx_.stream);                  // dS
-      gemm({false, false, T, D, T, p.scratch, T, p.k + kvo, kv_stride, 0.0f, p.dq + qo, q_stride});      // dq = dS k
-      gemm({true, false, T, D, T, p.scratch, T, p.q + qo, q_stride, 1.0f, p.dk + kvo, kv_stride});       // dk += dS^T q
-    }
-  }
+  compose_attention_backward(*this, p, [this](const GemmArgs& g) { gemm(g); }, rows_launcher());
   done("attention_backward");
 }
 

@@ -9,21 +9,9 @@
 #include <map>
 #include <tuple>
 
-namespace qft::cuda {
+#include "ops/gemm_args.h"
 
-// The CPU backend's convention: C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta C, all row-major with leading
-// dimensions lda, ldb, ldc. op(A) = A^T when trans_a (A stored (K, M)).
-struct GemmArgs {
-  bool trans_a, trans_b;
-  int64_t M, N, K;
-  const float* A;
-  int64_t lda;
-  const float* B;
-  int64_t ldb;
-  float beta;
-  float* C;
-  int64_t ldc;
-};
+namespace qft::cuda {
 
 class GemmEngine {
  public:

@@ -25,6 +25,9 @@ import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_tiny_corpus import OBJECTS, SUBJECTS, TAILS, VERBS  # noqa: E402  (the grammar both share)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = 500  # deliberately not a power of two
 
@@ -50,16 +53,9 @@ TINY = dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_att
 def synthetic_sentences(n, seed):
     """Simple sentences from a tiny grammar, so the tokenizer sees enough text without any third-party corpus."""
     rng = random.Random(seed)
-    subjects = ["the farmer", "a child", "the teacher", "my friend", "the old man", "a student", "the baker",
-                "the engineer", "a traveler", "the captain", "the gardener", "a musician"]
-    verbs = ["reads", "finds", "carries", "builds", "paints", "opens", "counts", "repairs", "cleans", "writes"]
-    objects = ["a book", "the door", "three apples", "a small boat", "the red box", "a long letter",
-               "the wooden table", "seven stones", "a map of the city", "the garden gate"]
-    tails = ["in the morning", "after lunch", "before the rain", "near the river", "with great care",
-             "every day", "at night", "on Sunday", "in the quiet room", "without a word"]
     out = []
     for _ in range(n):
-        s = f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)} {rng.choice(tails)}."
+        s = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(TAILS)}."
         out.append(s[0].upper() + s[1:])
         a, b = rng.randint(0, 20), rng.randint(0, 20)
         out.append(f"What is {a} plus {b}? The answer is {a + b}.")
@@ -158,26 +154,31 @@ def tokenizer_cases(sp):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fixtures", default=os.path.join(ROOT, "test", "fixtures"))
-    ap.add_argument("--tiny", default=os.path.join(ROOT, "models", "tiny-llama"))
+    ap.add_argument("--tiny", default=os.path.join(ROOT, "models", "tiny-llama"),
+                    help="where the random-init demo model goes (scripts/make_tiny_model.sh pretrains it)")
+    ap.add_argument("--tiny-only", action="store_true", help="write only the random-init demo model")
     args = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     with tempfile.TemporaryDirectory() as work:
         tok_model, lines = train_tokenizer(work)
         sp = spm.SentencePieceProcessor(model_file=tok_model)
-        for i, (name, spec) in enumerate(FIXTURES.items()):
+        for i, (name, spec) in enumerate([] if args.tiny_only else FIXTURES.items()):
             d = os.path.join(args.fixtures, name)
             shutil.rmtree(d, ignore_errors=True)
             build_fixture(name, spec, sp, lines, tok_model, d, seed=100 + i)
-        with open(os.path.join(args.fixtures, "tokenizer_cases.json"), "w") as f:
-            json.dump(tokenizer_cases(sp), f, indent=1, ensure_ascii=False)
+        if not args.tiny_only:
+            with open(os.path.join(args.fixtures, "tokenizer_cases.json"), "w") as f:
+                json.dump(tokenizer_cases(sp), f, indent=1, ensure_ascii=False)
 
-        # The embedded demo model: random init (the training issue fine-tunes it), stored in bf16 like real checkpoints.
+        # The embedded demo model's random init, in bf16 like real checkpoints; make_tiny_model.sh pretrains it.
         shutil.rmtree(args.tiny, ignore_errors=True)
         torch.manual_seed(7)
         tiny = LlamaForCausalLM(make_config(TINY)).to(torch.bfloat16)
         tiny.save_pretrained(args.tiny, safe_serialization=True)
         save_tokenizer(tok_model, args.tiny)
 
+    if args.tiny_only:
+        return
     versions = {"python": sys.version.split()[0], "torch": torch.__version__,
                 "transformers": transformers.__version__, "sentencepiece": spm.__version__,
                 "safetensors": safetensors.__version__}

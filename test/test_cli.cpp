@@ -56,8 +56,10 @@ TEST_CASE("qft eval --json reports loss, perplexity and tokens", "[cli]") {
   const double loss = j["loss"];
   CHECK(j["tokens"].get<int64_t>() > 500);
   CHECK(std::fabs(std::exp(loss) - j["perplexity"].get<double>()) < 1e-6 * j["perplexity"].get<double>());
-  // An untrained model is near the uniform distribution over its 500 tokens.
-  CHECK(std::fabs(loss - std::log(500.0)) < 0.5);
+  // The demo model was pretrained on text that includes data/corpus.txt, from which eval.jsonl is made: it
+  // predicts it far better than the uniform distribution over its 500 tokens (ln 500 = 6.2).
+  CHECK(loss < std::log(500.0) - 3.0);
+  CHECK(loss > 0.1);
 }
 
 TEST_CASE("bad input gives one clear message and exit code 1", "[cli][bad-input]") {

@@ -108,7 +108,7 @@ TEST_CASE("INT8 training state matches fp32 quality, and stochastic rounding bea
   test::TempDir tmp;
   auto val_loss = [&](const std::string& weights, const std::string& rounding) {
     RunConfig cfg = RunConfig::load(run_config(tmp));
-    for (const std::string& o : std::vector<std::string>{"train.steps=120", "train.eval_every=0", "train.eval_batches=16", "train.log_every=40",
+    for (const std::string& o : std::vector<std::string>{"train.steps=120", "train.lr=3e-4" /* configs/tiny.json's fine-tuning lr */, "train.eval_every=0", "train.eval_batches=16", "train.log_every=40",
                                  "quant.weights=" + weights, "quant.momentum=" + weights, "quant.rounding=" + rounding,
                                  "output.dir=" + (tmp / ("run-" + weights + "-" + rounding))}) {
       cfg.apply_override(o);

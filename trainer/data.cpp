@@ -79,6 +79,10 @@ void append(Example& ex, const std::vector<int32_t>& ids, bool target) {
 
 }  // namespace
 
+std::vector<Turn> parse_line(const std::string& line, const std::string& format) {
+  return parse_record(json::parse(line), format);
+}
+
 const PromptTemplate& find_template(const std::string& name) {
   for (const auto& t : templates()) {
     if (t.name == name) return t;
@@ -121,7 +125,7 @@ std::vector<Example> load_examples(const std::string& path, const DataSection& c
   for_each_jsonl_line(path, [&](const std::string& line, long lineno) {
     std::vector<Turn> turns;
     try {
-      turns = parse_record(json::parse(line), cfg.format);
+      turns = parse_line(line, cfg.format);
     } catch (const std::exception& e) {  // nlohmann's parse errors and our field errors alike
       if (!cfg.skip_bad_lines) throw DataError(path, lineno, std::string(e.what()) + " (format '" + cfg.format + "')");
       st.skipped_lines += 1;

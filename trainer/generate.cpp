@@ -47,10 +47,16 @@ int32_t sample_token(const std::vector<float>& logits, double temperature, doubl
 
 Generation generate(LlamaModel& model, const Tokenizer& tok, const std::string& prompt, const GenerateOptions& o,
                     const std::function<void(const std::string&)>& on_text) {
+  return generate_tokens(model, tok, prompt_tokens(tok, prompt, o.prompt_template), o, on_text);
+}
+
+Generation generate_tokens(LlamaModel& model, const Tokenizer& tok, std::vector<int32_t> prompt,
+                           const GenerateOptions& o, const std::function<void(const std::string&)>& on_text) {
+  if (prompt.empty()) throw Error("generate: the prompt has no tokens");
   if (o.max_new_tokens < 0) throw Error("generate: max_new_tokens must not be negative");
   if (o.top_p <= 0 || o.top_p > 1) throw Error("generate: top_p must lie in (0, 1]");
   Generation g;
-  g.prompt = prompt_tokens(tok, prompt, o.prompt_template);
+  g.prompt = std::move(prompt);
   KvCache cache = model.new_kv_cache(int(g.prompt.size()) + o.max_new_tokens);
   std::mt19937_64 rng(o.seed);
   std::vector<float> logits = model.decode(g.prompt, cache);

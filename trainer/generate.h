@@ -30,6 +30,10 @@ struct Generation {
 // The prompt's tokens: BOS (when the tokenizer adds it), then the text alone or rendered as a user turn.
 std::vector<int32_t> prompt_tokens(const Tokenizer& tok, const std::string& prompt, const std::string& prompt_template);
 
+// Continues the given prompt tokens (BOS and template already in them).
+Generation generate_tokens(LlamaModel& model, const Tokenizer& tok, std::vector<int32_t> prompt,
+                           const GenerateOptions& o, const std::function<void(const std::string&)>& on_text = {});
+
 // on_text, when given, receives each new piece of text as soon as it is decoded (streaming).
 Generation generate(LlamaModel& model, const Tokenizer& tok, const std::string& prompt, const GenerateOptions& o,
                     const std::function<void(const std::string&)>& on_text = {});

@@ -1,0 +1,202 @@
+// Generation: the KV-cache decode against the full forward pass and `qft eval`'s loss, sampling statistics,
+// determinism under a seed, and exact-match task scoring.
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <nlohmann/json.hpp>
+
+#include "cpu/cpu_backend.h"
+#include "model/tokenizer.h"
+#include "ops/kernels.h"
+#include "test/helpers.h"
+#include "trainer/evaluate.h"
+#include "trainer/generate.h"
+#include "trainer/jsonl.h"
+#include "trainer/model_source.h"
+#include "trainer/task_eval.h"
+#include "trainer/train_loop.h"
+
+using namespace qft;
+
+namespace {
+
+// Mean next-token loss of ids, fed to the KV cache one token at a time; log-softmax in double.
+double decode_loss(LlamaModel& model, const std::vector<int32_t>& ids) {
+  KvCache cache = model.new_kv_cache(int(ids.size()));
+  double nll = 0;
+  for (size_t i = 0; i + 1 < ids.size(); ++i) {
+    const std::vector<float> logits = model.decode({ids[i]}, cache);
+    double mx = -INFINITY, sum = 0;
+    for (float z : logits) mx = std::max(mx, double(z));
+    for (float z : logits) sum += std::exp(double(z) - mx);
+    nll += mx + std::log(sum) - double(logits[size_t(ids[i + 1])]);
+  }
+  return nll / double(ids.size() - 1);
+}
+
+// The logits (V,) of the last token of a prefix, by the full forward pass (no cache).
+std::vector<float> last_logits(LlamaModel& model, const std::vector<int32_t>& prefix) {
+  Batch b;
+  b.B = 1;
+  b.T = int(prefix.size());
+  b.tokens = prefix;
+  b.targets.assign(prefix.size(), kIgnoreIndex);
+  for (int t = 0; t < b.T; ++t) b.positions.push_back(t);
+  const std::vector<float> all = model.forward_logits(b);
+  const size_t V = size_t(model.config().vocab_size);
+  return {all.end() - std::ptrdiff_t(V), all.end()};
+}
+
+std::string first_text() { return read_jsonl_strings(test::source_path("data/eval.jsonl"), "text").front(); }
+
+}  // namespace
+
+TEST_CASE("decoding token by token through the KV cache gives qft eval's loss, for fp32 and INT8 weights", "[generate]") {
+  test::TempDir tmp;
+  run_training(test::short_run_config(tmp / "run", 2));  // an INT8 checkpoint, dequantized per layer when decoding
+  for (const std::string path : {test::fixture("gqa_tied"), tmp / "run/step_00000002"}) {
+    INFO(path);
+    CpuBackend be;
+    const auto model = load_model(open_model_source(path), be);
+    const Tokenizer tok(path);
+    const std::string text = first_text();
+    const double expect = evaluate_texts(*model, tok, {text}, 4096).loss;
+    const double got = decode_loss(*model, tok.encode(text));
+    CHECK(std::abs(got - expect) <= 1e-5 * std::abs(expect));
+  }
+}
+
+TEST_CASE("a prompt decoded at once and token by token gives the full forward pass's logits", "[generate]") {
+  test::GoldenCase c("mha_untied");
+  const Tokenizer tok(test::fixture("mha_untied"));
+  const std::vector<int32_t> ids = tok.encode(first_text());
+  const std::vector<float> reference = last_logits(c.model, ids);
+  KvCache at_once = c.model.new_kv_cache(int(ids.size()));
+  CHECK(test::max_rel_error(c.model.decode(ids, at_once), reference) < 1e-5);
+  KvCache split = c.model.new_kv_cache(int(ids.size()));
+  const size_t half = ids.size() / 2;
+  c.model.decode({ids.begin(), ids.begin() + std::ptrdiff_t(half)}, split);
+  CHECK(test::max_rel_error(c.model.decode({ids.begin() + std::ptrdiff_t(half), ids.end()}, split), reference) < 1e-5);
+  CHECK_THROWS_WITH(c.model.decode({1}, split), Catch::Contains("exceed the cache"));
+}
+
+TEST_CASE("greedy generation picks the argmax of the uncached forward pass at every step", "[generate]") {
+  test::GoldenCase c("gqa_tied");
+  const Tokenizer tok(test::fixture("gqa_tied"));
+  GenerateOptions o;
+  o.temperature = 0;
+  o.max_new_tokens = 12;
+  const Generation g = generate(c.model, tok, "The river runs past", o);
+  REQUIRE(!g.tokens.empty());
+  std::vector<int32_t> prefix = g.prompt;
+  for (int32_t t : g.tokens) {
+    const std::vector<float> logits = last_logits(c.model, prefix);
+    const float best = *std::max_element(logits.begin(), logits.end());
+    CHECK(logits[size_t(t)] >= best - 1e-4f * std::abs(best));  // argmax, up to float noise between the two paths
+    prefix.push_back(t);
+  }
+}
+
+TEST_CASE("a fixed seed gives the same text every time; another seed gives another", "[generate]") {
+  test::GoldenCase c("gqa_tied");
+  const Tokenizer tok(test::fixture("gqa_tied"));
+  GenerateOptions o;
+  o.temperature = 1.0;
+  o.top_p = 0.95;
+  o.max_new_tokens = 24;
+  o.seed = test::fresh_seed();
+  INFO("seed " << o.seed);
+  const Generation a = generate(c.model, tok, "A small boat", o), b = generate(c.model, tok, "A small boat", o);
+  CHECK(a.tokens == b.tokens);
+  CHECK(a.text == b.text);
+  o.seed += 1;
+  CHECK(generate(c.model, tok, "A small boat", o).tokens != a.tokens);
+}
+
+TEST_CASE("sampling draws from softmax(logits / T), restricted to the top-p nucleus", "[generate]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  const std::vector<float> logits = test::random_normal(8, rng, 1.5f);
+  const double T = 0.7;
+  std::vector<double> p(logits.size());
+  double sum = 0;
+  for (size_t i = 0; i < p.size(); ++i) sum += p[i] = std::exp(double(logits[i]) / T);
+  for (double& x : p) x /= sum;
+  for (const double top_p : {1.0, 0.6}) {
+    INFO("top_p " << top_p);
+    // The nucleus: most likely first, until its mass reaches top_p.
+    std::vector<size_t> order(p.size());
+    std::iota(order.begin(), order.end(), size_t(0));
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+    std::vector<double> expect(p.size(), 0.0);
+    double mass = 0;
+    for (size_t k = 0; k < order.size() && (k == 0 || mass < top_p); ++k) mass += expect[order[k]] = p[order[k]];
+    const int draws = 40000;
+    std::vector<int> count(p.size(), 0);
+    for (int i = 0; i < draws; ++i) count[size_t(sample_token(logits, T, top_p, rng))] += 1;
+    for (size_t i = 0; i < p.size(); ++i) {
+      INFO("token " << i);
+      CHECK(std::abs(double(count[i]) / draws - expect[i] / mass) < 0.015);  // > 5 standard deviations
+    }
+  }
+  CHECK(sample_token(logits, 0.0, 1.0, rng) == int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin()));
+}
+
+TEST_CASE("exact-match scoring counts an answer equal to the reference that ends with EOS", "[generate]") {
+  // References are the model's own greedy answers: a stopped answer scores, a truncated or altered one does not.
+  test::TempDir tmp;
+  CpuBackend be;
+  const std::string tiny = test::source_path("models/tiny-llama");
+  const auto model = load_model(open_model_source(tiny), be);
+  const Tokenizer tok(tiny);
+  const std::vector<std::string> prompts = {"What is 2 plus 3?", "Name a color.", "The opposite of up", "Count.",
+                                            "Say hello.", "What is the sky?"};
+  GenerateOptions o;
+  o.temperature = 0;
+  o.max_new_tokens = 120;
+  o.prompt_template = "plain";
+  std::string own, altered;
+  int stopped = 0;
+  for (const std::string& p : prompts) {
+    const Generation g = generate(*model, tok, p, o);
+    stopped += g.hit_eos;
+    own += nlohmann::json({{"instruction", p}, {"output", g.text}}).dump() + "\n";
+    altered += nlohmann::json({{"instruction", p}, {"output", g.text + " x"}}).dump() + "\n";
+  }
+  INFO("answers that stopped with EOS: " << stopped);
+  REQUIRE(stopped > 0);  // the pretrained demo model ends its text with EOS
+  test::write_file(tmp / "own.jsonl", own);
+  test::write_file(tmp / "altered.jsonl", altered);
+  TaskOptions t;
+  t.max_new_tokens = 120;
+  const TaskResult r = score_exact_match(*model, tok, tmp / "own.jsonl", t);
+  CHECK(r.examples == int64_t(prompts.size()));
+  CHECK(r.correct == stopped);
+  CHECK(score_exact_match(*model, tok, tmp / "altered.jsonl", t).correct == 0);
+  test::write_file(tmp / "bad.jsonl", own + "{\"instruction\": 3}\n");
+  CHECK_THROWS_WITH(score_exact_match(*model, tok, tmp / "bad.jsonl", t), Catch::Contains("bad.jsonl:7"));
+}
+
+TEST_CASE("qft generate streams the same text for the same seed, from an HF directory and a checkpoint", "[generate][cli]") {
+  test::TempDir tmp;
+  const std::string tiny = test::source_path("models/tiny-llama");
+  const std::string args = " --prompt 'The farmer' --max-new-tokens 16 --temperature 0.9 --seed 11 --device cpu";
+  const auto a = test::run_qft("generate --json --model " + tiny + args);
+  const auto b = test::run_qft("generate --json --model " + tiny + args);
+  REQUIRE(a.exit_code == 0);
+  REQUIRE(b.exit_code == 0);
+  const auto j = nlohmann::json::parse(a.output.substr(a.output.find('{')));
+  const auto k = nlohmann::json::parse(b.output.substr(b.output.find('{')));
+  CHECK(j["tokens"] == k["tokens"]);
+  CHECK(j["text"] == k["text"]);
+  CHECK(!j["tokens"].empty());
+  const auto streamed = test::run_qft("generate --model " + tiny + args);
+  REQUIRE(streamed.exit_code == 0);
+  CHECK_THAT(streamed.output, Catch::Contains(j["text"].get<std::string>()));
+
+  run_training(test::short_run_config(tmp / "run", 1));
+  CHECK(test::run_qft("generate --model " + tmp / "run/step_00000001" + args).exit_code == 0);
+  const auto missing = test::run_qft("generate --model " + tmp / "nope" + args);
+  CHECK(missing.exit_code != 0);
+  CHECK_THAT(missing.output, Catch::Contains("nope"));
+}

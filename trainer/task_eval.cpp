@@ -1,0 +1,54 @@
+#include "trainer/task_eval.h"
+
+#include "core/error.h"
+#include "model/tokenizer.h"
+#include "trainer/data.h"
+#include "trainer/generate.h"
+#include "trainer/jsonl.h"
+
+namespace qft {
+
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+}  // namespace
+
+TaskResult score_exact_match(LlamaModel& model, const Tokenizer& tok, const std::string& path, const TaskOptions& o) {
+  const PromptTemplate& tmpl = find_template(o.prompt_template);
+  GenerateOptions gen;
+  gen.max_new_tokens = o.max_new_tokens;
+  gen.temperature = 0;  // greedy: the score is a property of the model, not of a seed
+  TaskResult r;
+  for_each_jsonl_line(path, [&](const std::string& line, long lineno) {
+    if (o.limit > 0 && r.examples >= o.limit) return;
+    std::vector<Turn> turns;
+    try {
+      turns = parse_line(line, o.format);
+    } catch (const std::exception& e) {
+      throw DataError(path, lineno, std::string(e.what()) + " (format '" + o.format + "')");
+    }
+    if (turns.back().role != "assistant" || turns.size() < 2) {
+      throw DataError(path, lineno, "a task record needs a prompt followed by an assistant answer");
+    }
+    TaskSample s;
+    s.reference = turns.back().content;
+    turns.pop_back();
+    s.prompt = turns.back().content;
+    const Generation g = generate_tokens(model, tok, render_example(turns, tmpl, tok, false, false).tokens, gen);
+    s.answer = g.text;
+    s.correct = g.hit_eos && trim(g.text) == trim(s.reference);
+    r.examples += 1;
+    r.correct += s.correct;
+    r.samples.push_back(std::move(s));
+  });
+  if (r.examples == 0) throw DataError(path, 0, "no records to score");
+  r.exact_match = double(r.correct) / double(r.examples);
+  return r;
+}
+
+}  // namespace qft
