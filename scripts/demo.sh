@@ -13,10 +13,12 @@ qft=./build/qft
 $qft --version
 
 val=data/tiny_instruct/val.jsonl
-prompt="What is the opposite of early?"
-score() {  # score MODEL: exact match over the first 100 held-out records, two answers shown
-  $qft eval --model "$1" --data "$val" --task exact-match --limit 100 --max-new-tokens 48 --show 2 --device cpu \
-    2>/dev/null | tee /dev/stderr | grep "^exact match" | cut -d' ' -f3
+prompt="What color is the snow?"
+score() {  # score MODEL: exact match over the first 100 held-out records, two answers shown; sets $score
+  local out
+  out=$($qft eval --model "$1" --data "$val" --task exact-match --limit 100 --max-new-tokens 48 --show 2 --device cpu 2>/dev/null)
+  echo "$out"
+  score=$(echo "$out" | grep "^exact match" | cut -d' ' -f3)
 }
 sample() {
   echo "> $prompt"
@@ -24,7 +26,8 @@ sample() {
 }
 
 echo; echo "== before fine-tuning: models/tiny-llama =="
-before=$(score models/tiny-llama)
+score models/tiny-llama
+before=$score
 sample models/tiny-llama
 
 echo; echo "== fine-tuning: qft train --config configs/tiny.json =="
@@ -33,7 +36,8 @@ $qft train --config configs/tiny.json --set output.dir=runs/demo "$@"
 ckpt=$(ls -d runs/demo/step_* | sort | tail -n 1)
 
 echo; echo "== after fine-tuning: $ckpt =="
-after=$(score "$ckpt")
+score "$ckpt"
+after=$score
 sample "$ckpt"
 
 echo; echo "exact match on held-out instructions: before $before -> after $after"
