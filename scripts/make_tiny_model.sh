@@ -7,12 +7,14 @@
 #   4. export the final checkpoint back to a HuggingFace directory in bf16: qft export.
 # The tokenizer stays the one the test fixtures share (trained by make_fixtures.py).
 #
-# usage: scripts/make_tiny_model.sh [OUT_DIR]     (default models/tiny-llama; it is replaced)
+# usage: scripts/make_tiny_model.sh [OUT_DIR [QFT_TRAIN_ARGS...]]   (default models/tiny-llama; it is replaced)
+#   e.g. scripts/make_tiny_model.sh /tmp/tiny --set train.steps=50   for a quick check of the recipe
 #   QFT_PEER_PYTHON  a Python with torch + transformers (default /opt/fixenv/bin/python)
 #   QFT_TINY_INIT    skip step 1 and start from this HF directory instead
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/models/tiny-llama}
+shift || true
 qft=${QFT:-$root/build/qft}
 py=${QFT_PEER_PYTHON:-/opt/fixenv/bin/python}
 work=$(mktemp -d)
@@ -28,7 +30,7 @@ cp "$root/test/fixtures/gqa_tied/tokenizer.model" "$work/init/tokenizer.model"
 
 /usr/bin/env python3 "$root/scripts/make_tiny_corpus.py" "$work/corpus"
 "$qft" train --config "$root/configs/tiny_pretrain.json" --set model.path="$work/init" \
-  --set data.train="$work/corpus/train.jsonl" --set data.val="$work/corpus/val.jsonl" --set output.dir="$work/run"
+  --set data.train="$work/corpus/train.jsonl" --set data.val="$work/corpus/val.jsonl" --set output.dir="$work/run" "$@"
 last=$(ls -d "$work"/run/step_* | sort | tail -n 1)
 "$qft" eval --model "$last" --data "$work/corpus/val.jsonl" --seq-len 128
 

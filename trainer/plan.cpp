@@ -17,9 +17,11 @@ namespace {
 
 constexpr size_t kCudaAllowance = size_t(600) << 20;  // context (~500 MiB on Hopper) + cuBLASLt workspace
 
-std::string gib(size_t b) {
+// One unit for a whole table: GiB for real models, MiB for the small ones of tests and the demo.
+std::string in_unit(size_t b, size_t total) {
+  const bool gib = total >= (size_t(1) << 30);
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f GiB", double(b) / double(size_t(1) << 30));
+  std::snprintf(buf, sizeof buf, "%.2f %s", double(b) / double(size_t(1) << (gib ? 30 : 20)), gib ? "GiB" : "MiB");
   return buf;
 }
 
@@ -110,17 +112,18 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_c
 std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch) {
   char line[256];
   std::string out;
-  std::snprintf(line, sizeof line, "memory plan: %.2f B parameters, seq_len %d, batch %d, grad_accum %d, weights %s, momentum %s\n",
-                double(plan.parameters) / 1e9, cfg.data.seq_len, cfg.train.batch_size, cfg.train.grad_accum,
+  const bool billions = plan.parameters >= 1'000'000'000;
+  std::snprintf(line, sizeof line, "memory plan: %.2f %s parameters, seq_len %d, batch %d, grad_accum %d, weights %s, momentum %s\n",
+                double(plan.parameters) / (billions ? 1e9 : 1e6), billions ? "B" : "M", cfg.data.seq_len, cfg.train.batch_size, cfg.train.grad_accum,
                 cfg.quant.weights.c_str(), cfg.quant.momentum.c_str());
   out += line;
   (void)arch;
   for (const auto& it : plan.items) {
-    std::snprintf(line, sizeof line, "  %-36s %12s   %s\n", it.name.c_str(), gib(it.bytes).c_str(), it.note.c_str());
+    std::snprintf(line, sizeof line, "  %-36s %12s   %s\n", it.name.c_str(), in_unit(it.bytes, plan.total_bytes).c_str(), it.note.c_str());
     out += line;
   }
   std::snprintf(line, sizeof line, "  %-36s %12s\n  model state: %.2f bytes/parameter (fp32 Adam: 16)\n", "total",
-                gib(plan.total_bytes).c_str(), plan.state_bytes_per_param());
+                in_unit(plan.total_bytes, plan.total_bytes).c_str(), plan.state_bytes_per_param());
   out += line;
   return out;
 }
