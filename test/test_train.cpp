@@ -121,3 +121,20 @@ TEST_CASE("INT8 training state matches fp32 quality, and stochastic rounding bea
   CHECK(int8 <= 1.02 * fp32);
   CHECK(int8 < nearest);
 }
+
+TEST_CASE("a new run refuses an output.dir that holds another run; nothing of the old run changes", "[train][bad-input]") {
+  test::TempDir tmp;
+  const std::string cfg = run_config(tmp);
+  const std::string args = "train --config " + cfg + " --set train.steps=2 --set train.eval_every=0 --set data.val=";
+  REQUIRE(run_qft(args).exit_code == 0);
+  const std::string metrics = test::read_file(tmp / "run/metrics.jsonl");
+  const std::string weights = test::read_file(tmp / "run/step_00000002/model.safetensors");
+  const auto again = run_qft(args + " --set train.lr=1e-2");
+  INFO(again.output);
+  CHECK(again.exit_code == 1);
+  CHECK(again.output.find(tmp / "run") != std::string::npos);
+  CHECK(again.output.find("already holds a run") != std::string::npos);
+  CHECK(test::read_file(tmp / "run/metrics.jsonl") == metrics);
+  CHECK(test::read_file(tmp / "run/step_00000002/model.safetensors") == weights);
+  CHECK(run_qft(args + " --set train.steps=3 --resume").exit_code == 0);  // continuing it is allowed
+}

@@ -107,6 +107,19 @@ double validate(LlamaModel& model, const DataLoader& val, const TrainSection& t)
   return total.mean();
 }
 
+// A new run never writes into another's directory: its metrics would replace the old ones and its checkpoints
+// and pruning would mix with, or delete, the old run's.
+void refuse_existing_run(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const bool logged = name == "metrics.jsonl" && fs::file_size(e.path(), ec) > 0;
+    if (logged || name.rfind("step_", 0) == 0) {
+      throw FileError(dir, "already holds a run (" + name + "); continue it with --resume, or choose another output.dir");
+    }
+  }
+}
+
 int64_t positions(const std::vector<Batch>& micro) {
   int64_t n = 0;
   for (const Batch& b : micro) n += int64_t(b.B) * b.T;
@@ -129,6 +142,7 @@ TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>
                 "Lower data.seq_len or train.batch_size (use train.grad_accum for the same batch), or set "
                 "quant.weights=int8 and quant.momentum=int8.");
   }
+  if (!resume) refuse_existing_run(cfg.output.dir);
   std::error_code ec;
   fs::create_directories(cfg.output.dir, ec);
   if (ec) throw FileError(cfg.output.dir, "cannot create the output directory: " + ec.message());
