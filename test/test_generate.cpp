@@ -48,6 +48,13 @@ std::vector<float> last_logits(LlamaModel& model, const std::vector<int32_t>& pr
   return {all.end() - std::ptrdiff_t(V), all.end()};
 }
 
+GenerateOptions sampling(double temperature, int max_new_tokens) {
+  GenerateOptions o;
+  o.temperature = temperature;
+  o.max_new_tokens = max_new_tokens;
+  return o;
+}
+
 std::string first_text() { return read_jsonl_strings(test::source_path("data/eval.jsonl"), "text").front(); }
 
 }  // namespace
@@ -84,9 +91,7 @@ TEST_CASE("a prompt decoded at once and token by token gives the full forward pa
 TEST_CASE("greedy generation picks the argmax of the uncached forward pass at every step", "[generate]") {
   test::GoldenCase c("gqa_tied");
   const Tokenizer tok(test::fixture("gqa_tied"));
-  GenerateOptions o;
-  o.temperature = 0;
-  o.max_new_tokens = 12;
+  const GenerateOptions o = sampling(0.0, 12);
   const Generation g = generate(c.model, tok, "The river runs past", o);
   REQUIRE(!g.tokens.empty());
   std::vector<int32_t> prefix = g.prompt;
@@ -101,10 +106,8 @@ TEST_CASE("greedy generation picks the argmax of the uncached forward pass at ev
 TEST_CASE("a fixed seed gives the same text every time; another seed gives another", "[generate]") {
   test::GoldenCase c("gqa_tied");
   const Tokenizer tok(test::fixture("gqa_tied"));
-  GenerateOptions o;
-  o.temperature = 1.0;
+  GenerateOptions o = sampling(1.0, 24);
   o.top_p = 0.95;
-  o.max_new_tokens = 24;
   o.seed = test::fresh_seed();
   INFO("seed " << o.seed);
   const Generation a = generate(c.model, tok, "A small boat", o), b = generate(c.model, tok, "A small boat", o);
@@ -151,9 +154,7 @@ TEST_CASE("exact-match scoring counts an answer equal to the reference that ends
   const Tokenizer tok(tiny);
   const std::vector<std::string> prompts = {"What is 2 plus 3?", "Name a color.", "The opposite of up", "Count.",
                                             "Say hello.", "What is the sky?"};
-  GenerateOptions o;
-  o.temperature = 0;
-  o.max_new_tokens = 120;
+  GenerateOptions o = sampling(0.0, 120);
   o.prompt_template = "plain";
   std::string own, altered;
   int stopped = 0;
