@@ -13,7 +13,6 @@
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
 #include "ops/backend.h"
-#include "ops/kernels.h"
 #include "trainer/evaluate.h"
 #include "trainer/jsonl.h"
 #include "trainer/model_source.h"
@@ -41,12 +40,7 @@ void save_first_logits(LlamaModel& model, const Tokenizer& tok, const std::strin
                        const std::string& path) {
   const std::vector<int32_t> ids = tok.encode(text);
   const int T = int(std::min<size_t>(ids.size(), size_t(seq_len)));
-  Batch b;
-  b.B = 1;
-  b.T = T;
-  b.tokens.assign(ids.begin(), ids.begin() + T);
-  b.targets.assign(size_t(T), kIgnoreIndex);
-  for (int t = 0; t < T; ++t) b.positions.push_back(t);
+  const Batch b = Batch::sequence({ids.begin(), ids.begin() + T});
   HostTensor input_ids(DType::I32, {1, T}), logits(DType::F32, {1, T, model.config().vocab_size});
   std::copy(b.tokens.begin(), b.tokens.end(), input_ids.data<int32_t>());
   const std::vector<float> out = model.forward_logits(b);  // (T, V)
@@ -94,20 +88,17 @@ void run_task(LlamaModel& model, const Tokenizer& tok, const EvalOptions& o, con
 
 void run_eval(const EvalOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
+  // Loss mode reads its documents first, so that a bad data file fails before the model loads.
+  const std::vector<std::string> texts = o.task.empty() ? read_jsonl_strings(o.data, "text") : std::vector<std::string>{};
+  const ModelSource src = open_model_source(o.model);
+  const Tokenizer tok(o.model);
+  auto backend = make_backend(o.device, o.debug_sync);
+  const auto model = load_model(src, *backend);
   if (!o.task.empty()) {
-    const ModelSource src = open_model_source(o.model);
-    const Tokenizer tok(o.model);
-    auto backend = make_backend(o.device, o.debug_sync);
-    const auto model = load_model(src, *backend);
     if (!o.json) spdlog::info("{} on {}; task {} over {}", src.describe(), backend->name(), o.task, o.data);
     run_task(*model, tok, o, backend->name(), t0);
     return;
   }
-  const std::vector<std::string> texts = read_jsonl_strings(o.data, "text");
-  const ModelSource src = open_model_source(o.model);
-  Tokenizer tok(o.model);
-  auto backend = make_backend(o.device, o.debug_sync);
-  const auto model = load_model(src, *backend);
   if (!o.json) {
     spdlog::info("{} ({} parameters, {} weights) on {}; {} documents from {}", src.describe(),
                  src.config.parameter_count(), src.stored.int8 ? "INT8" : "fp32", backend->name(), texts.size(), o.data);

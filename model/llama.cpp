@@ -44,6 +44,16 @@ Batch Batch::from_labels(int B, int T, const std::vector<int32_t>& input_ids, co
   return b;
 }
 
+Batch Batch::sequence(const std::vector<int32_t>& tokens, int first_position) {
+  Batch b;
+  b.B = 1;
+  b.T = int(tokens.size());
+  b.tokens = tokens;
+  b.targets.assign(tokens.size(), kIgnoreIndex);
+  for (int t = 0; t < b.T; ++t) b.positions.push_back(first_position + t);
+  return b;
+}
+
 void Batch::validate(int vocab_size) const {
   const size_t n = size_t(B) * T;
   if (B <= 0 || T <= 0) throw Error("batch: B and T must be positive");
@@ -209,12 +219,12 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, const float* x_in, fl
   return a;
 }
 
-Buffer LlamaModel::forward_hidden(const DeviceBatch& db) {
+Buffer LlamaModel::forward_hidden(const DeviceBatch& db, KvCache* cache) {
   const int N = db.N, C = config_.hidden_size;
   Buffer x = backend_.alloc(size_t(N) * C * 4, "head activations");  // (N, C) residual stream
   backend_.embedding_forward(x.f32(), db.tokens.i32(), dense(0).f32(), N, C);
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    layer_forward(l, x.f32(), x.f32(), db);  // in place: x_in is read before x_out is written
+    layer_forward(l, x.f32(), x.f32(), db, cache);  // in place: x_in is read before x_out is written
   }
   Buffer out = backend_.alloc(size_t(N) * C * 4, "head activations");
   backend_.rmsnorm_forward(out.f32(), nullptr, x.f32(), params_[size_t(final_norm_param())].fp32.f32(), N, C,
@@ -249,22 +259,11 @@ std::vector<float> LlamaModel::decode(const std::vector<int32_t>& tokens, KvCach
   if (cache.past + n > cache.max_t) {
     throw Error("decode: " + std::to_string(cache.past + n) + " positions exceed the cache's " + std::to_string(cache.max_t));
   }
-  Batch b;
-  b.B = 1;
-  b.T = n;
-  b.tokens = tokens;
-  b.targets.assign(size_t(n), kIgnoreIndex);
-  for (int i = 0; i < n; ++i) b.positions.push_back(cache.past + i);
-  const DeviceBatch db = upload(b);
-  Buffer x = backend_.alloc(size_t(n) * C * 4, "head activations");  // (n, C)
-  backend_.embedding_forward(x.f32(), db.tokens.i32(), dense(0).f32(), n, C);
-  for (int l = 0; l < config_.num_hidden_layers; ++l) layer_forward(l, x.f32(), x.f32(), db, &cache);
+  const DeviceBatch db = upload(Batch::sequence(tokens, cache.past));
+  const Buffer hidden = forward_hidden(db, &cache);  // (n, C)
   cache.past += n;
-  Buffer last = backend_.alloc(size_t(C) * 4, "head activations");  // (1, C) final-normed last position
-  backend_.rmsnorm_forward(last.f32(), nullptr, x.f32() + size_t(n - 1) * C,
-                           params_[size_t(final_norm_param())].fp32.f32(), 1, C, float(config_.rms_norm_eps));
-  Buffer logits = backend_.alloc(size_t(V) * 4, "logits chunk");
-  backend_.matmul_forward(logits.f32(), last.f32(), dense(head_param()).f32(), 1, C, V);
+  Buffer logits = backend_.alloc(size_t(V) * 4, "logits chunk");  // (1, V) of the last position
+  backend_.matmul_forward(logits.f32(), hidden.f32() + size_t(n - 1) * C, dense(head_param()).f32(), 1, C, V);
   std::vector<float> out(static_cast<size_t>(V));
   backend_.copy_to_host(out.data(), logits.get(), out.size() * 4);
   return out;

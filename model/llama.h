@@ -24,6 +24,8 @@ struct Batch {
 
   // HF convention: labels are aligned with input_ids and shifted inside the loss (targets[t] = labels[t+1]).
   static Batch from_labels(int B, int T, const std::vector<int32_t>& input_ids, const std::vector<int32_t>& labels);
+  // One sequence (B = 1) without targets, at positions first_position, first_position + 1, ... (inference).
+  static Batch sequence(const std::vector<int32_t>& tokens, int first_position = 0);
   void validate(int vocab_size) const;  // throws qft::Error on a malformed batch
   int64_t target_count() const;         // targets that carry loss
 };
@@ -124,7 +126,8 @@ class LlamaModel {
   LayerActs layer_forward(int layer, const float* x_in, float* x_out, const DeviceBatch& db, KvCache* cache = nullptr);
   // Backward through one layer: dx (N, C) holds d x_out on entry and d x_in on exit.
   void layer_backward(int layer, const float* x_in, float* dx, const DeviceBatch& db, GradSink& sink);
-  Buffer forward_hidden(const DeviceBatch& db);  // (N, C) final-normed hidden states
+  // (N, C) final-normed hidden states; with a cache, as layer_forward, for the batch's positions after it.
+  Buffer forward_hidden(const DeviceBatch& db, KvCache* cache = nullptr);
   // Runs the LM head chunk by chunk; fn(first_row, rows, logits) sees each (rows, V) chunk in backend memory.
   void lm_head(const float* hidden, const float* weight, int N, const std::function<void(int, int, float*)>& fn);
   // Gradient of the LM head weight (plus, when tied, the embedding), delivered by vocabulary chunks.

@@ -8,7 +8,6 @@
 
 #include "cpu/cpu_backend.h"
 #include "model/tokenizer.h"
-#include "ops/kernels.h"
 #include "test/helpers.h"
 #include "trainer/evaluate.h"
 #include "trainer/generate.h"
@@ -37,12 +36,7 @@ double decode_loss(LlamaModel& model, const std::vector<int32_t>& ids) {
 
 // The logits (V,) of the last token of a prefix, by the full forward pass (no cache).
 std::vector<float> last_logits(LlamaModel& model, const std::vector<int32_t>& prefix) {
-  Batch b;
-  b.B = 1;
-  b.T = int(prefix.size());
-  b.tokens = prefix;
-  b.targets.assign(prefix.size(), kIgnoreIndex);
-  for (int t = 0; t < b.T; ++t) b.positions.push_back(t);
+  const Batch b = Batch::sequence(prefix);
   const std::vector<float> all = model.forward_logits(b);
   const size_t V = size_t(model.config().vocab_size);
   return {all.end() - std::ptrdiff_t(V), all.end()};

@@ -79,8 +79,12 @@ void append(Example& ex, const std::vector<int32_t>& ids, bool target) {
 
 }  // namespace
 
-std::vector<Turn> parse_line(const std::string& line, const std::string& format) {
-  return parse_record(json::parse(line), format);
+std::vector<Turn> parse_line(const std::string& path, long lineno, const std::string& line, const std::string& format) {
+  try {
+    return parse_record(json::parse(line), format);
+  } catch (const std::exception& e) {  // nlohmann's parse errors and our field errors alike
+    throw DataError(path, lineno, std::string(e.what()) + " (format '" + format + "')");
+  }
 }
 
 const PromptTemplate& find_template(const std::string& name) {
@@ -125,9 +129,9 @@ std::vector<Example> load_examples(const std::string& path, const DataSection& c
   for_each_jsonl_line(path, [&](const std::string& line, long lineno) {
     std::vector<Turn> turns;
     try {
-      turns = parse_line(line, cfg.format);
-    } catch (const std::exception& e) {  // nlohmann's parse errors and our field errors alike
-      if (!cfg.skip_bad_lines) throw DataError(path, lineno, std::string(e.what()) + " (format '" + cfg.format + "')");
+      turns = parse_line(path, lineno, line, cfg.format);
+    } catch (const DataError&) {
+      if (!cfg.skip_bad_lines) throw;
       st.skipped_lines += 1;
       return;
     }

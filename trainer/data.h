@@ -42,9 +42,9 @@ struct Turn {
   std::string content;
 };
 
-// One JSONL line of a format (text | alpaca | prompt_completion | chat) -> turns. Throws qft::Error (the caller
-// adds file:line) on malformed JSON or missing fields.
-std::vector<Turn> parse_line(const std::string& line, const std::string& format);
+// Line `lineno` of the JSONL file `path`, in a format (text | alpaca | prompt_completion | chat) -> turns.
+// Throws DataError naming path:lineno and the format on malformed JSON or missing fields.
+std::vector<Turn> parse_line(const std::string& path, long lineno, const std::string& line, const std::string& format);
 
 // Renders turns into tokens and loss mask (used for every format; exposed for tests).
 Example render_example(const std::vector<Turn>& turns, const PromptTemplate& tmpl, const Tokenizer& tok,

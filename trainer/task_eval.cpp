@@ -26,12 +26,7 @@ TaskResult score_exact_match(LlamaModel& model, const Tokenizer& tok, const std:
   TaskResult r;
   for_each_jsonl_line(path, [&](const std::string& line, long lineno) {
     if (o.limit > 0 && r.examples >= o.limit) return;
-    std::vector<Turn> turns;
-    try {
-      turns = parse_line(line, o.format);
-    } catch (const std::exception& e) {
-      throw DataError(path, lineno, std::string(e.what()) + " (format '" + o.format + "')");
-    }
+    std::vector<Turn> turns = parse_line(path, lineno, line, o.format);
     if (turns.back().role != "assistant" || turns.size() < 2) {
       throw DataError(path, lineno, "a task record needs a prompt followed by an assistant answer");
     }
