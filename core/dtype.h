@@ -46,6 +46,21 @@ QFT_HD uint16_t f32_to_bf16(float f) {
   return uint16_t(u >> 16);
 }
 
+// bf16 as stored in backend memory: activations and dequantized weights on the GPU (layout-identical to
+// __nv_bfloat16, so cuBLASLt reads it directly). Kernels load it to fp32, compute in fp32 and store with RNE.
+struct bf16 {
+  uint16_t bits;
+};
+
+QFT_HD float to_f32(float x) { return x; }
+QFT_HD float to_f32(bf16 x) { return bf16_to_f32(x.bits); }
+template <class T>
+QFT_HD T from_f32(float x);
+template <>
+QFT_HD float from_f32<float>(float x) { return x; }
+template <>
+QFT_HD bf16 from_f32<bf16>(float x) { return bf16{f32_to_bf16(x)}; }
+
 QFT_HD float f16_to_f32(uint16_t h) {
   uint32_t sign = uint32_t(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu;

@@ -9,7 +9,9 @@ namespace qft {
 struct CudaOptions {
   int device = 0;
   bool debug_sync = false;  // synchronize after every op, so a fault names the op that caused it
-  bool bf16_gemm = true;    // GEMMs on bf16 tensor cores with fp32 accumulation; false: fp32 math (tests)
+  // Storage of activations and dequantized weights: BF16 (GEMMs on bf16 tensor cores with fp32 accumulation),
+  // or F32 with exact fp32 GEMMs, which tests compare with the CPU reference.
+  DType activations = DType::BF16;
 };
 
 // Throws UnsupportedError when qft was built without CUDA, DeviceError when the device cannot be used.

@@ -5,23 +5,33 @@ namespace qft::cuda {
 
 namespace {
 
-// The largest power of two (at most 256) that divides the address: what cuBLASLt's heuristic must assume.
-int alignment(const void* p) {
-  const auto a = reinterpret_cast<uintptr_t>(p);
+// The largest power of two (at most 256) that divides the address of every batch item: what cuBLASLt's
+// heuristic may assume.
+int alignment(const void* p, int64_t stride_bytes, int64_t batch) {
+  auto a = reinterpret_cast<uintptr_t>(p);
+  if (batch > 1) a |= uintptr_t(stride_bytes);
   int al = 256;
-  while (al > 4 && a % uintptr_t(al) != 0) al /= 2;
+  while (al > 2 && a % uintptr_t(al) != 0) al /= 2;
   return al;
 }
 
-cublasLtMatrixLayout_t layout(int64_t rows, int64_t cols, int64_t ld) {
+cudaDataType_t cuda_type(DType t) { return t == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+cublasLtMatrixLayout_t layout(DType t, int64_t rows, int64_t cols, int64_t ld, int64_t batch, int64_t stride) {
   cublasLtMatrixLayout_t l = nullptr;
-  QFT_CUDA_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, uint64_t(rows), uint64_t(cols), ld));
+  QFT_CUDA_CHECK(cublasLtMatrixLayoutCreate(&l, cuda_type(t), uint64_t(rows), uint64_t(cols), ld));
+  if (batch > 1) {
+    const int32_t count = int32_t(batch);
+    QFT_CUDA_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count));
+    QFT_CUDA_CHECK(
+        cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+  }
   return l;
 }
 
 }  // namespace
 
-GemmEngine::GemmEngine(cudaStream_t stream, bool bf16_math) : stream_(stream), bf16_math_(bf16_math) {
+GemmEngine::GemmEngine(cudaStream_t stream) : stream_(stream) {
   QFT_CUDA_CHECK(cublasLtCreate(&handle_));
   QFT_CUDA_CHECK(cudaMallocAsync(&workspace_, workspace_bytes_, stream_));
 }
@@ -41,17 +51,16 @@ GemmEngine::~GemmEngine() {
 GemmEngine::Plan& GemmEngine::plan(const Key& k) {
   auto it = plans_.find(k);
   if (it != plans_.end()) return it->second;
-  const auto [ta, tb, M, N, K, lda, ldb, ldc, accumulate, al_a, al_b, al_c] = k;
+  const auto [ta, tb, M, N, K, lda, ldb, ldc, accumulate, al_a, al_b, al_c, in_type, out_type, batch, sa, sb, sc] = k;
   Plan p;
-  QFT_CUDA_CHECK(cublasLtMatmulDescCreate(
-      &p.op, bf16_math_ ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  QFT_CUDA_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_first = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   QFT_CUDA_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
   QFT_CUDA_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
   // Column-major shapes of what is stored: B^T is (N, K) untransposed, A^T is (K, M).
-  p.a = tb ? layout(K, N, ldb) : layout(N, K, ldb);
-  p.b = ta ? layout(M, K, lda) : layout(K, M, lda);
-  p.c = layout(N, M, ldc);
+  p.a = tb ? layout(in_type, K, N, ldb, batch, sb) : layout(in_type, N, K, ldb, batch, sb);
+  p.b = ta ? layout(in_type, M, K, lda, batch, sa) : layout(in_type, K, M, lda, batch, sa);
+  p.c = layout(out_type, N, M, ldc, batch, sc);
   cublasLtMatmulPreference_t pref = nullptr;
   QFT_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint32_t al_first = uint32_t(al_b), al_second = uint32_t(al_a), al_out = uint32_t(al_c);
@@ -68,7 +77,8 @@ GemmEngine::Plan& GemmEngine::plan(const Key& k) {
   QFT_CUDA_CHECK(s);
   if (found == 0) {
     throw DeviceError("cuBLASLt has no algorithm for a GEMM of M=" + std::to_string(M) + " N=" + std::to_string(N) +
-                      " K=" + std::to_string(K) + (accumulate ? " (accumulating)" : ""));
+                      " K=" + std::to_string(K) + " batch=" + std::to_string(batch) + " " + dtype_name(in_type) +
+                      "->" + dtype_name(out_type) + (accumulate ? " (accumulating)" : ""));
   }
   p.algo = result.algo;
   return plans_.emplace(k, p).first->second;
@@ -76,12 +86,29 @@ GemmEngine::Plan& GemmEngine::plan(const Key& k) {
 
 void GemmEngine::run(const GemmArgs& g) {
   if (g.M == 0 || g.N == 0) return;
-  const Key k{g.trans_a, g.trans_b, g.M,          g.N,          g.K,          g.lda,
-              g.ldb,     g.ldc,     g.beta != 0.f, alignment(g.A), alignment(g.B), alignment(g.C)};
+  const int64_t in = int64_t(act_size(g.A.dtype)), out = int64_t(act_size(g.C.dtype));
+  const Key k{g.trans_a,
+              g.trans_b,
+              g.M,
+              g.N,
+              g.K,
+              g.lda,
+              g.ldb,
+              g.ldc,
+              g.beta != 0.f,
+              alignment(g.A.ptr, g.stride_a * in, g.batch),
+              alignment(g.B.ptr, g.stride_b * in, g.batch),
+              alignment(g.C.ptr, g.stride_c * out, g.batch),
+              g.A.dtype,
+              g.C.dtype,
+              g.batch,
+              g.stride_a,
+              g.stride_b,
+              g.stride_c};
   Plan& p = plan(k);
   const float alpha = 1.0f;
-  QFT_CUDA_CHECK(cublasLtMatmul(handle_, p.op, &alpha, g.B, p.a, g.A, p.b, &g.beta, g.C, p.c, g.C, p.c, &p.algo,
-                                workspace_, workspace_bytes_, stream_));
+  QFT_CUDA_CHECK(cublasLtMatmul(handle_, p.op, &alpha, g.B.ptr, p.a, g.A.ptr, p.b, &g.beta, g.C.ptr, p.c, g.C.ptr,
+                                p.c, &p.algo, workspace_, workspace_bytes_, stream_));
 }
 
 }  // namespace qft::cuda

@@ -1,7 +1,7 @@
 #pragma once
-// cuBLASLt GEMMs for row-major fp32 matrices, with bf16 tensor-core math and fp32 accumulation
-// (CUBLAS_COMPUTE_32F_FAST_16BF), or exact fp32 math for tests. Descriptors and the heuristic's algorithm are
-// cached per shape, layout and pointer alignment.
+// cuBLASLt GEMMs for row-major matrices, strided-batched when asked: bf16 operands run on tensor cores with
+// fp32 accumulation (CUBLAS_COMPUTE_32F), fp32 operands in exact fp32 (tests). The output may be fp32 or bf16.
+// Descriptors and the heuristic's algorithm are cached per shape, storage types, strides and alignment.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -15,7 +15,7 @@ namespace qft::cuda {
 
 class GemmEngine {
  public:
-  GemmEngine(cudaStream_t stream, bool bf16_math);
+  explicit GemmEngine(cudaStream_t stream);
   ~GemmEngine();
   GemmEngine(const GemmEngine&) = delete;
   GemmEngine& operator=(const GemmEngine&) = delete;
@@ -24,8 +24,10 @@ class GemmEngine {
   size_t cached_plans() const { return plans_.size(); }
 
  private:
-  // trans_a, trans_b, M, N, K, lda, ldb, ldc, beta != 0, alignment of A, B, C
-  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int, int, int>;
+  // trans_a, trans_b, M, N, K, lda, ldb, ldc, beta != 0, alignment of A, B, C, operand and output dtypes,
+  // batch, stride_a, stride_b, stride_c
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int, int, int, DType,
+                         DType, int64_t, int64_t, int64_t, int64_t>;
   struct Plan {
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
@@ -34,7 +36,6 @@ class GemmEngine {
   Plan& plan(const Key& k);
 
   cudaStream_t stream_;
-  bool bf16_math_;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 32u << 20;  // cuBLAS's recommendation for Hopper

@@ -1,5 +1,5 @@
 #pragma once
-// Runs the shared functors of ops/kernels.h on the GPU: one thread per element, or one block per row.
+// Runs the shared functors of ops/kernels.h on the GPU: a grid-stride loop over elements, or one block per row.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 namespace qft::cuda {
 
 constexpr int kElementwiseThreads = 256;
+constexpr int64_t kMaxElementwiseBlocks = int64_t(1) << 16;  // enough to fill any GPU; larger n loops
 constexpr int kRowThreads = 256;  // a power of two, at least 32
 
 // A thread block walking one row. Reductions are block-wide; they synchronize, so every thread calls them.
@@ -34,8 +35,8 @@ struct BlockRow {
 
 template <class F>
 static __global__ void elementwise_kernel(F f, int64_t n) {
-  int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) f(i);
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) f(i);
 }
 
 template <class F>
@@ -48,7 +49,8 @@ static __global__ void rows_kernel(F f, int64_t rows) {
 template <class F>
 void launch_elementwise(const F& f, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  int64_t blocks = (n + kElementwiseThreads - 1) / kElementwiseThreads;
+  const int64_t needed = (n + kElementwiseThreads - 1) / kElementwiseThreads;
+  const int64_t blocks = needed < kMaxElementwiseBlocks ? needed : kMaxElementwiseBlocks;
   elementwise_kernel<<<unsigned(blocks), kElementwiseThreads, 0, stream>>>(f, n);
   QFT_CUDA_CHECK(cudaGetLastError());
 }

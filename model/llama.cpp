@@ -111,9 +111,7 @@ LlamaModel::LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage&
 }
 
 std::vector<float> LlamaModel::read_weight(int param) const {
-  std::vector<float> host(size_t(params_[size_t(param)].numel()));
-  backend_.copy_to_host(host.data(), dense(param).f32(), host.size() * 4);
-  return host;
+  return backend_.read_f32(dense(param, DType::F32).get(), params_[size_t(param)].numel());
 }
 
 void LlamaModel::load_weight(int param, const float* host) {
@@ -125,16 +123,21 @@ void LlamaModel::load_weight(int param, const float* host) {
   }
 }
 
-DenseWeight LlamaModel::dense(int param) const {
+DenseWeight LlamaModel::dense(int param, DType as) const {
   const Param& p = params_[size_t(param)];
   DenseWeight d;
-  if (!p.quantized()) {
+  if (!p.quantized() && as == DType::F32) {
     d.ptr = p.fp32.f32();
     return d;
   }
-  d.copy = backend_.alloc(size_t(p.numel()) * 4, "dequantized weights");
-  backend_.dequantize_hybrid(d.copy.f32(), p.int8.view());
-  d.ptr = d.copy.f32();
+  d.copy = backend_.alloc(size_t(p.numel()) * act_size(as), "dequantized weights");
+  const Act out{d.copy.get(), as};
+  if (p.quantized()) {
+    backend_.dequantize_hybrid(out, p.int8.view());
+  } else {
+    backend_.convert(out, p.fp32.f32(), p.numel());
+  }
+  d.ptr = out;
   return d;
 }
 
@@ -161,85 +164,86 @@ LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch) {
   return db;
 }
 
-LlamaModel::LayerActs LlamaModel::layer_forward(int layer, const float* x_in, float* x_out, const DeviceBatch& db,
+LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out, const DeviceBatch& db,
                                                 KvCache* cache) {
   Backend& be = backend_;
   const LlamaConfig& c = config_;
   const int N = db.N, C = c.hidden_size, I = c.intermediate_size, H = c.num_attention_heads,
             KVH = c.num_key_value_heads, D = c.head_dim;
   const float eps = float(c.rms_norm_eps);
-  // Each matrix is dequantized right before its GEMM and dropped after it: one matrix of fp32 workspace at a time.
+  // Each matrix is dequantized right before its GEMM and dropped after it: one matrix of workspace at a time.
   const int P = layer_param(layer);
   LayerActs a;
-  a.xn1 = be.alloc(size_t(N) * C * 4, "layer activations");                      // (N, C)
-  a.rstd1 = be.alloc(size_t(N) * 4, "layer activations");                        // (N,)
-  a.q = be.alloc(size_t(N) * c.q_dim() * 4, "layer activations");                // (N, H, D), after RoPE
-  a.k = be.alloc(size_t(N) * c.kv_dim() * 4, "layer activations");               // (N, KVH, D), after RoPE
-  a.v = be.alloc(size_t(N) * c.kv_dim() * 4, "layer activations");               // (N, KVH, D)
-  if (!cache) a.probs = be.alloc(size_t(db.B) * H * db.T * db.T * 4, "layer activations");  // (B, H, T, T)
-  a.att_out = be.alloc(size_t(N) * c.q_dim() * 4, "layer activations");          // (N, H, D)
-  a.x_mid = be.alloc(size_t(N) * C * 4, "layer activations");                    // (N, C) residual after attention
-  Buffer proj = be.alloc(size_t(N) * C * 4, "layer activations");                // (N, C)
+  a.xn1 = be.alloc_act(int64_t(N) * C, "layer activations");                      // (N, C)
+  a.rstd1 = be.alloc(size_t(N) * 4, "layer activations");                         // (N,)
+  a.q = be.alloc_act(int64_t(N) * c.q_dim(), "layer activations");                // (N, H, D), after RoPE
+  a.k = be.alloc_act(int64_t(N) * c.kv_dim(), "layer activations");               // (N, KVH, D), after RoPE
+  a.v = be.alloc_act(int64_t(N) * c.kv_dim(), "layer activations");               // (N, KVH, D)
+  if (!cache) a.probs = be.alloc_act(int64_t(db.B) * H * db.T * db.T, "layer activations");  // (B, H, T, T)
+  a.att_out = be.alloc_act(int64_t(N) * c.q_dim(), "layer activations");          // (N, H, D)
+  a.x_mid = be.alloc_act(int64_t(N) * C, "layer activations");                    // (N, C) residual after attention
+  Buffer proj = be.alloc_act(int64_t(N) * C, "layer activations");                // (N, C)
 
-  be.rmsnorm_forward(a.xn1.f32(), a.rstd1.f32(), x_in, dense(P).f32(), N, C, eps);
-  be.matmul_forward(a.q.f32(), a.xn1.f32(), dense(P + 1).f32(), N, C, c.q_dim());
-  be.matmul_forward(a.k.f32(), a.xn1.f32(), dense(P + 2).f32(), N, C, c.kv_dim());
-  be.matmul_forward(a.v.f32(), a.xn1.f32(), dense(P + 3).f32(), N, C, c.kv_dim());
-  be.rope(a.q.f32(), db.positions.i32(), inv_freq_.f32(), N, H, D, false);
-  be.rope(a.k.f32(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, false);
+  be.rmsnorm_forward(a.xn1.act(), a.rstd1.f32(), x_in, norm_weight(P), N, C, eps);
+  be.matmul_forward(a.q.act(), a.xn1.act(), dense(P + 1).get(), N, C, c.q_dim());
+  be.matmul_forward(a.k.act(), a.xn1.act(), dense(P + 2).get(), N, C, c.kv_dim());
+  be.matmul_forward(a.v.act(), a.xn1.act(), dense(P + 3).get(), N, C, c.kv_dim());
+  be.rope(a.q.act(), db.positions.i32(), inv_freq_.f32(), N, H, D, false);
+  be.rope(a.k.act(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, false);
   if (cache) {
-    const size_t at = size_t(cache->past) * c.kv_dim() * 4, bytes = size_t(N) * c.kv_dim() * 4;
-    be.copy(static_cast<uint8_t*>(cache->k[size_t(layer)].get()) + at, a.k.get(), bytes);
-    be.copy(static_cast<uint8_t*>(cache->v[size_t(layer)].get()) + at, a.v.get(), bytes);
-    Buffer scratch = be.alloc(size_t(N) * H * cache->max_t * 4, "layer activations");  // (N * H, max_t)
-    be.attention_decode({a.att_out.f32(), scratch.f32(), a.q.f32(), cache->k[size_t(layer)].f32(),
-                         cache->v[size_t(layer)].f32(), N, cache->past, cache->max_t, H, KVH, D});
+    const int64_t at = int64_t(cache->past) * c.kv_dim();
+    const size_t bytes = be.act_bytes(int64_t(N) * c.kv_dim());
+    be.copy((cache->k[size_t(layer)].act() + at).ptr, a.k.get(), bytes);
+    be.copy((cache->v[size_t(layer)].act() + at).ptr, a.v.get(), bytes);
+    Buffer scores = be.alloc(size_t(N) * H * cache->max_t * 4, "layer activations");  // (N * H, max_t)
+    be.attention_decode({a.att_out.act(), scores.f32(), a.q.act(), cache->k[size_t(layer)].act(),
+                         cache->v[size_t(layer)].act(), N, cache->past, cache->max_t, H, KVH, D});
   } else {
-    be.attention_forward({a.att_out.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(), db.doc_start.i32(), db.B,
+    be.attention_forward({a.att_out.act(), a.probs.act(), a.q.act(), a.k.act(), a.v.act(), db.doc_start.i32(), db.B,
                           db.T, H, KVH, D});
   }
-  be.matmul_forward(proj.f32(), a.att_out.f32(), dense(P + 4).f32(), N, c.q_dim(), C);
-  be.copy(a.x_mid.get(), x_in, size_t(N) * C * 4);
-  be.residual_add(a.x_mid.f32(), proj.f32(), int64_t(N) * C);
+  be.matmul_forward(proj.act(), a.att_out.act(), dense(P + 4).get(), N, c.q_dim(), C);
+  be.copy(a.x_mid.get(), x_in.ptr, be.act_bytes(int64_t(N) * C));
+  be.residual_add(a.x_mid.act(), proj.act(), int64_t(N) * C);
 
-  a.xn2 = be.alloc(size_t(N) * C * 4, "layer activations");  // (N, C)
-  a.rstd2 = be.alloc(size_t(N) * 4, "layer activations");    // (N,)
-  a.gate = be.alloc(size_t(N) * I * 4, "layer activations"); // (N, I)
-  a.up = be.alloc(size_t(N) * I * 4, "layer activations");   // (N, I)
-  a.act = be.alloc(size_t(N) * I * 4, "layer activations");  // (N, I) silu(gate) * up
-  be.rmsnorm_forward(a.xn2.f32(), a.rstd2.f32(), a.x_mid.f32(), dense(P + 5).f32(), N, C, eps);
-  be.matmul_forward(a.gate.f32(), a.xn2.f32(), dense(P + 6).f32(), N, C, I);
-  be.matmul_forward(a.up.f32(), a.xn2.f32(), dense(P + 7).f32(), N, C, I);
-  be.swiglu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), int64_t(N) * I);
-  if (x_out) {
-    be.matmul_forward(proj.f32(), a.act.f32(), dense(P + 8).f32(), N, I, C);
-    be.copy(x_out, a.x_mid.get(), size_t(N) * C * 4);
-    be.residual_add(x_out, proj.f32(), int64_t(N) * C);
+  a.xn2 = be.alloc_act(int64_t(N) * C, "layer activations");  // (N, C)
+  a.rstd2 = be.alloc(size_t(N) * 4, "layer activations");     // (N,)
+  a.gate = be.alloc_act(int64_t(N) * I, "layer activations"); // (N, I)
+  a.up = be.alloc_act(int64_t(N) * I, "layer activations");   // (N, I)
+  a.act = be.alloc_act(int64_t(N) * I, "layer activations");  // (N, I) silu(gate) * up
+  be.rmsnorm_forward(a.xn2.act(), a.rstd2.f32(), a.x_mid.act(), norm_weight(P + 5), N, C, eps);
+  be.matmul_forward(a.gate.act(), a.xn2.act(), dense(P + 6).get(), N, C, I);
+  be.matmul_forward(a.up.act(), a.xn2.act(), dense(P + 7).get(), N, C, I);
+  be.swiglu_forward(a.act.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
+  if (x_out.ptr) {
+    be.matmul_forward(proj.act(), a.act.act(), dense(P + 8).get(), N, I, C);
+    be.copy(x_out.ptr, a.x_mid.get(), be.act_bytes(int64_t(N) * C));
+    be.residual_add(x_out, proj.act(), int64_t(N) * C);
   }
   return a;
 }
 
 Buffer LlamaModel::forward_hidden(const DeviceBatch& db, KvCache* cache) {
   const int N = db.N, C = config_.hidden_size;
-  Buffer x = backend_.alloc(size_t(N) * C * 4, "head activations");  // (N, C) residual stream
-  backend_.embedding_forward(x.f32(), db.tokens.i32(), dense(0).f32(), N, C);
+  Buffer x = backend_.alloc_act(int64_t(N) * C, "head activations");  // (N, C) residual stream
+  backend_.embedding_forward(x.act(), db.tokens.i32(), dense(0).get(), N, C);
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    layer_forward(l, x.f32(), x.f32(), db, cache);  // in place: x_in is read before x_out is written
+    layer_forward(l, x.act(), x.act(), db, cache);  // in place: x_in is read before x_out is written
   }
-  Buffer out = backend_.alloc(size_t(N) * C * 4, "head activations");
-  backend_.rmsnorm_forward(out.f32(), nullptr, x.f32(), params_[size_t(final_norm_param())].fp32.f32(), N, C,
+  Buffer out = backend_.alloc_act(int64_t(N) * C, "head activations");
+  backend_.rmsnorm_forward(out.act(), nullptr, x.act(), norm_weight(final_norm_param()), N, C,
                            float(config_.rms_norm_eps));
   return out;
 }
 
-void LlamaModel::lm_head(const float* hidden, const float* weight, int N, const std::function<void(int, int, float*)>& fn) {
+void LlamaModel::lm_head(CAct hidden, CAct weight, int N, const std::function<void(int, int, Act)>& fn) {
   const int C = config_.hidden_size, V = config_.vocab_size;
   const int chunk = std::max(1, std::min(N, logits_chunk_tokens));
-  Buffer logits = backend_.alloc(size_t(chunk) * V * 4, "logits chunk");  // (chunk, V)
+  Buffer logits = backend_.alloc_act(int64_t(chunk) * V, "logits chunk");  // (chunk, V)
   for (int r0 = 0; r0 < N; r0 += chunk) {
     const int rows = std::min(chunk, N - r0);
-    backend_.matmul_forward(logits.f32(), hidden + size_t(r0) * C, weight, rows, C, V);
-    fn(r0, rows, logits.f32());
+    backend_.matmul_forward(logits.act(), hidden + int64_t(r0) * C, weight, rows, C, V);
+    fn(r0, rows, logits.act());
   }
 }
 
@@ -247,8 +251,8 @@ KvCache LlamaModel::new_kv_cache(int max_t) {
   KvCache c;
   c.max_t = max_t;
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    c.k.push_back(backend_.alloc(size_t(max_t) * config_.kv_dim() * 4, "kv cache"));
-    c.v.push_back(backend_.alloc(size_t(max_t) * config_.kv_dim() * 4, "kv cache"));
+    c.k.push_back(backend_.alloc_act(int64_t(max_t) * config_.kv_dim(), "kv cache"));
+    c.v.push_back(backend_.alloc_act(int64_t(max_t) * config_.kv_dim(), "kv cache"));
   }
   return c;
 }
@@ -262,18 +266,16 @@ std::vector<float> LlamaModel::decode(const std::vector<int32_t>& tokens, KvCach
   const DeviceBatch db = upload(Batch::sequence(tokens, cache.past));
   const Buffer hidden = forward_hidden(db, &cache);  // (n, C)
   cache.past += n;
-  Buffer logits = backend_.alloc(size_t(V) * 4, "logits chunk");  // (1, V) of the last position
-  backend_.matmul_forward(logits.f32(), hidden.f32() + size_t(n - 1) * C, dense(head_param()).f32(), 1, C, V);
-  std::vector<float> out(static_cast<size_t>(V));
-  backend_.copy_to_host(out.data(), logits.get(), out.size() * 4);
-  return out;
+  Buffer logits = backend_.alloc_act(V, "logits chunk");  // (1, V) of the last position
+  backend_.matmul_forward(logits.act(), hidden.act() + int64_t(n - 1) * C, dense(head_param()).get(), 1, C, V);
+  return backend_.read_f32(logits.act(), V);
 }
 
 LossSum LlamaModel::forward_loss(const Batch& batch) {
   DeviceBatch db = upload(batch);
   Buffer hidden = forward_hidden(db);
   Buffer loss = backend_.alloc(size_t(db.N) * 4, "head activations");  // (N,)
-  lm_head(hidden.f32(), dense(head_param()).f32(), db.N, [&](int r0, int rows, float* logits) {
+  lm_head(hidden.act(), dense(head_param()).get(), db.N, [&](int r0, int rows, Act logits) {
     backend_.cross_entropy_forward(loss.f32() + r0, nullptr, logits, db.targets.i32() + r0, rows, config_.vocab_size);
   });
   return sum_losses(backend_, loss, batch);
@@ -282,10 +284,11 @@ LossSum LlamaModel::forward_loss(const Batch& batch) {
 std::vector<float> LlamaModel::forward_logits(const Batch& batch) {
   DeviceBatch db = upload(batch);
   Buffer hidden = forward_hidden(db);
-  const size_t V = size_t(config_.vocab_size);
-  std::vector<float> out(size_t(db.N) * V);
-  lm_head(hidden.f32(), dense(head_param()).f32(), db.N, [&](int r0, int rows, float* logits) {
-    backend_.copy_to_host(out.data() + size_t(r0) * V, logits, size_t(rows) * V * 4);
+  const int64_t V = config_.vocab_size;
+  std::vector<float> out(size_t(db.N) * size_t(V));
+  lm_head(hidden.act(), dense(head_param()).get(), db.N, [&](int r0, int rows, Act logits) {
+    const std::vector<float> chunk = backend_.read_f32(logits, rows * V);
+    std::copy(chunk.begin(), chunk.end(), out.begin() + int64_t(r0) * V);
   });
   return out;
 }

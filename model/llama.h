@@ -1,7 +1,7 @@
 #pragma once
 // LlamaForCausalLM composed from backend ops: the forward pass, and a backward pass that recomputes one layer
 // at a time from a stack of layer inputs and hands each parameter's gradient to a GradSink as soon as it is
-// final. Weights live on the backend in fp32 for now.
+// final. Activations and the compute copies of weights are in the backend's activation dtype (bf16 on the GPU).
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -55,11 +55,12 @@ struct WeightStorage {
   bool operator==(const WeightStorage& o) const { return int8 == o.int8 && (!int8 || outlier_fraction == o.outlier_fraction); }
 };
 
-// A weight in fp32 for compute: the stored buffer itself, or a dequantized copy that lives as long as this.
+// A weight for compute: the stored fp32 buffer itself, or a dequantized or converted copy that lives as long
+// as this.
 struct DenseWeight {
   Buffer copy;
-  const float* ptr = nullptr;
-  const float* f32() const { return ptr; }
+  CAct ptr;
+  CAct get() const { return ptr; }
 };
 
 // Receives gradients during backward. A call delivers rows [row0, row0 + rows) of a parameter's gradient
@@ -91,7 +92,9 @@ class LlamaModel {
   const WeightStorage& storage() const { return storage_; }
   const std::vector<Param>& params() const { return params_; }
   Param& param(int i) { return params_[size_t(i)]; }
-  DenseWeight dense(int param) const;  // dequantizes INT8 weights into a fresh fp32 buffer
+  // The weight in the activation dtype (or `as`): INT8 weights dequantized, fp32 ones converted when needed.
+  DenseWeight dense(int param) const { return dense(param, backend_.act_dtype()); }
+  DenseWeight dense(int param, DType as) const;
   // A parameter's values as fp32 on the host (dequantized for INT8), and the reverse: stores host values,
   // quantizing them when the parameter is INT8.
   std::vector<float> read_weight(int param) const;
@@ -123,17 +126,18 @@ class LlamaModel {
   DeviceBatch upload(const Batch& batch);
   // x_out = layer(x_in); the activations the backward pass needs are returned. With a cache (generation, B = 1)
   // the batch's keys and values are appended to it and attention runs against everything cached.
-  LayerActs layer_forward(int layer, const float* x_in, float* x_out, const DeviceBatch& db, KvCache* cache = nullptr);
+  LayerActs layer_forward(int layer, CAct x_in, Act x_out, const DeviceBatch& db, KvCache* cache = nullptr);
   // Backward through one layer: dx (N, C) holds d x_out on entry and d x_in on exit.
-  void layer_backward(int layer, const float* x_in, float* dx, const DeviceBatch& db, GradSink& sink);
+  void layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch& db, GradSink& sink);
   // (N, C) final-normed hidden states; with a cache, as layer_forward, for the batch's positions after it.
   Buffer forward_hidden(const DeviceBatch& db, KvCache* cache = nullptr);
   // Runs the LM head chunk by chunk; fn(first_row, rows, logits) sees each (rows, V) chunk in backend memory.
-  void lm_head(const float* hidden, const float* weight, int N, const std::function<void(int, int, float*)>& fn);
+  void lm_head(CAct hidden, CAct weight, int N, const std::function<void(int, int, Act)>& fn);
   // Gradient of the LM head weight (plus, when tied, the embedding), delivered by vocabulary chunks.
-  void head_weight_backward(const float* weight, const float* hidden, const float* lse, const float* dx0,
-                            const DeviceBatch& db, float loss_scale, GradSink& sink);
-  void embedding_weight_backward(const float* dx0, const DeviceBatch& db, GradSink& sink);
+  void head_weight_backward(CAct weight, CAct hidden, const float* lse, CAct dx0, const DeviceBatch& db,
+                            float loss_scale, GradSink& sink);
+  void embedding_weight_backward(CAct dx0, const DeviceBatch& db, GradSink& sink);
+  const float* norm_weight(int param) const { return params_[size_t(param)].fp32.f32(); }  // always fp32
   int head_param() const { return config_.tie_word_embeddings ? 0 : int(params_.size()) - 1; }
   int final_norm_param() const { return layer_param(config_.num_hidden_layers); }
   int layer_param(int layer) const { return 1 + 9 * layer; }  // +0 attn_norm, +1..4 q k v o, +5 mlp_norm, +6..8 gate up down

@@ -14,59 +14,60 @@ LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sin
   Backend& be = backend_;
   const DeviceBatch db = upload(batch);
   const int N = db.N, C = config_.hidden_size, V = config_.vocab_size, L = config_.num_hidden_layers;
+  const int64_t NC = int64_t(N) * C;
 
   // Forward, keeping each layer's input: stack[l] is the input of layer l, stack[L] the last output.
   std::vector<Buffer> stack;
-  stack.push_back(be.alloc(size_t(N) * C * 4, "layer-input stack"));  // (N, C)
-  be.embedding_forward(stack[0].f32(), db.tokens.i32(), dense(0).f32(), N, C);
+  stack.push_back(be.alloc_act(NC, "layer-input stack"));  // (N, C)
+  be.embedding_forward(stack[0].act(), db.tokens.i32(), dense(0).get(), N, C);
   for (int l = 0; l < L; ++l) {
-    stack.push_back(be.alloc(size_t(N) * C * 4, "layer-input stack"));
-    layer_forward(l, stack[l].f32(), stack[l + 1].f32(), db);
+    stack.push_back(be.alloc_act(NC, "layer-input stack"));
+    layer_forward(l, stack[l].act(), stack[l + 1].act(), db);
   }
-  const float* final_norm = params_[size_t(final_norm_param())].fp32.f32();
+  const float* final_norm = norm_weight(final_norm_param());
 
   // Final norm and LM head, by token chunks: loss, logsumexp, and d hidden (dh) with the head's weights.
-  Buffer hidden = be.alloc(size_t(N) * C * 4, "head activations");  // (N, C)
+  Buffer hidden = be.alloc_act(NC, "head activations");  // (N, C)
   Buffer rstd = be.alloc(size_t(N) * 4, "head activations");
-  be.rmsnorm_forward(hidden.f32(), rstd.f32(), stack[L].f32(), final_norm, N, C, float(config_.rms_norm_eps));
+  be.rmsnorm_forward(hidden.act(), rstd.f32(), stack[L].act(), final_norm, N, C, float(config_.rms_norm_eps));
   Buffer loss = be.alloc(size_t(N) * 4, "head activations"), lse = be.alloc(size_t(N) * 4, "head activations");
-  Buffer dh = be.alloc(size_t(N) * C * 4, "head activations");  // (N, C)
+  Buffer dh = be.alloc_act(NC, "head activations");  // (N, C)
   DenseWeight head = dense(head_param());
-  lm_head(hidden.f32(), head.f32(), N, [&](int r0, int rows, float* logits) {
+  lm_head(hidden.act(), head.get(), N, [&](int r0, int rows, Act logits) {
     be.cross_entropy_forward(loss.f32() + r0, lse.f32() + r0, logits, db.targets.i32() + r0, rows, V);
     be.cross_entropy_backward(logits, lse.f32() + r0, db.targets.i32() + r0, rows, V, 0, V, loss_scale);
-    be.matmul_backward_input(dh.f32() + size_t(r0) * C, logits, head.f32(), rows, C, V, false);
+    be.matmul_backward_input(dh.act() + int64_t(r0) * C, logits, head.get(), rows, C, V, false);
   });
   // The loss is known before any gradient reaches the sink: a NaN or inf stops here with every weight intact.
   const LossSum out = sum_losses(be, loss, batch);
   if (!std::isfinite(out.loss_sum)) throw NonFiniteLoss("loss is " + std::to_string(out.loss_sum));
   loss.reset();
 
-  Buffer dx = be.alloc(size_t(N) * C * 4, "head activations");  // (N, C) gradient of the residual stream
+  Buffer dx = be.alloc_act(NC, "head activations");  // (N, C) gradient of the residual stream
   {
     Buffer dw = be.alloc(size_t(C) * 4, "weight-gradient chunk");
-    be.rmsnorm_backward(dx.f32(), dw.f32(), dh.f32(), stack[L].f32(), final_norm, rstd.f32(), N, C, false);
+    be.rmsnorm_backward(dx.act(), dw.f32(), dh.act(), stack[L].act(), final_norm, rstd.f32(), N, C, false);
     sink.consume(final_norm_param(), 0, 1, dw.f32());
   }
   dh.reset();
   stack[L].reset();
-  if (!config_.tie_word_embeddings) head_weight_backward(head.f32(), hidden.f32(), lse.f32(), nullptr, db, loss_scale, sink);
+  if (!config_.tie_word_embeddings) head_weight_backward(head.get(), hidden.act(), lse.f32(), nullptr, db, loss_scale, sink);
   head = DenseWeight{};  // a tied head is dequantized again at the end rather than held through every layer
 
   for (int l = L - 1; l >= 0; --l) {
-    layer_backward(l, stack[l].f32(), dx.f32(), db, sink);
+    layer_backward(l, stack[l].act(), dx.act(), db, sink);
     if (l > 0) stack[l].reset();
   }
   // A tied matrix is both LM head and embedding: its gradient is complete only now.
   if (config_.tie_word_embeddings) {
-    head_weight_backward(dense(0).f32(), hidden.f32(), lse.f32(), dx.f32(), db, loss_scale, sink);
+    head_weight_backward(dense(0).get(), hidden.act(), lse.f32(), dx.act(), db, loss_scale, sink);
   } else {
-    embedding_weight_backward(dx.f32(), db, sink);
+    embedding_weight_backward(dx.act(), db, sink);
   }
   return out;
 }
 
-void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const DeviceBatch& db, GradSink& sink) {
+void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch& db, GradSink& sink) {
   Backend& be = backend_;
   const LlamaConfig& c = config_;
   const int N = db.N, C = c.hidden_size, I = c.intermediate_size, H = c.num_attention_heads,
@@ -77,24 +78,25 @@ void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const D
 
   // ---- MLP: x_out = x_mid + act @ w_down^T, act = silu(gate) * up ----
   {
-    Buffer dact = be.alloc(size_t(N) * I * 4, "layer gradients");  // (N, I)
-    be.matmul_backward_input(dact.f32(), dx, dense(P + 8).f32(), N, I, C, false);
+    Buffer dact = be.alloc_act(int64_t(N) * I, "layer gradients");  // (N, I)
+    be.matmul_backward_input(dact.act(), dx, dense(P + 8).get(), N, I, C, false);
     Buffer dw = be.alloc(size_t(C) * I * 4, "weight-gradient chunk");  // (C, I)
-    be.matmul_backward_weight(dw.f32(), dx, a.act.f32(), N, I, C, false);
+    be.matmul_backward_weight(dw.f32(), dx, a.act.act(), N, I, C, false);
     sink.consume(P + 8, 0, C, dw.f32());
-    be.swiglu_backward(a.gate.f32(), a.up.f32(), dact.f32(), a.gate.f32(), a.up.f32(), int64_t(N) * I);  // -> dgate, dup
+    // -> dgate, dup in place
+    be.swiglu_backward(a.gate.act(), a.up.act(), dact.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
   }
   {
-    Buffer dxn = be.alloc(size_t(N) * C * 4, "layer gradients");  // (N, C)
-    be.matmul_backward_input(dxn.f32(), a.gate.f32(), dense(P + 6).f32(), N, C, I, false);
-    be.matmul_backward_input(dxn.f32(), a.up.f32(), dense(P + 7).f32(), N, C, I, true);
+    Buffer dxn = be.alloc_act(int64_t(N) * C, "layer gradients");  // (N, C)
+    be.matmul_backward_input(dxn.act(), a.gate.act(), dense(P + 6).get(), N, C, I, false);
+    be.matmul_backward_input(dxn.act(), a.up.act(), dense(P + 7).get(), N, C, I, true);
     Buffer dw = be.alloc(size_t(I) * C * 4, "weight-gradient chunk");  // (I, C)
-    be.matmul_backward_weight(dw.f32(), a.gate.f32(), a.xn2.f32(), N, C, I, false);
+    be.matmul_backward_weight(dw.f32(), a.gate.act(), a.xn2.act(), N, C, I, false);
     sink.consume(P + 6, 0, I, dw.f32());
-    be.matmul_backward_weight(dw.f32(), a.up.f32(), a.xn2.f32(), N, C, I, false);
+    be.matmul_backward_weight(dw.f32(), a.up.act(), a.xn2.act(), N, C, I, false);
     sink.consume(P + 7, 0, I, dw.f32());
     Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
-    be.rmsnorm_backward(dx, dnorm.f32(), dxn.f32(), a.x_mid.f32(), dense(P + 5).f32(), a.rstd2.f32(), N, C, true);
+    be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), a.x_mid.act(), norm_weight(P + 5), a.rstd2.f32(), N, C, true);
     sink.consume(P + 5, 0, 1, dnorm.f32());
   }
   a.gate.reset();
@@ -102,65 +104,67 @@ void LlamaModel::layer_backward(int layer, const float* x_in, float* dx, const D
   a.act.reset();
 
   // ---- attention: x_mid = x_in + att_out @ w_o^T ----
-  Buffer datt = be.alloc(size_t(N) * QD * 4, "layer gradients");  // (N, H, D)
-  be.matmul_backward_input(datt.f32(), dx, dense(P + 4).f32(), N, QD, C, false);
+  Buffer datt = be.alloc_act(int64_t(N) * QD, "layer gradients");  // (N, H, D)
+  be.matmul_backward_input(datt.act(), dx, dense(P + 4).get(), N, QD, C, false);
   {
     Buffer dw = be.alloc(size_t(C) * QD * 4, "weight-gradient chunk");  // (C, QD)
-    be.matmul_backward_weight(dw.f32(), dx, a.att_out.f32(), N, QD, C, false);
+    be.matmul_backward_weight(dw.f32(), dx, a.att_out.act(), N, QD, C, false);
     sink.consume(P + 4, 0, C, dw.f32());
   }
-  Buffer dq = be.alloc(size_t(N) * QD * 4, "layer gradients"), dk = be.alloc(size_t(N) * KVD * 4, "layer gradients"), dv = be.alloc(size_t(N) * KVD * 4, "layer gradients");
+  Buffer dq = be.alloc_act(int64_t(N) * QD, "layer gradients");
+  Buffer dk = be.alloc_act(int64_t(N) * KVD, "layer gradients");
+  Buffer dv = be.alloc_act(int64_t(N) * KVD, "layer gradients");
   {
-    Buffer scratch = be.alloc(size_t(db.T) * db.T * 4, "layer gradients");  // (T, T)
-    be.attention_backward({dq.f32(), dk.f32(), dv.f32(), scratch.f32(), datt.f32(), a.probs.f32(), a.q.f32(), a.k.f32(),
-                           a.v.f32(), db.B, db.T, H, KVH, D});
+    Buffer scratch = be.alloc_act(int64_t(KVH) * db.T * db.T, "layer gradients");  // (KVH, T, T)
+    be.attention_backward({dq.act(), dk.act(), dv.act(), scratch.act(), datt.act(), a.probs.act(), a.q.act(),
+                           a.k.act(), a.v.act(), db.B, db.T, H, KVH, D});
   }
   datt.reset();
   a.probs.reset();
-  be.rope(dq.f32(), db.positions.i32(), inv_freq_.f32(), N, H, D, true);
-  be.rope(dk.f32(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, true);
-  Buffer dxn = be.alloc(size_t(N) * C * 4, "layer gradients");  // (N, C)
-  be.matmul_backward_input(dxn.f32(), dq.f32(), dense(P + 1).f32(), N, C, QD, false);
-  be.matmul_backward_input(dxn.f32(), dk.f32(), dense(P + 2).f32(), N, C, KVD, true);
-  be.matmul_backward_input(dxn.f32(), dv.f32(), dense(P + 3).f32(), N, C, KVD, true);
+  be.rope(dq.act(), db.positions.i32(), inv_freq_.f32(), N, H, D, true);
+  be.rope(dk.act(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, true);
+  Buffer dxn = be.alloc_act(int64_t(N) * C, "layer gradients");  // (N, C)
+  be.matmul_backward_input(dxn.act(), dq.act(), dense(P + 1).get(), N, C, QD, false);
+  be.matmul_backward_input(dxn.act(), dk.act(), dense(P + 2).get(), N, C, KVD, true);
+  be.matmul_backward_input(dxn.act(), dv.act(), dense(P + 3).get(), N, C, KVD, true);
   {
     Buffer dw = be.alloc(size_t(QD) * C * 4, "weight-gradient chunk");  // (QD, C), large enough for k and v too
-    be.matmul_backward_weight(dw.f32(), dq.f32(), a.xn1.f32(), N, C, QD, false);
+    be.matmul_backward_weight(dw.f32(), dq.act(), a.xn1.act(), N, C, QD, false);
     sink.consume(P + 1, 0, QD, dw.f32());
-    be.matmul_backward_weight(dw.f32(), dk.f32(), a.xn1.f32(), N, C, KVD, false);
+    be.matmul_backward_weight(dw.f32(), dk.act(), a.xn1.act(), N, C, KVD, false);
     sink.consume(P + 2, 0, KVD, dw.f32());
-    be.matmul_backward_weight(dw.f32(), dv.f32(), a.xn1.f32(), N, C, KVD, false);
+    be.matmul_backward_weight(dw.f32(), dv.act(), a.xn1.act(), N, C, KVD, false);
     sink.consume(P + 3, 0, KVD, dw.f32());
   }
   Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
-  be.rmsnorm_backward(dx, dnorm.f32(), dxn.f32(), x_in, dense(P).f32(), a.rstd1.f32(), N, C, true);
+  be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), x_in, norm_weight(P), a.rstd1.f32(), N, C, true);
   sink.consume(P + 0, 0, 1, dnorm.f32());
 }
 
-void LlamaModel::head_weight_backward(const float* weight, const float* hidden, const float* lse, const float* dx0,
-                                      const DeviceBatch& db, float loss_scale, GradSink& sink) {
+void LlamaModel::head_weight_backward(CAct weight, CAct hidden, const float* lse, CAct dx0, const DeviceBatch& db,
+                                      float loss_scale, GradSink& sink) {
   Backend& be = backend_;
   const int N = db.N, C = config_.hidden_size, V = config_.vocab_size;
   const int param = head_param();
   const int vc = std::max(1, std::min(V, vocab_chunk_rows)), nt = std::max(1, std::min(N, logits_chunk_tokens));
-  Buffer dw = be.alloc(size_t(vc) * C * 4, "weight-gradient chunk");    // (vc, C) one chunk of the weight gradient
-  Buffer tile = be.alloc(size_t(nt) * vc * 4, "logits chunk"); // (nt, vc) logits, then their gradient
+  Buffer dw = be.alloc(size_t(vc) * C * 4, "weight-gradient chunk");      // (vc, C) one chunk of the weight gradient
+  Buffer tile = be.alloc_act(int64_t(nt) * vc, "logits chunk");            // (nt, vc) logits, then their gradient
   for (int v0 = 0; v0 < V; v0 += vc) {
     const int rows = std::min(vc, V - v0);
-    const float* w = weight + size_t(v0) * C;
+    const CAct w = weight + int64_t(v0) * C;
     be.zero(dw.get(), size_t(rows) * C * 4);
     for (int r0 = 0; r0 < N; r0 += nt) {
       const int n = std::min(nt, N - r0);
-      be.matmul_forward(tile.f32(), hidden + size_t(r0) * C, w, n, C, rows);
-      be.cross_entropy_backward(tile.f32(), lse + r0, db.targets.i32() + r0, n, rows, v0, V, loss_scale);
-      be.matmul_backward_weight(dw.f32(), tile.f32(), hidden + size_t(r0) * C, n, C, rows, true);
+      be.matmul_forward(tile.act(), hidden + int64_t(r0) * C, w, n, C, rows);
+      be.cross_entropy_backward(tile.act(), lse + r0, db.targets.i32() + r0, n, rows, v0, V, loss_scale);
+      be.matmul_backward_weight(dw.f32(), tile.act(), hidden + int64_t(r0) * C, n, C, rows, true);
     }
-    if (dx0) be.embedding_backward(dw.f32(), dx0, db.tokens.i32(), N, C, v0, rows);
+    if (dx0.ptr) be.embedding_backward(dw.f32(), dx0, db.tokens.i32(), N, C, v0, rows);
     sink.consume(param, v0, rows, dw.f32());
   }
 }
 
-void LlamaModel::embedding_weight_backward(const float* dx0, const DeviceBatch& db, GradSink& sink) {
+void LlamaModel::embedding_weight_backward(CAct dx0, const DeviceBatch& db, GradSink& sink) {
   Backend& be = backend_;
   const int N = db.N, C = config_.hidden_size, V = config_.vocab_size;
   const int vc = std::max(1, std::min(V, vocab_chunk_rows));

@@ -14,6 +14,7 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
     ptr_ = o.ptr_;
     bytes_ = o.bytes_;
     tag_ = o.tag_;
+    dtype_ = o.dtype_;
     o.owner_ = nullptr;
     o.ptr_ = nullptr;
     o.bytes_ = 0;
@@ -28,7 +29,42 @@ void Buffer::reset() {
   bytes_ = 0;
 }
 
-Buffer Backend::alloc(size_t bytes, const char* tag) {
+Backend::Backend(DType act_dtype) : act_dtype_(act_dtype) {
+  if (act_dtype != DType::F32 && act_dtype != DType::BF16) {
+    throw Error(std::string("activations must be F32 or BF16, not ") + dtype_name(act_dtype));
+  }
+}
+
+Buffer Backend::alloc_act(int64_t elems, const char* tag) {
+  return alloc_typed(act_bytes(elems), tag, act_dtype_);
+}
+
+std::vector<float> Backend::read_f32(CAct src, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  if (src.dtype == DType::F32) {
+    copy_to_host(out.data(), src.ptr, out.size() * 4);
+    return out;
+  }
+  std::vector<uint8_t> raw(size_t(n) * act_size(src.dtype));
+  copy_to_host(raw.data(), src.ptr, raw.size());
+  convert_to_f32(src.dtype, raw.data(), out.data(), out.size());
+  return out;
+}
+
+void Backend::write_f32(Act dst, const float* host, int64_t n) {
+  if (dst.dtype == DType::F32) {
+    copy_to_device(dst.ptr, host, size_t(n) * 4);
+    return;
+  }
+  std::vector<uint8_t> raw(size_t(n) * act_size(dst.dtype));
+  convert_from_f32(dst.dtype, host, raw.data(), size_t(n));
+  copy_to_device(dst.ptr, raw.data(), raw.size());
+  synchronize();  // raw is freed on return; an asynchronous copy must have read it by then
+}
+
+Buffer Backend::alloc(size_t bytes, const char* tag) { return alloc_typed(bytes, tag, DType::F32); }
+
+Buffer Backend::alloc_typed(size_t bytes, const char* tag, DType dtype) {
   void* p = raw_alloc(bytes == 0 ? 1 : bytes);
   if (!p) {
     throw Error(name() + ": out of memory allocating " + std::to_string(bytes) + " bytes (" +
@@ -41,7 +77,7 @@ Buffer Backend::alloc(size_t bytes, const char* tag) {
     stats_.peak_bytes = stats_.current_bytes;
     stats_.at_peak_by_tag = stats_.current_by_tag;
   }
-  return Buffer(this, p, bytes, tag);
+  return Buffer(this, p, bytes, tag, dtype);
 }
 
 void Backend::release(void* p, size_t bytes, const char* tag) {
@@ -52,10 +88,10 @@ void Backend::release(void* p, size_t bytes, const char* tag) {
 
 std::unique_ptr<Backend> make_backend(const std::string& device, bool debug_sync) {
   if (device == "cpu") return std::make_unique<CpuBackend>();
-  if (device == "cuda") return make_cuda_backend({0, debug_sync, true});
+  if (device == "cuda") return make_cuda_backend({0, debug_sync});
   if (device == "auto") {
     const DeviceInfo info = probe_cuda();
-    if (info.compiled && info.device_count > 0) return make_cuda_backend({0, debug_sync, true});
+    if (info.compiled && info.device_count > 0) return make_cuda_backend({0, debug_sync});
     return std::make_unique<CpuBackend>();
   }
   throw Error("unknown device '" + device + "' (expected auto, cpu or cuda)");

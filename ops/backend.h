@@ -1,16 +1,63 @@
 #pragma once
 // The backend seam: memory plus the ops the model composes. The model code calls only this interface and
-// never includes CUDA headers. All ops are fp32, row-major; weights are (out_features, in_features) as HF
-// stores them. Pointers are backend memory.
+// never includes CUDA headers. Row-major; weights are (out_features, in_features) as HF stores them. Pointers
+// are backend memory. Activations, activation gradients and dequantized weights are Act pointers, stored in
+// the backend's activation dtype (fp32 on the CPU reference, bf16 on the GPU); every op computes in fp32.
+// Losses, norm statistics, norm weights and weight gradients stay fp32.
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "core/dtype.h"
 #include "quant/int8.h"
 
 namespace qft {
+
+// Bytes of one element of an activation dtype (F32 or BF16).
+inline size_t act_size(DType t) { return t == DType::BF16 ? 2 : 4; }
+
+// A pointer into backend memory with its storage type. Plain float* converts implicitly (fp32).
+struct Act {
+  void* ptr = nullptr;
+  DType dtype = DType::F32;
+  Act() = default;
+  Act(void* p, DType t) : ptr(p), dtype(t) {}
+  Act(std::nullptr_t) {}
+  Act(float* p) : ptr(p) {}
+  Act(bf16* p) : ptr(p), dtype(DType::BF16) {}
+  Act operator+(int64_t elems) const { return {static_cast<uint8_t*>(ptr) + elems * int64_t(act_size(dtype)), dtype}; }
+  template <class T>
+  T* as() const { return static_cast<T*>(ptr); }
+};
+
+struct CAct {
+  const void* ptr = nullptr;
+  DType dtype = DType::F32;
+  CAct() = default;
+  CAct(const void* p, DType t) : ptr(p), dtype(t) {}
+  CAct(std::nullptr_t) {}
+  CAct(const float* p) : ptr(p) {}
+  CAct(const bf16* p) : ptr(p), dtype(DType::BF16) {}
+  CAct(Act a) : ptr(a.ptr), dtype(a.dtype) {}
+  CAct operator+(int64_t elems) const {
+    return {static_cast<const uint8_t*>(ptr) + elems * int64_t(act_size(dtype)), dtype};
+  }
+  template <class T>
+  const T* as() const { return static_cast<const T*>(ptr); }
+};
+
+// Calls f(float{}) or f(bf16{}) for an activation dtype: how a backend instantiates a functor for its storage.
+template <class F>
+void with_act_type(DType t, F&& f) {
+  if (t == DType::BF16) {
+    f(bf16{});
+  } else {
+    f(float{});
+  }
+}
 
 struct MemoryStats {
   size_t current_bytes = 0;
@@ -26,7 +73,8 @@ class Backend;
 class Buffer {
  public:
   Buffer() = default;
-  Buffer(Backend* owner, void* ptr, size_t bytes, const char* tag) : owner_(owner), ptr_(ptr), bytes_(bytes), tag_(tag) {}
+  Buffer(Backend* owner, void* ptr, size_t bytes, const char* tag, DType dtype = DType::F32)
+      : owner_(owner), ptr_(ptr), bytes_(bytes), tag_(tag), dtype_(dtype) {}
   Buffer(Buffer&& o) noexcept { *this = std::move(o); }
   Buffer& operator=(Buffer&& o) noexcept;
   Buffer(const Buffer&) = delete;
@@ -38,44 +86,47 @@ class Buffer {
   void* get() const { return ptr_; }
   float* f32() const { return static_cast<float*>(ptr_); }
   int32_t* i32() const { return static_cast<int32_t*>(ptr_); }
+  Act act() const { return {ptr_, dtype_}; }  // F32 unless allocated by Backend::alloc_act
+  DType dtype() const { return dtype_; }
 
  private:
   Backend* owner_ = nullptr;
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
   const char* tag_ = nullptr;
+  DType dtype_ = DType::F32;
 };
 
 struct AttentionParams {
-  float* out;                // (B, T, H, D)
-  float* scratch;            // (B, H, T, T) probabilities, kept for the backward pass
-  const float* q;            // (B, T, H, D)
-  const float* k;            // (B, T, KVH, D)
-  const float* v;            // (B, T, KVH, D)
+  Act out;                   // (B, T, H, D)
+  Act probs;                 // (B, H, T, T) probabilities, kept for the backward pass
+  CAct q;                    // (B, T, H, D)
+  CAct k;                    // (B, T, KVH, D)
+  CAct v;                    // (B, T, KVH, D)
   const int32_t* doc_start;  // (B, T) first visible key of each query, or null for plain causal
   int B, T, H, KVH, D;
 };
 
 struct AttentionBackwardParams {
-  float* dq;            // (B, T, H, D)
-  float* dk;            // (B, T, KVH, D)
-  float* dv;            // (B, T, KVH, D)
-  float* scratch;       // (T, T) workspace
-  const float* dout;    // (B, T, H, D)
-  const float* probs;   // (B, H, T, T) from attention_forward
-  const float* q;
-  const float* k;
-  const float* v;
+  Act dq;          // (B, T, H, D)
+  Act dk;          // (B, T, KVH, D)
+  Act dv;          // (B, T, KVH, D)
+  Act scratch;     // (KVH, T, T) workspace
+  CAct dout;       // (B, T, H, D)
+  CAct probs;      // (B, H, T, T) from attention_forward
+  CAct q;
+  CAct k;
+  CAct v;
   int B, T, H, KVH, D;
 };
 
 // Attention of n new queries against a KV cache (generation); see DecodeAttention in ops/kernels.h.
 struct DecodeAttentionParams {
-  float* out;          // (n, H, D)
-  float* scratch;      // (n * H, max_t)
-  const float* q;      // (n, H, D)
-  const float* k;      // (max_t, KVH, D) cache
-  const float* v;      // (max_t, KVH, D) cache
+  Act out;        // (n, H, D)
+  float* scores;  // (n * H, max_t) scratch
+  CAct q;         // (n, H, D)
+  CAct k;         // (max_t, KVH, D) cache
+  CAct v;         // (max_t, KVH, D) cache
   int n, past, max_t, H, KVH, D;
 };
 
@@ -83,10 +134,13 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  DType act_dtype() const { return act_dtype_; }
 
   // ---- memory ----
   // Tracked, by tag (a string literal naming what the memory is for); throws qft::Error on failure.
   Buffer alloc(size_t bytes, const char* tag = "scratch");
+  Buffer alloc_act(int64_t elems, const char* tag);  // elems values of the activation dtype
+  size_t act_bytes(int64_t elems) const { return size_t(elems) * act_size(act_dtype_); }
   const MemoryStats& memory() const { return stats_; }
   virtual size_t available_bytes() const = 0;  // what a new run may still allocate
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
@@ -94,62 +148,66 @@ class Backend {
   virtual void synchronize() {}
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within backend memory
   virtual void zero(void* dst, size_t bytes) = 0;
+  // Between storage types, in backend memory (rounding to nearest even into bf16).
+  virtual void convert(Act dst, CAct src, int64_t n) = 0;
+  // n values to or from fp32 host memory, whatever their storage type.
+  std::vector<float> read_f32(CAct src, int64_t n);
+  void write_f32(Act dst, const float* host, int64_t n);
 
   // ---- ops ----
   // out (N, O) = inp (N, I) @ weight (O, I)^T
-  virtual void matmul_forward(float* out, const float* inp, const float* weight, int N, int I, int O) = 0;
-  virtual void embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C) = 0;
-  virtual void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int N, int C, float eps) = 0;
+  virtual void matmul_forward(Act out, CAct inp, CAct weight, int N, int I, int O) = 0;
+  virtual void embedding_forward(Act out, const int32_t* tokens, CAct table, int N, int C) = 0;
+  virtual void rmsnorm_forward(Act y, float* rstd, CAct x, const float* w, int N, int C, float eps) = 0;
   // In place; backward applies the inverse rotation to a gradient.
-  virtual void rope(float* x, const int32_t* pos, const float* inv_freq, int N, int H, int D, bool backward) = 0;
+  virtual void rope(Act x, const int32_t* pos, const float* inv_freq, int N, int H, int D, bool backward) = 0;
   virtual void attention_forward(const AttentionParams& p) = 0;
   virtual void attention_decode(const DecodeAttentionParams& p) = 0;
-  virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) = 0;
-  virtual void residual_add(float* x, const float* y, int64_t n) = 0;
+  virtual void swiglu_forward(Act out, CAct gate, CAct up, int64_t n) = 0;
+  virtual void residual_add(Act x, CAct y, int64_t n) = 0;
   // loss (N,) per row, ignored targets give 0; lse (N,) logsumexp, may be null
-  virtual void cross_entropy_forward(float* loss, float* lse, const float* logits, const int32_t* targets, int N, int V) = 0;
+  virtual void cross_entropy_forward(float* loss, float* lse, CAct logits, const int32_t* targets, int N, int V) = 0;
 
   // ---- backward ops ----
   // dinp (N, I) (+)= dout (N, O) @ weight (O, I)
-  virtual void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int I, int O,
-                                     bool accumulate) = 0;
-  // dweight (O, I) (+)= dout (N, O)^T @ inp (N, I)
-  virtual void matmul_backward_weight(float* dweight, const float* dout, const float* inp, int N, int I, int O,
-                                      bool accumulate) = 0;
+  virtual void matmul_backward_input(Act dinp, CAct dout, CAct weight, int N, int I, int O, bool accumulate) = 0;
+  // dweight (O, I) (+)= dout (N, O)^T @ inp (N, I); the weight gradient is fp32 whatever the activations are
+  virtual void matmul_backward_weight(float* dweight, CAct dout, CAct inp, int N, int I, int O, bool accumulate) = 0;
   // dx (+)= d rmsnorm / dx; dw = d rmsnorm / dw (dw may be null)
-  virtual void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
-                                int N, int C, bool accumulate_dx) = 0;
+  virtual void rmsnorm_backward(Act dx, float* dw, CAct dy, CAct x, const float* w, const float* rstd, int N, int C,
+                                bool accumulate_dx) = 0;
   virtual void attention_backward(const AttentionBackwardParams& p) = 0;
   // dgate, dup may alias gate, up
-  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                               int64_t n) = 0;
+  virtual void swiglu_backward(Act dgate, Act dup, CAct dout, CAct gate, CAct up, int64_t n) = 0;
   // In place over a (N, cols) tile of logits holding vocabulary columns [v0, v0 + cols):
   // logits <- scale * (softmax - onehot(target)), using lse from cross_entropy_forward.
-  virtual void cross_entropy_backward(float* logits, const float* lse, const int32_t* targets, int N, int cols, int v0,
+  virtual void cross_entropy_backward(Act logits, const float* lse, const int32_t* targets, int N, int cols, int v0,
                                       int V, float scale) = 0;
   // dtable (rows, C) += scatter of dout (N, C) into the rows [v0, v0 + rows) that tokens name
-  virtual void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int N, int C, int v0,
-                                  int rows) = 0;
+  virtual void embedding_backward(float* dtable, CAct dout, const int32_t* tokens, int N, int C, int v0, int rows) = 0;
 
   // ---- optimizer and reductions ----
   virtual void lion_step(float* theta, float* m, const float* g, int64_t n, const LionParams& p) = 0;
   virtual double sum_squares(const float* x, int64_t n) = 0;
 
   // ---- INT8 state (quant/int8.h) ----
-  virtual void dequantize_hybrid(float* out, const HybridView& w) = 0;
+  virtual void dequantize_hybrid(Act out, const HybridView& w) = 0;
   virtual void dequantize_blocks(float* out, const BlockView& b) = 0;
   virtual void quantize_blocks(const BlockView& b, const float* x, const RoundingKey& key, int64_t row_base) = 0;
   virtual void accumulate_blocks(const BlockView& acc, const float* g, const RoundingKey& key, int64_t row_base) = 0;
   virtual void lion_step_rows(const LionRowStep& step, int64_t rows) = 0;
 
  protected:
+  explicit Backend(DType act_dtype = DType::F32);  // F32 or BF16
   virtual void* raw_alloc(size_t bytes) = 0;  // nullptr when out of memory
   virtual void raw_free(void* p) = 0;
 
  private:
   friend class Buffer;
   void release(void* p, size_t bytes, const char* tag);
+  Buffer alloc_typed(size_t bytes, const char* tag, DType dtype);
   MemoryStats stats_;
+  DType act_dtype_;
 };
 
 // "auto" picks CUDA when a GPU is usable and the CUDA backend is built, else the CPU. "cpu" and "cuda" are explicit.

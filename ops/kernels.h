@@ -3,9 +3,12 @@
 // backend in kernels (cuda/launch.cuh). Row functors are written against a "row context": on the CPU it is
 // one thread walking the whole row (SerialRow); on the GPU it is a thread block whose reductions are block
 // reductions. Every thread of a row must call the row context's reductions, the same number of times.
+// Functors are templated on T, the storage type of activations (float or bf16): values are loaded with
+// to_f32, computed in fp32 and stored with from_f32<T>. For T = float both are the identity.
 #include <cstddef>
 #include <cstdint>
 
+#include "core/dtype.h"
 #include "core/hd.h"
 
 namespace qft {
@@ -24,32 +27,43 @@ QFT_HD float silu(float x) { return x / (1.0f + exp_hd(-x)); }
 
 // ---- elementwise functors: f(i) for i in [0, n) -------------------------------------------------------
 
+template <class TD, class TS>
+struct Convert {  // dst = src, between storage types
+  TD* dst;
+  const TS* src;
+  QFT_HD void operator()(int64_t i) const { dst[i] = from_f32<TD>(to_f32(src[i])); }
+};
+
+template <class T>
 struct EmbeddingForward {  // out (N, C) = table[tokens] (V, C)
-  float* out;
+  T* out;
   const int32_t* tokens;
-  const float* table;
+  const T* table;
   int64_t C;
   QFT_HD void operator()(int64_t i) const { out[i] = table[int64_t(tokens[i / C]) * C + i % C]; }
 };
 
+template <class T>
 struct SwigluForward {  // out = silu(gate) * up, all (N, I)
-  float* out;
-  const float* gate;
-  const float* up;
-  QFT_HD void operator()(int64_t i) const { out[i] = silu(gate[i]) * up[i]; }
+  T* out;
+  const T* gate;
+  const T* up;
+  QFT_HD void operator()(int64_t i) const { out[i] = from_f32<T>(silu(to_f32(gate[i])) * to_f32(up[i])); }
 };
 
+template <class T>
 struct ResidualAdd {  // x += y
-  float* x;
-  const float* y;
-  QFT_HD void operator()(int64_t i) const { x[i] += y[i]; }
+  T* x;
+  const T* y;
+  QFT_HD void operator()(int64_t i) const { x[i] = from_f32<T>(to_f32(x[i]) + to_f32(y[i])); }
 };
 
 // Rotary embedding in the "rotate half" layout of HF LLaMA: pairs (d, d + D/2) of each head rotate by
 // pos * inv_freq[d]. One call per (token, head, d < D/2); x is (N, H, D). The backward pass is the inverse
 // rotation (direction = -1), since a rotation's transpose is its inverse.
+template <class T>
 struct Rope {
-  float* x;
+  T* x;
   const int32_t* pos;       // (N,)
   const float* inv_freq;    // (D/2,)
   int64_t H, D;
@@ -60,40 +74,44 @@ struct Rope {
     int64_t th = i / half;  // token * H + head
     float angle = float(pos[th / H]) * inv_freq[d];
     float c = cosf(angle), s = direction * sinf(angle);
-    float* p = x + th * D;
-    float x1 = p[d], x2 = p[d + half];
-    p[d] = x1 * c - x2 * s;
-    p[d + half] = x2 * c + x1 * s;
+    T* p = x + th * D;
+    float x1 = to_f32(p[d]), x2 = to_f32(p[d + half]);
+    p[d] = from_f32<T>(x1 * c - x2 * s);
+    p[d + half] = from_f32<T>(x2 * c + x1 * s);
   }
 };
 
 // ---- row functors: f(row_ctx, r) for r in [0, rows) ---------------------------------------------------
 
 // y = w * x / rms(x); also stores 1/rms for the backward pass when rstd is not null. x, y: (rows, C)
+template <class T>
 struct RmsNormForward {
-  float* y;
+  T* y;
   float* rstd;
-  const float* x;
+  const T* x;
   const float* w;
   int64_t C;
   float eps;
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
-    const float* xr = x + r * C;
-    float* yr = y + r * C;
+    const T* xr = x + r * C;
+    T* yr = y + r * C;
     float ss = 0.0f;
-    for (int64_t i = row.lane(); i < C; i += row.width()) ss += xr[i] * xr[i];
+    for (int64_t i = row.lane(); i < C; i += row.width()) ss += to_f32(xr[i]) * to_f32(xr[i]);
     ss = row.sum(ss);
     float inv = rsqrt_hd(ss / float(C) + eps);
-    for (int64_t i = row.lane(); i < C; i += row.width()) yr[i] = w[i] * (xr[i] * inv);
+    for (int64_t i = row.lane(); i < C; i += row.width()) yr[i] = from_f32<T>(w[i] * (to_f32(xr[i]) * inv));
     if (rstd && row.lane() == 0) rstd[r] = inv;
   }
 };
 
 // Scaled, masked softmax over one row of attention scores, in place. Row r is query t = r % T of its
 // (batch, head); keys j in [lo, t] are visible, where lo is the query's document start (0 without packing).
+// With bf16 storage the unnormalised exponentials are kept in fp32 registers only for the sum; the row is
+// stored once, normalised.
+template <class S>
 struct AttentionSoftmax {
-  float* scores;            // (rows, T)
+  S* scores;                // (rows, T)
   const int32_t* doc_start; // (B*T,) or null; indexed by batch * T + t
   int64_t T, heads;         // rows = B * heads * T
   float scale;
@@ -102,43 +120,42 @@ struct AttentionSoftmax {
     int64_t t = r % T;
     int64_t b = r / (T * heads);
     int64_t lo = doc_start ? doc_start[b * T + t] : 0;
-    float* s = scores + r * T;
+    S* s = scores + r * T;
     float m = -INFINITY;
-    for (int64_t j = lo + row.lane(); j <= t; j += row.width()) m = max_hd(m, s[j] * scale);
+    for (int64_t j = lo + row.lane(); j <= t; j += row.width()) m = max_hd(m, to_f32(s[j]) * scale);
     m = row.max(m);
     float sum = 0.0f;
-    for (int64_t j = lo + row.lane(); j <= t; j += row.width()) {
-      float e = exp_hd(s[j] * scale - m);
-      s[j] = e;
-      sum += e;
-    }
-    sum = row.sum(sum);
+    for (int64_t j = lo + row.lane(); j <= t; j += row.width()) sum += exp_hd(to_f32(s[j]) * scale - m);
+    sum = row.sum(sum);  // also orders every lane's reads of s before the writes below
     float inv = 1.0f / sum;
-    for (int64_t j = row.lane(); j < T; j += row.width()) s[j] = (j >= lo && j <= t) ? s[j] * inv : 0.0f;
+    for (int64_t j = row.lane(); j < T; j += row.width()) {
+      s[j] = from_f32<S>((j >= lo && j <= t) ? exp_hd(to_f32(s[j]) * scale - m) * inv : 0.0f);
+    }
   }
 };
 
 // Attention of new queries against a KV cache, for generation: row r is query i = r / H, head h = r % H, at
 // position past + i; it sees cached keys [0, past + i]. Scores, softmax and the weighted sum of values in one
 // pass per row (the training path's GEMMs are not worth it for a handful of queries).
+template <class T>
 struct DecodeAttention {
-  float* out;          // (n, H, D)
+  T* out;              // (n, H, D)
   float* scores;       // (n * H, max_t) scratch
-  const float* q;      // (n, H, D), after RoPE
-  const float* k;      // (max_t, KVH, D) cache, rows [0, past + n) filled, after RoPE
-  const float* v;      // (max_t, KVH, D)
+  const T* q;          // (n, H, D), after RoPE
+  const T* k;          // (max_t, KVH, D) cache, rows [0, past + n) filled, after RoPE
+  const T* v;          // (max_t, KVH, D)
   int64_t past, H, KVH, D, max_t;
   float scale;
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
     const int64_t i = r / H, h = r % H, kvh = h / (H / KVH), len = past + i + 1;
-    const float* qr = q + (i * H + h) * D;
+    const T* qr = q + (i * H + h) * D;
     float* s = scores + r * max_t;
     float m = -INFINITY;
     for (int64_t j = row.lane(); j < len; j += row.width()) {
-      const float* kr = k + (j * KVH + kvh) * D;
+      const T* kr = k + (j * KVH + kvh) * D;
       float dot = 0.0f;
-      for (int64_t d = 0; d < D; ++d) dot += qr[d] * kr[d];
+      for (int64_t d = 0; d < D; ++d) dot += to_f32(qr[d]) * to_f32(kr[d]);
       s[j] = dot * scale;
       m = max_hd(m, s[j]);
     }
@@ -152,33 +169,34 @@ struct DecodeAttention {
     const float inv = 1.0f / sum;
     for (int64_t d = row.lane(); d < D; d += row.width()) {
       float acc = 0.0f;
-      for (int64_t j = 0; j < len; ++j) acc += s[j] * v[(j * KVH + kvh) * D + d];
-      out[(i * H + h) * D + d] = acc * inv;
+      for (int64_t j = 0; j < len; ++j) acc += s[j] * to_f32(v[(j * KVH + kvh) * D + d]);
+      out[(i * H + h) * D + d] = from_f32<T>(acc * inv);
     }
   }
 };
 
 // Cross-entropy of one row of logits against its target; ignored targets give loss 0.
 // loss[r] = logsumexp(logits) - logits[target]; lse[r] (optional) keeps logsumexp for the backward pass.
+template <class T>
 struct CrossEntropyForward {
   float* loss;             // (rows,)
   float* lse;              // (rows,) or null
-  const float* logits;     // (rows, V)
+  const T* logits;         // (rows, V)
   const int32_t* targets;  // (rows,)
   int64_t V;
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
     int32_t target = targets[r];
-    const float* z = logits + r * V;
+    const T* z = logits + r * V;
     float m = -INFINITY;
-    for (int64_t i = row.lane(); i < V; i += row.width()) m = max_hd(m, z[i]);
+    for (int64_t i = row.lane(); i < V; i += row.width()) m = max_hd(m, to_f32(z[i]));
     m = row.max(m);
     float sum = 0.0f;
-    for (int64_t i = row.lane(); i < V; i += row.width()) sum += exp_hd(z[i] - m);
+    for (int64_t i = row.lane(); i < V; i += row.width()) sum += exp_hd(to_f32(z[i]) - m);
     sum = row.sum(sum);
     if (row.lane() == 0) {
       float l = m + log_hd(sum);
-      loss[r] = target == kIgnoreIndex ? 0.0f : l - z[target];
+      loss[r] = target == kIgnoreIndex ? 0.0f : l - to_f32(z[target]);
       if (lse) lse[r] = l;
     }
   }

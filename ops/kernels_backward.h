@@ -11,80 +11,86 @@ QFT_HD float silu_grad(float x) {
 }
 
 // out = silu(gate) * up  =>  dgate = dout * up * silu'(gate), dup = dout * silu(gate). In place is allowed.
+template <class T>
 struct SwigluBackward {
-  float* dgate;
-  float* dup;
-  const float* dout;
-  const float* gate;
-  const float* up;
+  T* dgate;
+  T* dup;
+  const T* dout;
+  const T* gate;
+  const T* up;
   QFT_HD void operator()(int64_t i) const {
-    float g = gate[i], u = up[i], d = dout[i];
-    dgate[i] = d * u * silu_grad(g);
-    dup[i] = d * silu(g);
+    float g = to_f32(gate[i]), u = to_f32(up[i]), d = to_f32(dout[i]);
+    dgate[i] = from_f32<T>(d * u * silu_grad(g));
+    dup[i] = from_f32<T>(d * silu(g));
   }
 };
 
 // dx (+)= rstd * (w*dy - xhat * mean(w*dy * xhat)), xhat = x * rstd. One row per call.
+template <class T>
 struct RmsNormBackwardInput {
-  float* dx;
-  const float* dy;
-  const float* x;
+  T* dx;
+  const T* dy;
+  const T* x;
   const float* w;
   const float* rstd;
   int64_t C;
   bool accumulate;
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
-    const float* xr = x + r * C;
-    const float* dyr = dy + r * C;
-    float* dxr = dx + r * C;
+    const T* xr = x + r * C;
+    const T* dyr = dy + r * C;
+    T* dxr = dx + r * C;
     const float rs = rstd[r];
     float dot = 0.0f;
-    for (int64_t i = row.lane(); i < C; i += row.width()) dot += w[i] * dyr[i] * xr[i] * rs;
+    for (int64_t i = row.lane(); i < C; i += row.width()) dot += w[i] * to_f32(dyr[i]) * to_f32(xr[i]) * rs;
     dot = row.sum(dot) / float(C);
     for (int64_t i = row.lane(); i < C; i += row.width()) {
-      float g = rs * (w[i] * dyr[i] - xr[i] * rs * dot);
-      dxr[i] = accumulate ? dxr[i] + g : g;
+      float g = rs * (w[i] * to_f32(dyr[i]) - to_f32(xr[i]) * rs * dot);
+      dxr[i] = from_f32<T>(accumulate ? to_f32(dxr[i]) + g : g);
     }
   }
 };
 
 // dw[i] = sum_r dy[r, i] * x[r, i] * rstd[r]. One column per call, so no two calls write the same element.
+template <class T>
 struct RmsNormBackwardWeight {
   float* dw;
-  const float* dy;
-  const float* x;
+  const T* dy;
+  const T* x;
   const float* rstd;
   int64_t N, C;
   QFT_HD void operator()(int64_t i) const {
     float s = 0.0f;
-    for (int64_t r = 0; r < N; ++r) s += dy[r * C + i] * x[r * C + i] * rstd[r];
+    for (int64_t r = 0; r < N; ++r) s += to_f32(dy[r * C + i]) * to_f32(x[r * C + i]) * rstd[r];
     dw[i] = s;
   }
 };
 
 // Backward of the attention softmax, in place on the upstream gradient of the probabilities:
-// dS_j = scale * P_j * (dP_j - sum_k P_k dP_k). Masked entries have P = 0 and get 0.
+// dS_j = scale * P_j * (dP_j - sum_k P_k dP_k). Masked entries have P = 0 and get 0. Row r is query r % T of
+// head r / T; dscores holds the heads contiguously, probs holds them head_stride elements apart.
+template <class S>
 struct AttentionSoftmaxBackward {
-  float* dscores;       // (rows, T): dP on entry, dS on exit
-  const float* probs;   // (rows, T)
-  int64_t T;
+  S* dscores;           // (heads, T, T): dP on entry, dS on exit
+  const S* probs;       // (heads, T, T) with head stride head_stride
+  int64_t T, head_stride;
   float scale;
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
-    float* d = dscores + r * T;
-    const float* p = probs + r * T;
+    S* d = dscores + r * T;
+    const S* p = probs + (r / T) * head_stride + (r % T) * T;
     float dot = 0.0f;
-    for (int64_t j = row.lane(); j < T; j += row.width()) dot += p[j] * d[j];
+    for (int64_t j = row.lane(); j < T; j += row.width()) dot += to_f32(p[j]) * to_f32(d[j]);
     dot = row.sum(dot);
-    for (int64_t j = row.lane(); j < T; j += row.width()) d[j] = scale * p[j] * (d[j] - dot);
+    for (int64_t j = row.lane(); j < T; j += row.width()) d[j] = from_f32<S>(scale * to_f32(p[j]) * (to_f32(d[j]) - dot));
   }
 };
 
 // Gradient of the summed, scaled cross-entropy with respect to the logits, in place:
 // logits[r] <- scale * (softmax(logits[r]) - onehot(target)), zero for ignored targets. lse[r] is logsumexp.
+template <class T>
 struct CrossEntropyBackward {
-  float* logits;           // (rows, V): logits on entry, their gradient on exit
+  T* logits;               // (rows, V): logits on entry, their gradient on exit
   const float* lse;        // (rows,)
   const int32_t* targets;  // (rows,)
   int64_t V;
@@ -95,21 +101,22 @@ struct CrossEntropyBackward {
     int64_t r = i / ld, c = i % ld;
     int32_t t = targets[r];
     float g = 0.0f;
-    if (t != kIgnoreIndex) g = scale * (exp_hd(logits[i] - lse[r]) - (v0 + c == t ? 1.0f : 0.0f));
-    logits[i] = g;
+    if (t != kIgnoreIndex) g = scale * (exp_hd(to_f32(logits[i]) - lse[r]) - (v0 + c == t ? 1.0f : 0.0f));
+    logits[i] = from_f32<T>(g);
   }
 };
 
 // table gradient rows [v0, v0 + rows) from the gradient of the embedding output: one column per call.
+template <class T>
 struct EmbeddingBackward {
   float* dtable;           // (rows, C), zero-filled by the caller
-  const float* dout;       // (N, C)
+  const T* dout;           // (N, C)
   const int32_t* tokens;   // (N,)
   int64_t N, C, v0, rows;
   QFT_HD void operator()(int64_t c) const {
     for (int64_t n = 0; n < N; ++n) {
       int64_t v = tokens[n] - v0;
-      if (v >= 0 && v < rows) dtable[v * C + c] += dout[n * C + c];
+      if (v >= 0 && v < rows) dtable[v * C + c] += to_f32(dout[n * C + c]);
     }
   }
 };

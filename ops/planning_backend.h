@@ -8,32 +8,34 @@ namespace qft {
 
 class PlanningBackend final : public Backend {
  public:
+  explicit PlanningBackend(DType activations = DType::F32) : Backend(activations) {}
   std::string name() const override { return "plan"; }
   size_t available_bytes() const override { return SIZE_MAX; }
   void copy_to_device(void*, const void*, size_t) override {}
   void copy_to_host(void*, const void*, size_t) override {}
   void copy(void*, const void*, size_t) override {}
   void zero(void*, size_t) override {}
+  void convert(Act, CAct, int64_t) override {}
 
-  void matmul_forward(float*, const float*, const float*, int, int, int) override {}
-  void embedding_forward(float*, const int32_t*, const float*, int, int) override {}
-  void rmsnorm_forward(float*, float*, const float*, const float*, int, int, float) override {}
-  void rope(float*, const int32_t*, const float*, int, int, int, bool) override {}
+  void matmul_forward(Act, CAct, CAct, int, int, int) override {}
+  void embedding_forward(Act, const int32_t*, CAct, int, int) override {}
+  void rmsnorm_forward(Act, float*, CAct, const float*, int, int, float) override {}
+  void rope(Act, const int32_t*, const float*, int, int, int, bool) override {}
   void attention_forward(const AttentionParams&) override {}
   void attention_decode(const DecodeAttentionParams&) override {}
-  void swiglu_forward(float*, const float*, const float*, int64_t) override {}
-  void residual_add(float*, const float*, int64_t) override {}
-  void cross_entropy_forward(float*, float*, const float*, const int32_t*, int, int) override {}
-  void matmul_backward_input(float*, const float*, const float*, int, int, int, bool) override {}
-  void matmul_backward_weight(float*, const float*, const float*, int, int, int, bool) override {}
-  void rmsnorm_backward(float*, float*, const float*, const float*, const float*, const float*, int, int, bool) override {}
+  void swiglu_forward(Act, CAct, CAct, int64_t) override {}
+  void residual_add(Act, CAct, int64_t) override {}
+  void cross_entropy_forward(float*, float*, CAct, const int32_t*, int, int) override {}
+  void matmul_backward_input(Act, CAct, CAct, int, int, int, bool) override {}
+  void matmul_backward_weight(float*, CAct, CAct, int, int, int, bool) override {}
+  void rmsnorm_backward(Act, float*, CAct, CAct, const float*, const float*, int, int, bool) override {}
   void attention_backward(const AttentionBackwardParams&) override {}
-  void swiglu_backward(float*, float*, const float*, const float*, const float*, int64_t) override {}
-  void cross_entropy_backward(float*, const float*, const int32_t*, int, int, int, int, float) override {}
-  void embedding_backward(float*, const float*, const int32_t*, int, int, int, int) override {}
+  void swiglu_backward(Act, Act, CAct, CAct, CAct, int64_t) override {}
+  void cross_entropy_backward(Act, const float*, const int32_t*, int, int, int, int, float) override {}
+  void embedding_backward(float*, CAct, const int32_t*, int, int, int, int) override {}
   void lion_step(float*, float*, const float*, int64_t, const LionParams&) override {}
   double sum_squares(const float*, int64_t) override { return 1.0; }
-  void dequantize_hybrid(float*, const HybridView&) override {}
+  void dequantize_hybrid(Act, const HybridView&) override {}
   void dequantize_blocks(float*, const BlockView&) override {}
   void quantize_blocks(const BlockView&, const float*, const RoundingKey&, int64_t) override {}
   void accumulate_blocks(const BlockView&, const float*, const RoundingKey&, int64_t) override {}

@@ -7,6 +7,7 @@
 //    never straddle rows, one fp32 absmax each (bitsandbytes' layout when cols is a multiple of the block).
 #include <cstdint>
 
+#include "core/dtype.h"
 #include "core/hd.h"
 #include "quant/lion.h"
 #include "quant/rounding.h"
@@ -41,19 +42,20 @@ struct BlockView {
 };
 
 // out (rows, cols) = dense q * scale, with the outliers scattered in.
+template <class T>  // float, or bf16 for a bf16 backend's compute copy
 struct HybridDequantRows {
-  float* out;
+  T* out;
   HybridView w;
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
     const float s = w.scale[r];
     for (int64_t i = row.lane(); i < w.cols; i += row.width()) {
       const int8_t q = w.q[r * w.cols + i];
-      out[r * w.cols + i] = q == kOutlierSlot ? 0.0f : float(q) * s;
+      out[r * w.cols + i] = from_f32<T>(q == kOutlierSlot ? 0.0f : float(q) * s);
     }
     row.sync();
     for (int64_t k = w.row_ptr[r] + row.lane(); k < w.row_ptr[r + 1]; k += row.width()) {
-      out[r * w.cols + w.col(k)] = w.val[k];
+      out[r * w.cols + w.col(k)] = from_f32<T>(w.val[k]);
     }
   }
 };

@@ -1,5 +1,7 @@
 #include "test/helpers.h"
 
+#include <catch2/catch.hpp>
+
 #include <sys/wait.h>
 
 #include <array>
@@ -68,6 +70,18 @@ std::vector<float> random_normal(size_t n, std::mt19937_64& rng, float stddev) {
   return v;
 }
 
+std::vector<bf16> to_bf16(const std::vector<float>& v) {
+  std::vector<bf16> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = from_f32<bf16>(v[i]);
+  return out;
+}
+
+std::vector<float> widen(const std::vector<bf16>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = to_f32(v[i]);
+  return out;
+}
+
 double max_rel_error(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.size() != b.size()) throw std::runtime_error("max_rel_error: size mismatch");
   double num = 0, den = 0;
@@ -77,6 +91,25 @@ double max_rel_error(const std::vector<float>& a, const std::vector<float>& b) {
     den = std::max(den, std::fabs(double(b[i])));
   }
   return den > 0 ? num / den : num;
+}
+
+CaptureSink::CaptureSink(const LlamaModel& m) : model_(m) {
+  for (const Param& p : m.params()) {
+    grads.emplace_back(size_t(p.numel()), 0.0f);
+    seen.emplace_back(size_t(p.rows), 0);
+  }
+}
+
+void CaptureSink::consume(int param, int64_t row0, int64_t rows, const float* g) {
+  const Param& p = model_.params()[size_t(param)];
+  REQUIRE(row0 + rows <= p.rows);
+  model_.backend().copy_to_host(grads[size_t(param)].data() + row0 * p.cols, g, size_t(rows * p.cols) * 4);
+  for (int64_t r = row0; r < row0 + rows; ++r) seen[size_t(param)][size_t(r)] += 1;
+}
+
+void CaptureSink::require_complete() const {
+  for (size_t i = 0; i < seen.size(); ++i)
+    for (int c : seen[i]) REQUIRE(c == 1);
 }
 
 Batch golden_batch(const SafeTensorsFile& golden) {

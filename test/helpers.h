@@ -39,6 +39,11 @@ std::string read_file(const std::string& path);
 uint64_t fresh_seed();
 std::vector<float> random_normal(size_t n, std::mt19937_64& rng, float stddev = 1.0f);
 
+// bf16 storage on the host: rounding to nearest even, and back to fp32 exactly.
+std::vector<bf16> to_bf16(const std::vector<float>& v);
+std::vector<float> widen(const std::vector<bf16>& v);
+inline std::vector<float> bf16_rounded(const std::vector<float>& v) { return widen(to_bf16(v)); }
+
 // max_i |a_i - b_i| / max_i |b_i|: relative error in the max norm.
 double max_rel_error(const std::vector<float>& a, const std::vector<float>& b);
 
@@ -54,6 +59,19 @@ struct GoldenCase {
   LlamaModel model;
   explicit GoldenCase(const std::string& name)
       : hf(fixture(name)), golden(fixture(name + "/golden.safetensors")), batch(golden_batch(golden)), model(hf, backend) {}
+};
+
+// Collects every gradient on the host and checks that each row arrives exactly once.
+class CaptureSink final : public GradSink {
+ public:
+  explicit CaptureSink(const LlamaModel& m);
+  void consume(int param, int64_t row0, int64_t rows, const float* g) override;
+  void require_complete() const;
+  std::vector<std::vector<float>> grads;
+  std::vector<std::vector<int>> seen;
+
+ private:
+  const LlamaModel& model_;
 };
 
 // A short CPU run of the embedded tiny model on the tiny instruction data, with INT8 state, gradient

@@ -17,32 +17,6 @@ using namespace qft;
 
 namespace {
 
-// Collects every gradient on the host and checks that each row arrives exactly once.
-class CaptureSink final : public GradSink {
- public:
-  explicit CaptureSink(const LlamaModel& m) : model_(m) {
-    for (const Param& p : m.params()) {
-      grads.emplace_back(size_t(p.numel()), 0.0f);
-      seen.emplace_back(size_t(p.rows), 0);
-    }
-  }
-  void consume(int param, int64_t row0, int64_t rows, const float* g) override {
-    const Param& p = model_.params()[size_t(param)];
-    REQUIRE(row0 + rows <= p.rows);
-    model_.backend().copy_to_host(grads[size_t(param)].data() + row0 * p.cols, g, size_t(rows * p.cols) * 4);
-    for (int64_t r = row0; r < row0 + rows; ++r) seen[size_t(param)][size_t(r)] += 1;
-  }
-  void require_complete() const {
-    for (size_t i = 0; i < seen.size(); ++i)
-      for (int c : seen[i]) REQUIRE(c == 1);
-  }
-  std::vector<std::vector<float>> grads;
-  std::vector<std::vector<int>> seen;
-
- private:
-  const LlamaModel& model_;
-};
-
 std::vector<float> read_param(const LlamaModel& m, int i) {
   const Param& p = m.params()[size_t(i)];
   std::vector<float> v(size_t(p.numel()));
@@ -68,7 +42,7 @@ TEST_CASE("every parameter's gradient matches transformers", "[golden][backward]
     LlamaModel& model = g.model;
     model.logits_chunk_tokens = 16;  // several token chunks
     model.vocab_chunk_rows = 96;     // several vocabulary chunks, the last one partial
-    CaptureSink sink(model);
+    test::CaptureSink sink(model);
     const LossSum loss = model.backward(batch, float(1.0 / double(batch.target_count())), sink);
     sink.require_complete();
     CHECK(std::fabs(loss.mean() - golden.read_f32("loss")[0]) <= 1e-5);
@@ -91,7 +65,7 @@ TEST_CASE("gradients agree with central finite differences", "[backward]") {
   LlamaModel model(hf, be);
   Batch batch = random_batch(rng, 2, 7, 500);
   batch.targets[3] = kIgnoreIndex;
-  CaptureSink sink(model);
+  test::CaptureSink sink(model);
   const float scale = float(1.0 / double(batch.target_count()));
   model.backward(batch, scale, sink);
   // For a few parameters, perturb the element with the largest gradient (best signal-to-noise in fp32).
@@ -188,7 +162,7 @@ TEST_CASE("accumulating two micro-batches of B equals one batch of 2B", "[backwa
     AccumulateSink second(acc, false, 1);
     accum.backward(half(1), scale, second);
   }
-  CaptureSink whole_grads(whole);
+  test::CaptureSink whole_grads(whole);
   whole.backward(big, scale, whole_grads);
   for (size_t i = 0; i < whole.params().size(); ++i) {
     const std::vector<float> a = acc.to_host(int(i));

@@ -280,8 +280,7 @@ TEST_CASE("re-selecting outliers after training keeps the weights within half a 
   }
   std::vector<std::vector<float>> before;
   for (size_t i = 0; i < model.params().size(); ++i) {
-    before.push_back(std::vector<float>(size_t(model.params()[i].numel())));
-    be.copy_to_host(before.back().data(), model.dense(int(i)).f32(), before.back().size() * 4);
+    before.push_back(model.read_weight(int(i)));
   }
   const double loss_before = model.forward_loss(batch).mean();
   model.reselect_outliers();
@@ -290,8 +289,7 @@ TEST_CASE("re-selecting outliers after training keeps the weights within half a 
     if (!p.quantized()) continue;
     const auto scale = to_host<float>(be, p.int8.scale);
     const auto q = to_host<int8_t>(be, p.int8.q);
-    std::vector<float> after(before[i].size());
-    be.copy_to_host(after.data(), model.dense(int(i)).f32(), after.size() * 4);
+    const std::vector<float> after = model.read_weight(int(i));
     for (int64_t r = 0; r < p.rows; ++r) {
       // The outliers are again the k largest |w| of the row, and exact; the rest within half a step.
       float smallest_outlier = INFINITY, largest_dense = 0;

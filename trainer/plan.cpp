@@ -50,7 +50,8 @@ LlamaConfig plan_architecture(const RunConfig& cfg) {
 }
 
 MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_cuda) {
-  PlanningBackend be;
+  // The GPU stores activations and the compute copies of weights in bf16 (CudaOptions), the CPU in fp32.
+  PlanningBackend be(for_cuda ? DType::BF16 : DType::F32);
   const WeightStorage storage{cfg.quant.weights == "int8", cfg.quant.outlier_fraction};
   LlamaModel model(arch, be, storage);
   OptimizerSettings os;
@@ -88,10 +89,10 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_c
   plan.peak_bytes = be.memory().peak_bytes;
   // What else was live at the peak, by allocation tag (weights and optimizer state are listed above).
   static const std::map<std::string, std::string> notes = {
-      {"layer-input stack", "fp32 input of every layer, (layers + 1) x tokens x hidden"},
+      {"layer-input stack", "input of every layer, (layers + 1) x tokens x hidden"},
       {"layer activations", "one layer's recomputed forward, attention probabilities included"},
       {"layer gradients", "one layer's activation gradients and attention scratch"},
-      {"dequantized weights", "fp32 copy of the matrix in use"},
+      {"dequantized weights", "compute copy of the matrix in use"},
       {"weight-gradient chunk", "one matrix's gradient, or a vocabulary chunk of the head's"},
       {"logits chunk", "a token chunk of full-vocabulary logits"},
       {"head activations", "final hidden states, logsumexp, residual-stream gradient"},

@@ -1,0 +1,256 @@
+#pragma once
+// Every op of the Backend interface, written once as "which shared functor, over how many elements or rows,
+// with which GEMMs". A concrete backend derives from FunctorBackend<Self> and supplies only how to run things:
+//   template <class F> void launch_elementwise(const F& f, int64_t n);   // f(i), i in [0, n)
+//   template <class F> void launch_rows(const F& f, int64_t rows);       // f(row_ctx, r)
+//   void run_gemm(const GemmArgs& g);
+//   void after_op(const char* op);                                       // e.g. --debug-sync
+// plus memory. The CPU and CUDA backends thus differ only in how they launch and multiply.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "ops/backend.h"
+#include "ops/gemm_args.h"
+#include "ops/kernels.h"
+#include "ops/kernels_backward.h"
+
+namespace qft {
+
+// The storage type shared by an op's activation arguments; a mix is a caller bug.
+inline DType common_dtype(const char* op, std::initializer_list<DType> types) {
+  const DType t = *types.begin();
+  for (DType u : types) {
+    if (u != t) throw Error(std::string(op) + ": activation arguments of different storage types");
+  }
+  return t;
+}
+
+template <class Self>
+class FunctorBackend : public Backend {
+ public:
+  using Backend::Backend;
+
+  void convert(Act dst, CAct src, int64_t n) override {
+    with_act_type(dst.dtype, [&](auto d) {
+      with_act_type(src.dtype, [&](auto s) {
+        using TD = decltype(d);
+        using TS = decltype(s);
+        each(Convert<TD, TS>{dst.as<TD>(), src.as<TS>()}, n);
+      });
+    });
+    done("convert");
+  }
+
+  // ---- forward ----
+  void matmul_forward(Act out, CAct inp, CAct weight, int N, int I, int O) override {
+    gemm({false, true, N, O, I, inp, I, weight, I, 0.0f, out, O});  // (N, I) @ (O, I)^T -> (N, O)
+    done("matmul_forward");
+  }
+  void embedding_forward(Act out, const int32_t* tokens, CAct table, int N, int C) override {
+    with_act_type(common_dtype("embedding_forward", {out.dtype, table.dtype}), [&](auto t) {
+      using T = decltype(t);
+      each(EmbeddingForward<T>{out.as<T>(), tokens, table.as<T>(), C}, int64_t(N) * C);
+    });
+    done("embedding_forward");
+  }
+  void rmsnorm_forward(Act y, float* rstd, CAct x, const float* w, int N, int C, float eps) override {
+    with_act_type(common_dtype("rmsnorm_forward", {y.dtype, x.dtype}), [&](auto t) {
+      using T = decltype(t);
+      rows(RmsNormForward<T>{y.as<T>(), rstd, x.as<T>(), w, C, eps}, N);
+    });
+    done("rmsnorm_forward");
+  }
+  void rope(Act x, const int32_t* pos, const float* inv_freq, int N, int H, int D, bool backward) override {
+    with_act_type(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      each(Rope<T>{x.as<T>(), pos, inv_freq, H, D, backward ? -1.0f : 1.0f}, int64_t(N) * H * (D / 2));
+    });
+    done("rope");
+  }
+  void attention_forward(const AttentionParams& p) override;
+  void attention_decode(const DecodeAttentionParams& p) override {
+    with_act_type(common_dtype("attention_decode", {p.out.dtype, p.q.dtype, p.k.dtype, p.v.dtype}), [&](auto t) {
+      using T = decltype(t);
+      rows(DecodeAttention<T>{p.out.as<T>(), p.scores, p.q.as<T>(), p.k.as<T>(), p.v.as<T>(), p.past, p.H, p.KVH,
+                              p.D, p.max_t, 1.0f / std::sqrt(float(p.D))},
+           int64_t(p.n) * p.H);
+    });
+    done("attention_decode");
+  }
+  void swiglu_forward(Act out, CAct gate, CAct up, int64_t n) override {
+    with_act_type(common_dtype("swiglu_forward", {out.dtype, gate.dtype, up.dtype}), [&](auto t) {
+      using T = decltype(t);
+      each(SwigluForward<T>{out.as<T>(), gate.as<T>(), up.as<T>()}, n);
+    });
+    done("swiglu_forward");
+  }
+  void residual_add(Act x, CAct y, int64_t n) override {
+    with_act_type(common_dtype("residual_add", {x.dtype, y.dtype}), [&](auto t) {
+      using T = decltype(t);
+      each(ResidualAdd<T>{x.as<T>(), y.as<T>()}, n);
+    });
+    done("residual_add");
+  }
+  void cross_entropy_forward(float* loss, float* lse, CAct logits, const int32_t* targets, int N, int V) override {
+    with_act_type(logits.dtype, [&](auto t) {
+      using T = decltype(t);
+      rows(CrossEntropyForward<T>{loss, lse, logits.as<T>(), targets, V}, N);
+    });
+    done("cross_entropy_forward");
+  }
+
+  // ---- backward ----
+  void matmul_backward_input(Act dinp, CAct dout, CAct weight, int N, int I, int O, bool accumulate) override {
+    gemm({false, false, N, I, O, dout, O, weight, I, accumulate ? 1.0f : 0.0f, dinp, I});  // (N, O) @ (O, I)
+    done("matmul_backward_input");
+  }
+  void matmul_backward_weight(float* dweight, CAct dout, CAct inp, int N, int I, int O, bool accumulate) override {
+    gemm({true, false, O, I, N, dout, O, inp, I, accumulate ? 1.0f : 0.0f, dweight, I});  // (N, O)^T @ (N, I)
+    done("matmul_backward_weight");
+  }
+  void rmsnorm_backward(Act dx, float* dw, CAct dy, CAct x, const float* w, const float* rstd, int N, int C,
+                        bool accumulate_dx) override {
+    with_act_type(common_dtype("rmsnorm_backward", {dx.dtype, dy.dtype, x.dtype}), [&](auto t) {
+      using T = decltype(t);
+      rows(RmsNormBackwardInput<T>{dx.as<T>(), dy.as<T>(), x.as<T>(), w, rstd, C, accumulate_dx}, N);
+      if (dw) each(RmsNormBackwardWeight<T>{dw, dy.as<T>(), x.as<T>(), rstd, N, C}, C);
+    });
+    done("rmsnorm_backward");
+  }
+  void attention_backward(const AttentionBackwardParams& p) override;
+  void swiglu_backward(Act dgate, Act dup, CAct dout, CAct gate, CAct up, int64_t n) override {
+    with_act_type(common_dtype("swiglu_backward", {dgate.dtype, dup.dtype, dout.dtype, gate.dtype, up.dtype}),
+                  [&](auto t) {
+                    using T = decltype(t);
+                    each(SwigluBackward<T>{dgate.as<T>(), dup.as<T>(), dout.as<T>(), gate.as<T>(), up.as<T>()}, n);
+                  });
+    done("swiglu_backward");
+  }
+  void cross_entropy_backward(Act logits, const float* lse, const int32_t* targets, int N, int cols, int v0, int V,
+                              float scale) override {
+    with_act_type(logits.dtype, [&](auto t) {
+      using T = decltype(t);
+      each(CrossEntropyBackward<T>{logits.as<T>(), lse, targets, V, v0, cols, scale}, int64_t(N) * cols);
+    });
+    done("cross_entropy_backward");
+  }
+  void embedding_backward(float* dtable, CAct dout, const int32_t* tokens, int N, int C, int v0, int rows_) override {
+    // One call per column walks the tokens in order: the same sums, in the same order, on every backend.
+    with_act_type(dout.dtype, [&](auto t) {
+      using T = decltype(t);
+      each(EmbeddingBackward<T>{dtable, dout.as<T>(), tokens, N, C, v0, rows_}, C);
+    });
+    done("embedding_backward");
+  }
+
+  // ---- optimizer and reductions ----
+  void lion_step(float* theta, float* m, const float* g, int64_t n, const LionParams& p) override {
+    each(LionStepF32{theta, m, g, p}, n);
+    done("lion_step");
+  }
+  double sum_squares(const float* x, int64_t n) override {
+    // Partial sums of 1024 elements in backend memory, added on the host in double: one order on every backend.
+    const int64_t parts = (n + 1023) / 1024;
+    Buffer partial = alloc(size_t(parts) * 4, "optimizer scratch");
+    each(SquaredNormPartial{partial.f32(), x, n}, parts);
+    double s = 0;
+    for (float v : read_f32(partial.f32(), parts)) s += v;
+    return s;
+  }
+
+  // ---- INT8 state ----
+  void dequantize_hybrid(Act out, const HybridView& w) override {
+    with_act_type(out.dtype, [&](auto t) {
+      using T = decltype(t);
+      rows(HybridDequantRows<T>{out.as<T>(), w}, w.rows);
+    });
+    done("dequantize_hybrid");
+  }
+  void dequantize_blocks(float* out, const BlockView& b) override {
+    rows(BlockDequantRows{out, b}, b.rows);
+    done("dequantize_blocks");
+  }
+  void quantize_blocks(const BlockView& b, const float* x, const RoundingKey& key, int64_t row_base) override {
+    rows(BlockQuantizeRows{b, x, key, row_base}, b.rows);
+    done("quantize_blocks");
+  }
+  void accumulate_blocks(const BlockView& acc, const float* g, const RoundingKey& key, int64_t row_base) override {
+    rows(BlockAccumulateRows{acc, g, key, row_base}, acc.rows);
+    done("accumulate_blocks");
+  }
+  void lion_step_rows(const LionRowStep& step, int64_t rows_) override {
+    rows(step, rows_);
+    done("lion_step_rows");
+  }
+
+ private:
+  Self& self() { return static_cast<Self&>(*this); }
+  template <class F>
+  void each(const F& f, int64_t n) { self().launch_elementwise(f, n); }
+  template <class F>
+  void rows(const F& f, int64_t n) { self().launch_rows(f, n); }
+  void gemm(const GemmArgs& g) {
+    if (g.A.dtype != g.B.dtype) throw Error("GEMM operands A and B must share a storage type");
+    self().run_gemm(g);
+  }
+  void done(const char* op) { self().after_op(op); }
+};
+
+// Causal attention with GQA from strided-batched GEMMs and the shared softmax. Query head h = g * group + j
+// reads kv head g. For each batch row b and each j, one GEMM covers the KVH heads g: their q columns lie
+// group * D apart and their k, v columns D apart. Heads of a group add into the same dk, dv in turn.
+template <class Self>
+void FunctorBackend<Self>::attention_forward(const AttentionParams& p) {
+  const int64_t T = p.T, D = p.D, H = p.H, KVH = p.KVH, group = H / KVH, TT = T * T;
+  const int64_t qs = H * D, kvs = KVH * D;  // row strides of q (and out), k and v
+  for (int64_t b = 0; b < p.B; ++b) {
+    for (int64_t j = 0; j < group; ++j) {
+      // scores (T, T) = q (T, D) @ k (T, D)^T, per kv head
+      gemm({false, true, T, T, D, p.q + (b * T * qs + j * D), qs, p.k + b * T * kvs, kvs, 0.0f,
+            p.probs + (b * H + j) * TT, T, KVH, group * D, D, group * TT});
+    }
+  }
+  with_act_type(p.probs.dtype, [&](auto t) {
+    using TY = decltype(t);
+    rows(AttentionSoftmax<TY>{p.probs.as<TY>(), p.doc_start, T, H, 1.0f / std::sqrt(float(D))}, p.B * H * T);
+  });
+  for (int64_t b = 0; b < p.B; ++b) {
+    for (int64_t j = 0; j < group; ++j) {
+      // out (T, D) = probs (T, T) @ v (T, D)
+      gemm({false, false, T, D, T, p.probs + (b * H + j) * TT, T, p.v + b * T * kvs, kvs, 0.0f,
+            p.out + (b * T * qs + j * D), qs, KVH, group * TT, D, group * D});
+    }
+  }
+  done("attention_forward");
+}
+
+template <class Self>
+void FunctorBackend<Self>::attention_backward(const AttentionBackwardParams& p) {
+  const int64_t T = p.T, D = p.D, H = p.H, KVH = p.KVH, group = H / KVH, TT = T * T;
+  const int64_t qs = H * D, kvs = KVH * D;
+  const float scale = 1.0f / std::sqrt(float(D));
+  zero(p.dk.ptr, size_t(p.B * T * kvs) * act_size(p.dk.dtype));
+  zero(p.dv.ptr, size_t(p.B * T * kvs) * act_size(p.dv.dtype));
+  for (int64_t b = 0; b < p.B; ++b) {
+    for (int64_t j = 0; j < group; ++j) {
+      const int64_t qo = b * T * qs + j * D, kvo = b * T * kvs;
+      const CAct probs = p.probs + (b * H + j) * TT;  // head g at probs + g * group * TT
+      // dP (KVH, T, T) = dout (T, D) @ v (T, D)^T
+      gemm({false, true, T, T, D, p.dout + qo, qs, p.v + kvo, kvs, 0.0f, p.scratch, T, KVH, group * D, D, TT});
+      // dv (T, D) += P^T (T, T) @ dout (T, D)
+      gemm({true, false, T, D, T, probs, T, p.dout + qo, qs, 1.0f, p.dv + kvo, kvs, KVH, group * TT, group * D, D});
+      with_act_type(p.scratch.dtype, [&](auto t) {  // dP -> dS in place
+        using TY = decltype(t);
+        rows(AttentionSoftmaxBackward<TY>{p.scratch.as<TY>(), probs.as<TY>(), T, group * TT, scale}, KVH * T);
+      });
+      // dq (T, D) = dS @ k;  dk (T, D) += dS^T @ q
+      gemm({false, false, T, D, T, p.scratch, T, p.k + kvo, kvs, 0.0f, p.dq + qo, qs, KVH, TT, D, group * D});
+      gemm({true, false, T, D, T, p.scratch, T, p.q + qo, qs, 1.0f, p.dk + kvo, kvs, KVH, TT, group * D, D});
+    }
+  }
+  done("attention_backward");
+}
+
+}  // namespace qft
