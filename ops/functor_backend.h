@@ -115,7 +115,11 @@ class FunctorBackend : public Backend {
     with_act_type(common_dtype("rmsnorm_backward", {dx.dtype, dy.dtype, x.dtype}), [&](auto t) {
       using T = decltype(t);
       rows(RmsNormBackwardInput<T>{dx.as<T>(), dy.as<T>(), x.as<T>(), w, rstd, C, accumulate_dx}, N);
-      if (dw) each(RmsNormBackwardWeight<T>{dw, dy.as<T>(), x.as<T>(), rstd, N, C}, C);
+      if (!dw) return;
+      const int64_t blocks = (N + kRowBlock - 1) / kRowBlock;
+      Buffer partial = alloc(size_t(blocks * C) * 4, "layer gradients");  // (blocks, C)
+      each(RmsNormBackwardWeightPartial<T>{partial.f32(), dy.as<T>(), x.as<T>(), rstd, N, C}, blocks * C);
+      each(ColumnSum{dw, partial.f32(), blocks, C}, C);
     });
     done("rmsnorm_backward");
   }

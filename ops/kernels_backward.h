@@ -51,18 +51,33 @@ struct RmsNormBackwardInput {
   }
 };
 
-// dw[i] = sum_r dy[r, i] * x[r, i] * rstd[r]. One column per call, so no two calls write the same element.
+// dw[i] = sum_r dy[r, i] * x[r, i] * rstd[r], in two passes so that there is work for a whole GPU: partial
+// sums over blocks of kRowBlock rows, one call per (block, column), then ColumnSum adds the blocks in order.
+constexpr int64_t kRowBlock = 64;
+
 template <class T>
-struct RmsNormBackwardWeight {
-  float* dw;
+struct RmsNormBackwardWeightPartial {
+  float* partial;  // (ceil(N / kRowBlock), C)
   const T* dy;
   const T* x;
   const float* rstd;
   int64_t N, C;
   QFT_HD void operator()(int64_t i) const {
+    const int64_t blk = i / C, c = i % C, end = (blk + 1) * kRowBlock < N ? (blk + 1) * kRowBlock : N;
     float s = 0.0f;
-    for (int64_t r = 0; r < N; ++r) s += to_f32(dy[r * C + i]) * to_f32(x[r * C + i]) * rstd[r];
-    dw[i] = s;
+    for (int64_t r = blk * kRowBlock; r < end; ++r) s += to_f32(dy[r * C + c]) * to_f32(x[r * C + c]) * rstd[r];
+    partial[i] = s;
+  }
+};
+
+struct ColumnSum {  // out[c] = sum_b partial[b, c]
+  float* out;
+  const float* partial;  // (blocks, C)
+  int64_t blocks, C;
+  QFT_HD void operator()(int64_t c) const {
+    float s = 0.0f;
+    for (int64_t b = 0; b < blocks; ++b) s += partial[b * C + c];
+    out[c] = s;
   }
 };
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <type_traits>
 
 #include "cpu/cpu_backend.h"
 #include "cuda/cuda_backend.h"
@@ -85,6 +86,43 @@ std::vector<int32_t> random_ids(size_t n, int32_t bound, std::mt19937_64& rng) {
   std::vector<int32_t> v(n);
   for (auto& x : v) x = int32_t(rng() % uint64_t(bound));
   return v;
+}
+
+// Host values in storage type S.
+template <class S>
+std::vector<S> stored(const std::vector<float>& v) {
+  if constexpr (std::is_same_v<S, bf16>) {
+    return test::to_bf16(v);
+  } else {
+    return v;
+  }
+}
+
+// Attention forward and backward on both backends with storage S, row 1 packing two documents.
+template <class S>
+void compare_attention(Backend& gpu, Backend& cpu, double tol, std::mt19937_64& rng) {
+  const int B = 2, T = 45, H = 8, KVH = 2, D = 32;
+  const size_t nq = size_t(B) * T * H * D, nkv = size_t(B) * T * KVH * D;
+  const auto q = stored<S>(test::random_normal(nq, rng)), k = stored<S>(test::random_normal(nkv, rng));
+  const auto v = stored<S>(test::random_normal(nkv, rng)), dout = stored<S>(test::random_normal(nq, rng));
+  std::vector<int32_t> doc(size_t(B) * T);
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t) doc[size_t(b) * T + t] = b == 1 && t >= 20 ? 20 : 0;
+  std::vector<S> out(nq), probs(size_t(B) * H * T * T), scratch(size_t(KVH) * T * T), dq(nq), dk(nkv), dv(nkv);
+  cpu.attention_forward({out.data(), probs.data(), q.data(), k.data(), v.data(), doc.data(), B, T, H, KVH, D});
+  cpu.attention_backward({dq.data(), dk.data(), dv.data(), scratch.data(), dout.data(), probs.data(), q.data(), k.data(),
+                          v.data(), B, T, H, KVH, D});
+  Guarded<S> gq(gpu, q), gk(gpu, k), gv(gpu, v), gdo(gpu, dout), gout(gpu, out), gp(gpu, probs), gs(gpu, scratch),
+      gdq(gpu, dq), gdk(gpu, dk), gdv(gpu, dv);
+  Guarded<int32_t> gdoc(gpu, doc);
+  gpu.attention_forward({gout.ptr(), gp.ptr(), gq.ptr(), gk.ptr(), gv.ptr(), gdoc.ptr(), B, T, H, KVH, D});
+  gpu.attention_backward({gdq.ptr(), gdk.ptr(), gdv.ptr(), gs.ptr(), gdo.ptr(), gp.ptr(), gq.ptr(), gk.ptr(), gv.ptr(),
+                          B, T, H, KVH, D});
+  require_close(gout, out, tol);
+  require_close(gp, probs, tol);
+  require_close(gdq, dq, tol);
+  require_close(gdk, dk, tol);
+  require_close(gdv, dv, tol);
 }
 
 }  // namespace
@@ -180,27 +218,6 @@ TEST_CASE("cuda ops on bf16 storage match the CPU's bf16 path", "[cuda]") {
   require_close(gl, loss, 1e-5);
   require_close(gls, lse, 1e-5);
   require_close(gz, grad, 8e-3);
-
-  // Attention: scores and probabilities are stored in bf16 between the batched GEMMs and the softmax.
-  const int B = 2, T = 45, H = 8, KVH = 2, D = 32;
-  const size_t nq = size_t(B) * T * H * D, nkv = size_t(B) * T * KVH * D;
-  const auto q = test::to_bf16(test::random_normal(nq, rng)), k = test::to_bf16(test::random_normal(nkv, rng));
-  const auto v = test::to_bf16(test::random_normal(nkv, rng)), dout = test::to_bf16(test::random_normal(nq, rng));
-  std::vector<bf16> out(nq), probs(size_t(B) * H * T * T), scratch(size_t(KVH) * T * T), dq(nq), dk(nkv), dv(nkv);
-  cpu.attention_forward({out.data(), probs.data(), q.data(), k.data(), v.data(), nullptr, B, T, H, KVH, D});
-  cpu.attention_backward({dq.data(), dk.data(), dv.data(), scratch.data(), dout.data(), probs.data(), q.data(), k.data(),
-                          v.data(), B, T, H, KVH, D});
-  Guarded<bf16> gq(*gpu, q), gk(*gpu, k), gv(*gpu, v), gdo(*gpu, dout), gout(*gpu, out), gp(*gpu, probs),
-      gs(*gpu, scratch), gdq(*gpu, dq), gdk(*gpu, dk), gdv(*gpu, dv);
-  gpu->attention_forward({gout.ptr(), gp.ptr(), gq.ptr(), gk.ptr(), gv.ptr(), nullptr, B, T, H, KVH, D});
-  gpu->attention_backward({gdq.ptr(), gdk.ptr(), gdv.ptr(), gs.ptr(), gdo.ptr(), gp.ptr(), gq.ptr(), gk.ptr(), gv.ptr(),
-                           B, T, H, KVH, D});
-  // One bf16 rounding of a score can move a probability by more than one rounding: looser than the others.
-  require_close(gout, out, 3e-2);
-  require_close(gp, probs, 3e-2);
-  require_close(gdq, dq, 3e-2);
-  require_close(gdk, dk, 3e-2);
-  require_close(gdv, dv, 3e-2);
 }
 
 TEST_CASE("cuda elementwise and row ops match the CPU backend", "[cuda]") {
@@ -295,33 +312,19 @@ TEST_CASE("cuda elementwise and row ops match the CPU backend", "[cuda]") {
 }
 
 TEST_CASE("cuda attention with GQA and packed documents matches the CPU, forward and backward", "[cuda]") {
-  auto gpu = gpu_or_skip();
-  if (!gpu) return;
-  std::mt19937_64 rng(test::fresh_seed());
-  CpuBackend cpu;
-  const int B = 2, T = 45, H = 8, KVH = 2, D = 32;
-  const size_t nq = size_t(B) * T * H * D, nkv = size_t(B) * T * KVH * D;
-  const auto q = test::random_normal(nq, rng), k = test::random_normal(nkv, rng), v = test::random_normal(nkv, rng);
-  const auto dout = test::random_normal(nq, rng);
-  std::vector<int32_t> doc(size_t(B) * T);
-  for (int b = 0; b < B; ++b)
-    for (int t = 0; t < T; ++t) doc[size_t(b) * T + t] = b == 1 && t >= 20 ? 20 : 0;  // two documents in row 1
-  std::vector<float> out(nq), probs(size_t(B) * H * T * T), scratch(size_t(KVH) * T * T), dq(nq), dk(nkv), dv(nkv);
-  cpu.attention_forward({out.data(), probs.data(), q.data(), k.data(), v.data(), doc.data(), B, T, H, KVH, D});
-  cpu.attention_backward({dq.data(), dk.data(), dv.data(), scratch.data(), dout.data(), probs.data(), q.data(), k.data(),
-                          v.data(), B, T, H, KVH, D});
-  Guarded<float> gq(*gpu, q), gk(*gpu, k), gv(*gpu, v), gdo(*gpu, dout), gout(*gpu, std::vector<float>(nq)),
-      gp(*gpu, std::vector<float>(probs.size())), gs(*gpu, scratch), gdq(*gpu, std::vector<float>(nq)),
-      gdk(*gpu, std::vector<float>(nkv)), gdv(*gpu, std::vector<float>(nkv));
-  Guarded<int32_t> gdoc(*gpu, doc);
-  gpu->attention_forward({gout.ptr(), gp.ptr(), gq.ptr(), gk.ptr(), gv.ptr(), gdoc.ptr(), B, T, H, KVH, D});
-  gpu->attention_backward({gdq.ptr(), gdk.ptr(), gdv.ptr(), gs.ptr(), gdo.ptr(), gp.ptr(), gq.ptr(), gk.ptr(), gv.ptr(),
-                           B, T, H, KVH, D});
-  require_close(gout, out, 1e-5);
-  require_close(gp, probs, 1e-5);
-  require_close(gdq, dq, 1e-5);
-  require_close(gdk, dk, 1e-5);
-  require_close(gdv, dv, 1e-5);
+  for (DType act : {DType::F32, DType::BF16}) {
+    auto gpu = gpu_or_skip(act);
+    if (!gpu) return;
+    std::mt19937_64 rng(test::fresh_seed());
+    CpuBackend cpu(act);
+    INFO(dtype_name(act) << " storage");
+    // A bf16 rounding of a score can move a probability by more than one rounding: looser than other ops.
+    if (act == DType::F32) {
+      compare_attention<float>(*gpu, cpu, 1e-5, rng);
+    } else {
+      compare_attention<bf16>(*gpu, cpu, 3e-2, rng);
+    }
+  }
 }
 
 TEST_CASE("cuda INT8 state: quantize, accumulate, dequantize and the fused Lion step are bit-identical to the CPU",
