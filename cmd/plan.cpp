@@ -25,7 +25,7 @@ void set_plan_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("plan", "Memory a training run needs (GPU by default), before any download");
   opts->run.add_to(sub, true);
   sub->add_flag("--json", opts->json, "Print one JSON object");
-  sub->add_flag("--cpu", opts->cpu, "Plan for the CPU backend: no CUDA context allowance");
+  sub->add_flag("--cpu", opts->cpu, "Plan for the CPU backend: fp32 activations, no CUDA context allowance");
   sub->callback([opts] {
     const RunConfig cfg = opts->run.load();
     cfg.validate(false);

@@ -33,6 +33,7 @@ struct Act {
   T* as() const { return static_cast<T*>(ptr); }
 };
 
+// The same, read-only; an Act converts to it.
 struct CAct {
   const void* ptr = nullptr;
   DType dtype = DType::F32;

@@ -29,7 +29,8 @@ struct MemoryPlan {
 
 // The architecture of a run: model.path/config.json when it exists, else the config's model.arch section.
 LlamaConfig plan_architecture(const RunConfig& cfg);
-// `for_cuda` adds the allowance for the CUDA context and library workspaces.
+// `for_cuda`: bf16 activations as the CUDA backend stores them, plus the allowance for the CUDA context and
+// library workspaces; otherwise fp32 activations as the CPU reference stores them.
 MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_cuda);
 std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch);
 std::string plan_json(const MemoryPlan& plan);

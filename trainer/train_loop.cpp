@@ -172,8 +172,9 @@ TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>
   if (!cfg.data.val.empty()) {
     val = std::make_unique<DataLoader>(load_examples(cfg.data.val, cfg.data, tok, &val_stats), cfg.data, 0, tok.eos_id());
   }
-  log->info("model {}: {} parameters, {} layers, on {}", source.describe(), source.config.parameter_count(),
-            source.config.num_hidden_layers, backend->name());
+  log->info("model {}: {} parameters, {} layers, on {} with {} activations", source.describe(),
+            source.config.parameter_count(), source.config.num_hidden_layers, backend->name(),
+            dtype_name(backend->act_dtype()));
   log->info("data {}: {} examples ({} tokens), {} sequences per epoch; {} truncated to {} tokens, {} bad lines skipped, "
             "{} without targets dropped",
             cfg.data.train, train_stats.examples, train_stats.tokens, train.rows_per_epoch(), train_stats.truncated,
