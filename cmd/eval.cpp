@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cmd/commands.h"
+#include "cmd/model_options.h"
 #include "model/llama.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
@@ -23,11 +24,9 @@ namespace qft::cmd {
 namespace {
 
 struct EvalOptions {
-  std::string model;
+  ModelOptions model;
   std::string data;
   int seq_len = 512;
-  std::string device = "auto";
-  bool debug_sync = false;
   std::string save_logits;
   bool json = false;
   std::string task;  // "" (loss) | exact-match
@@ -90,9 +89,9 @@ void run_eval(const EvalOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   // Loss mode reads its documents first, so that a bad data file fails before the model loads.
   const std::vector<std::string> texts = o.task.empty() ? read_jsonl_strings(o.data, "text") : std::vector<std::string>{};
-  const ModelSource src = open_model_source(o.model);
-  const Tokenizer tok(o.model);
-  auto backend = make_backend(o.device, o.debug_sync);
+  const ModelSource src = open_model_source(o.model.path);
+  const Tokenizer tok(o.model.path);
+  auto backend = o.model.backend();
   const auto model = load_model(src, *backend);
   if (!o.task.empty()) {
     if (!o.json) spdlog::info("{} on {}; task {} over {}", src.describe(), backend->name(), o.task, o.data);
@@ -125,7 +124,7 @@ void set_eval_command(CLI::App& app) {
   auto opts = std::make_shared<EvalOptions>();
   CLI::App* sub = app.add_subcommand(
       "eval", "Mean token loss and perplexity over a JSONL file of {\"text\": ...}, or a task's exact-match score");
-  sub->add_option("--model", opts->model, "HF LLaMA model directory or qft checkpoint (step_*/)")->required();
+  opts->model.add_to(sub);
   sub->add_option("--data", opts->data, "JSONL file; each line holds a \"text\" field (or a --format record with --task)")
       ->required();
   sub->add_option("--task", opts->task,
@@ -145,10 +144,6 @@ void set_eval_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--show", opts->show, "--task: print the first N answers")->check(CLI::NonNegativeNumber)->capture_default_str();
   sub->add_option("--seq-len", opts->seq_len, "Window length in tokens")->check(CLI::PositiveNumber)->capture_default_str();
-  sub->add_option("--device", opts->device, "auto (CUDA when a GPU is visible), cpu or cuda")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
-      ->capture_default_str();
-  sub->add_flag("--debug-sync", opts->debug_sync, "CUDA: synchronize after every op so that a fault names its op");
   sub->add_option("--save-logits", opts->save_logits,
                   "Also write the first document's input_ids and logits (first window) to this .safetensors file");
   sub->add_flag("--json", opts->json, "Print one JSON object");

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cmd/commands.h"
+#include "cmd/model_options.h"
 #include "model/tokenizer.h"
 #include "trainer/generate.h"
 #include "trainer/model_source.h"
@@ -16,17 +17,16 @@ namespace qft::cmd {
 namespace {
 
 struct GenerateCmdOptions {
-  std::string model;
+  ModelOptions model;
   std::string prompt;
   GenerateOptions gen;
-  std::string device = "auto";
   bool json = false;
 };
 
 void run_generate(const GenerateCmdOptions& o) {
-  const ModelSource src = open_model_source(o.model);
-  const Tokenizer tok(o.model);
-  auto backend = make_backend(o.device);
+  const ModelSource src = open_model_source(o.model.path);
+  const Tokenizer tok(o.model.path);
+  auto backend = o.model.backend();
   const auto model = load_model(src, *backend);  // an INT8 checkpoint stays INT8, dequantized per use
   if (!o.json) {
     spdlog::info("{} on {}, template {}, temperature {}, top-p {}, seed {}", src.describe(), backend->name(),
@@ -55,7 +55,7 @@ void run_generate(const GenerateCmdOptions& o) {
 void set_generate_command(CLI::App& app) {
   auto opts = std::make_shared<GenerateCmdOptions>();
   CLI::App* sub = app.add_subcommand("generate", "Sample text from a model or qft checkpoint, streamed to stdout");
-  sub->add_option("--model", opts->model, "HF LLaMA model directory or qft checkpoint (step_*/)")->required();
+  opts->model.add_to(sub);
   sub->add_option("--prompt", opts->prompt, "Prompt text")->required();
   sub->add_option("--template", opts->gen.prompt_template,
                   "none: the prompt as plain text; plain or llama2-chat: rendered as a user turn, as in training")
@@ -71,7 +71,6 @@ void set_generate_command(CLI::App& app) {
       ->check(CLI::Range(1e-9, 1.0))
       ->capture_default_str();
   sub->add_option("--seed", opts->gen.seed, "Sampling seed: the same seed gives the same text")->capture_default_str();
-  sub->add_option("--device", opts->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   sub->add_flag("--json", opts->json, "Print one JSON object instead of streaming");
   sub->callback([opts] { run_generate(*opts); });
 }
