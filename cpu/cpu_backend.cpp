@@ -4,13 +4,10 @@
 #include <omp.h>
 
 #include <algorithm>
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-
 #include <vector>
-
 
 namespace qft {
 

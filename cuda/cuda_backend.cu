@@ -1,8 +1,6 @@
 // The CUDA backend: memory from a stream-ordered pool, cuBLASLt GEMMs, and the launchers with which
 // FunctorBackend runs the very functors the CPU backend runs (ops/kernels*.h, quant/*.h). No arithmetic here.
-#include <cmath>
 #include <string>
-#include <vector>
 
 #include "cuda/check.cuh"
 #include "cuda/cuda_backend.h"

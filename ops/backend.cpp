@@ -51,17 +51,6 @@ std::vector<float> Backend::read_f32(CAct src, int64_t n) {
   return out;
 }
 
-void Backend::write_f32(Act dst, const float* host, int64_t n) {
-  if (dst.dtype == DType::F32) {
-    copy_to_device(dst.ptr, host, size_t(n) * 4);
-    return;
-  }
-  std::vector<uint8_t> raw(size_t(n) * act_size(dst.dtype));
-  convert_from_f32(dst.dtype, host, raw.data(), size_t(n));
-  copy_to_device(dst.ptr, raw.data(), raw.size());
-  synchronize();  // raw is freed on return; an asynchronous copy must have read it by then
-}
-
 Buffer Backend::alloc(size_t bytes, const char* tag) { return alloc_typed(bytes, tag, DType::F32); }
 
 Buffer Backend::alloc_typed(size_t bytes, const char* tag, DType dtype) {

@@ -50,16 +50,6 @@ struct CAct {
   const T* as() const { return static_cast<const T*>(ptr); }
 };
 
-// Calls f(float{}) or f(bf16{}) for an activation dtype: how a backend instantiates a functor for its storage.
-template <class F>
-void with_act_type(DType t, F&& f) {
-  if (t == DType::BF16) {
-    f(bf16{});
-  } else {
-    f(float{});
-  }
-}
-
 struct MemoryStats {
   size_t current_bytes = 0;
   size_t peak_bytes = 0;
@@ -88,7 +78,6 @@ class Buffer {
   float* f32() const { return static_cast<float*>(ptr_); }
   int32_t* i32() const { return static_cast<int32_t*>(ptr_); }
   Act act() const { return {ptr_, dtype_}; }  // F32 unless allocated by Backend::alloc_act
-  DType dtype() const { return dtype_; }
 
  private:
   Backend* owner_ = nullptr;
@@ -151,9 +140,8 @@ class Backend {
   virtual void zero(void* dst, size_t bytes) = 0;
   // Between storage types, in backend memory (rounding to nearest even into bf16).
   virtual void convert(Act dst, CAct src, int64_t n) = 0;
-  // n values to or from fp32 host memory, whatever their storage type.
+  // n values as fp32 on the host, whatever their storage type.
   std::vector<float> read_f32(CAct src, int64_t n);
-  void write_f32(Act dst, const float* host, int64_t n);
 
   // ---- ops ----
   // out (N, O) = inp (N, I) @ weight (O, I)^T

@@ -18,6 +18,16 @@
 
 namespace qft {
 
+// Calls f(float{}) or f(bf16{}) for an activation dtype: how a backend instantiates a functor for its storage.
+template <class F>
+void with_act_type(DType t, F&& f) {
+  if (t == DType::BF16) {
+    f(bf16{});
+  } else {
+    f(float{});
+  }
+}
+
 // The storage type shared by an op's activation arguments; a mix is a caller bug.
 inline DType common_dtype(const char* op, std::initializer_list<DType> types) {
   const DType t = *types.begin();

@@ -70,6 +70,12 @@ std::vector<float> random_normal(size_t n, std::mt19937_64& rng, float stddev) {
   return v;
 }
 
+std::vector<int32_t> random_ids(size_t n, int32_t bound, std::mt19937_64& rng) {
+  std::vector<int32_t> v(n);
+  for (auto& x : v) x = int32_t(rng() % uint64_t(bound));
+  return v;
+}
+
 std::vector<bf16> to_bf16(const std::vector<float>& v) {
   std::vector<bf16> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) out[i] = from_f32<bf16>(v[i]);

@@ -38,6 +38,7 @@ std::string read_file(const std::string& path);
 // Fresh random inputs for each run; the seed is printed by Catch on failure through INFO in the caller.
 uint64_t fresh_seed();
 std::vector<float> random_normal(size_t n, std::mt19937_64& rng, float stddev = 1.0f);
+std::vector<int32_t> random_ids(size_t n, int32_t bound, std::mt19937_64& rng);  // uniform in [0, bound)
 
 // bf16 storage on the host: rounding to nearest even, and back to fp32 exactly.
 std::vector<bf16> to_bf16(const std::vector<float>& v);

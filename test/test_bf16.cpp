@@ -24,12 +24,6 @@ void require_rounded(const std::vector<bf16>& got, const std::vector<float>& ref
   REQUIRE(mismatches == 0);
 }
 
-std::vector<int32_t> random_ids(size_t n, int32_t bound, std::mt19937_64& rng) {
-  std::vector<int32_t> v(n);
-  for (auto& x : v) x = int32_t(rng() % uint64_t(bound));
-  return v;
-}
-
 double cosine(const std::vector<float>& a, const std::vector<float>& b) {
   double ab = 0, aa = 0, bb = 0;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -80,7 +74,7 @@ TEST_CASE("bf16 storage: each op equals the fp32 reference on the same inputs, r
     require_rounded(du, duf);
     require_rounded(r, rf);
 
-    const auto pos = random_ids(N, 2048, rng);
+    const auto pos = test::random_ids(N, 2048, rng);
     std::vector<float> inv(D / 2);
     for (int i = 0; i < D / 2; ++i) inv[size_t(i)] = std::pow(10000.0f, -2.0f * float(i) / float(D));
     auto q = test::to_bf16(test::random_normal(size_t(N) * H * D, rng));
@@ -93,7 +87,7 @@ TEST_CASE("bf16 storage: each op equals the fp32 reference on the same inputs, r
     }
 
     const auto table = test::to_bf16(test::random_normal(size_t(V) * C, rng));
-    const auto tokens = random_ids(N, V, rng);
+    const auto tokens = test::random_ids(N, V, rng);
     std::vector<bf16> emb(x.size());
     std::vector<float> embf(x.size()), dt(size_t(V) * C, 0.25f), dtf = dt;
     ref.embedding_forward(embf.data(), tokens.data(), test::widen(table).data(), N, C);
@@ -114,7 +108,7 @@ TEST_CASE("bf16 storage: each op equals the fp32 reference on the same inputs, r
   SECTION("cross-entropy forward and backward") {
     const auto z = test::to_bf16(test::random_normal(size_t(N) * V, rng, 3.0f));
     auto zf = test::widen(z);
-    auto tgt = random_ids(N, V, rng);
+    auto tgt = test::random_ids(N, V, rng);
     tgt[2] = kIgnoreIndex;
     std::vector<float> loss(N), lse(N), loss_f(N), lse_f(N);
     ref.cross_entropy_forward(loss_f.data(), lse_f.data(), zf.data(), tgt.data(), N, V);

@@ -82,12 +82,6 @@ void require_close(const Guarded<bf16>& gpu, const std::vector<bf16>& cpu, doubl
   require_close(test::widen(gpu.host()), test::widen(cpu), tol);
 }
 
-std::vector<int32_t> random_ids(size_t n, int32_t bound, std::mt19937_64& rng) {
-  std::vector<int32_t> v(n);
-  for (auto& x : v) x = int32_t(rng() % uint64_t(bound));
-  return v;
-}
-
 // Host values in storage type S.
 template <class S>
 std::vector<S> stored(const std::vector<float>& v) {
@@ -96,6 +90,30 @@ std::vector<S> stored(const std::vector<float>& v) {
   } else {
     return v;
   }
+}
+
+// The three GEMMs of a linear layer on both backends with storage S; the weight gradient is fp32 either way.
+// tol bounds the S outputs, tol_dw the weight gradient.
+template <class S>
+void compare_gemms(Backend& gpu, Backend& cpu, double tol, double tol_dw, std::mt19937_64& rng) {
+  const int N = 77, I = 130, O = 301;  // odd shapes: unaligned rows
+  const auto x = stored<S>(test::random_normal(size_t(N) * I, rng));
+  const auto w = stored<S>(test::random_normal(size_t(O) * I, rng, 0.1f));
+  const auto dy = stored<S>(test::random_normal(size_t(N) * O, rng));
+  const auto acc = stored<S>(test::random_normal(size_t(N) * I, rng));
+  std::vector<S> y(size_t(N) * O), dx = acc;
+  std::vector<float> dw(size_t(O) * I);
+  cpu.matmul_forward(y.data(), x.data(), w.data(), N, I, O);
+  cpu.matmul_backward_input(dx.data(), dy.data(), w.data(), N, I, O, true);
+  cpu.matmul_backward_weight(dw.data(), dy.data(), x.data(), N, I, O, false);
+  Guarded<S> gx(gpu, x), gw(gpu, w), gdy(gpu, dy), gy(gpu, std::vector<S>(y.size())), gdx(gpu, acc);
+  Guarded<float> gdw(gpu, std::vector<float>(dw.size()));
+  gpu.matmul_forward(gy.ptr(), gx.ptr(), gw.ptr(), N, I, O);
+  gpu.matmul_backward_input(gdx.ptr(), gdy.ptr(), gw.ptr(), N, I, O, true);
+  gpu.matmul_backward_weight(gdw.ptr(), gdy.ptr(), gx.ptr(), N, I, O, false);
+  require_close(gy, y, tol);
+  require_close(gdx, dx, tol);
+  require_close(gdw, dw, tol_dw);
 }
 
 // Attention forward and backward on both backends with storage S, row 1 packing two documents.
@@ -128,46 +146,18 @@ void compare_attention(Backend& gpu, Backend& cpu, double tol, std::mt19937_64& 
 }  // namespace
 
 TEST_CASE("cuda GEMMs match the CPU: fp32 exactly computed, bf16 storage within one bf16 rounding", "[cuda]") {
-  std::mt19937_64 rng(test::fresh_seed());
-  const int N = 77, I = 130, O = 301;  // odd shapes: unaligned rows
-  const auto x = test::random_normal(size_t(N) * I, rng), w = test::random_normal(size_t(O) * I, rng, 0.1f);
-  const auto dy = test::random_normal(size_t(N) * O, rng), acc = test::random_normal(size_t(N) * I, rng);
-  SECTION("fp32") {
-    auto gpu = gpu_or_skip();
+  for (DType act : {DType::F32, DType::BF16}) {
+    auto gpu = gpu_or_skip(act);
     if (!gpu) return;
-    CpuBackend cpu;
-    std::vector<float> y(size_t(N) * O), dx = acc, dw(size_t(O) * I);
-    cpu.matmul_forward(y.data(), x.data(), w.data(), N, I, O);
-    cpu.matmul_backward_input(dx.data(), dy.data(), w.data(), N, I, O, true);
-    cpu.matmul_backward_weight(dw.data(), dy.data(), x.data(), N, I, O, false);
-    Guarded<float> gx(*gpu, x), gw(*gpu, w), gdy(*gpu, dy), gy(*gpu, std::vector<float>(y.size())), gdx(*gpu, acc),
-        gdw(*gpu, std::vector<float>(dw.size()));
-    gpu->matmul_forward(gy.ptr(), gx.ptr(), gw.ptr(), N, I, O);
-    gpu->matmul_backward_input(gdx.ptr(), gdy.ptr(), gw.ptr(), N, I, O, true);
-    gpu->matmul_backward_weight(gdw.ptr(), gdy.ptr(), gx.ptr(), N, I, O, false);
-    require_close(gy, y, 1e-5);
-    require_close(gdx, dx, 1e-5);
-    require_close(gdw, dw, 1e-5);
-  }
-  SECTION("bf16 operands, bf16 and fp32 outputs") {
-    auto gpu = gpu_or_skip(DType::BF16);
-    if (!gpu) return;
-    CpuBackend cpu(DType::BF16);
-    const auto bx = test::to_bf16(x), bw = test::to_bf16(w), bdy = test::to_bf16(dy), bacc = test::to_bf16(acc);
-    std::vector<bf16> y(size_t(N) * O), dx = bacc;
-    std::vector<float> dw(size_t(O) * I);
-    cpu.matmul_forward(y.data(), bx.data(), bw.data(), N, I, O);
-    cpu.matmul_backward_input(dx.data(), bdy.data(), bw.data(), N, I, O, true);
-    cpu.matmul_backward_weight(dw.data(), bdy.data(), bx.data(), N, I, O, false);
-    Guarded<bf16> gx(*gpu, bx), gw(*gpu, bw), gdy(*gpu, bdy), gy(*gpu, std::vector<bf16>(y.size())), gdx(*gpu, bacc);
-    Guarded<float> gdw(*gpu, std::vector<float>(dw.size()));
-    gpu->matmul_forward(gy.ptr(), gx.ptr(), gw.ptr(), N, I, O);
-    gpu->matmul_backward_input(gdx.ptr(), gdy.ptr(), gw.ptr(), N, I, O, true);
-    gpu->matmul_backward_weight(gdw.ptr(), gdy.ptr(), gx.ptr(), N, I, O, false);
-    // Products of bf16 values are exact in fp32; the sums differ only in order, then round once to bf16.
-    require_close(gy, y, 8e-3);
-    require_close(gdx, dx, 8e-3);
-    require_close(gdw, dw, 1e-4);
+    std::mt19937_64 rng(test::fresh_seed());
+    CpuBackend cpu(act);
+    INFO(dtype_name(act) << " storage");
+    if (act == DType::F32) {
+      compare_gemms<float>(*gpu, cpu, 1e-5, 1e-5, rng);
+    } else {
+      // Products of bf16 values are exact in fp32; the sums differ only in order, then round once to bf16.
+      compare_gemms<bf16>(*gpu, cpu, 8e-3, 1e-4, rng);
+    }
   }
 }
 
@@ -204,7 +194,7 @@ TEST_CASE("cuda ops on bf16 storage match the CPU's bf16 path", "[cuda]") {
   require_close(gdu, du, 8e-3);
 
   const auto z = test::to_bf16(test::random_normal(size_t(N) * V, rng, 3.0f));
-  auto tgt = random_ids(N, V, rng);
+  auto tgt = test::random_ids(N, V, rng);
   tgt[5] = kIgnoreIndex;
   std::vector<float> loss(N), lse(N);
   std::vector<bf16> grad = z;
@@ -228,7 +218,7 @@ TEST_CASE("cuda elementwise and row ops match the CPU backend", "[cuda]") {
   const int N = 37, C = 1000, V = 3001, H = 4, D = 64;
   const auto x = test::random_normal(size_t(N) * C, rng, 2.0f), w = test::random_normal(C, rng);
   const auto dy = test::random_normal(size_t(N) * C, rng);
-  const auto tokens = random_ids(N, V, rng), pos = random_ids(N, 4096, rng);
+  const auto tokens = test::random_ids(N, V, rng), pos = test::random_ids(N, 4096, rng);
   Guarded<float> gx(*gpu, x), gw(*gpu, w), gdy(*gpu, dy);
   Guarded<int32_t> gtok(*gpu, tokens), gpos(*gpu, pos);
 
@@ -285,7 +275,7 @@ TEST_CASE("cuda elementwise and row ops match the CPU backend", "[cuda]") {
   }
   SECTION("cross-entropy forward and backward, with an ignored target") {
     const auto z = test::random_normal(size_t(N) * V, rng, 3.0f);
-    auto tgt = random_ids(N, V, rng);
+    auto tgt = test::random_ids(N, V, rng);
     tgt[3] = -100;
     std::vector<float> loss(N), lse(N), grad = z;
     cpu.cross_entropy_forward(loss.data(), lse.data(), z.data(), tgt.data(), N, V);
