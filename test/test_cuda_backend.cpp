@@ -143,9 +143,9 @@ void compare_attention(Backend& gpu, Backend& cpu, double tol, std::mt19937_64& 
   require_close(gdv, dv, tol);
 }
 
-}  // namespace
-
-TEST_CASE("cuda GEMMs match the CPU: fp32 exactly computed, bf16 storage within one bf16 rounding", "[cuda]") {
+// Runs check(S{}, gpu, cpu, rng) with fp32 storage on both backends, then with bf16 on both.
+template <class Check>
+void for_both_storages(Check&& check) {
   for (DType act : {DType::F32, DType::BF16}) {
     auto gpu = gpu_or_skip(act);
     if (!gpu) return;
@@ -153,12 +153,25 @@ TEST_CASE("cuda GEMMs match the CPU: fp32 exactly computed, bf16 storage within 
     CpuBackend cpu(act);
     INFO(dtype_name(act) << " storage");
     if (act == DType::F32) {
-      compare_gemms<float>(*gpu, cpu, 1e-5, 1e-5, rng);
+      check(float{}, *gpu, cpu, rng);
     } else {
-      // Products of bf16 values are exact in fp32; the sums differ only in order, then round once to bf16.
-      compare_gemms<bf16>(*gpu, cpu, 8e-3, 1e-4, rng);
+      check(bf16{}, *gpu, cpu, rng);
     }
   }
+}
+
+}  // namespace
+
+TEST_CASE("cuda GEMMs match the CPU: fp32 exactly computed, bf16 storage within one bf16 rounding", "[cuda]") {
+  for_both_storages([](auto s, Backend& gpu, Backend& cpu, std::mt19937_64& rng) {
+    using S = decltype(s);
+    // Products of bf16 values are exact in fp32; the sums differ only in order, then round once to bf16.
+    if constexpr (std::is_same_v<S, float>) {
+      compare_gemms<S>(gpu, cpu, 1e-5, 1e-5, rng);
+    } else {
+      compare_gemms<S>(gpu, cpu, 8e-3, 1e-4, rng);
+    }
+  });
 }
 
 TEST_CASE("cuda ops on bf16 storage match the CPU's bf16 path", "[cuda]") {
@@ -302,19 +315,11 @@ TEST_CASE("cuda elementwise and row ops match the CPU backend", "[cuda]") {
 }
 
 TEST_CASE("cuda attention with GQA and packed documents matches the CPU, forward and backward", "[cuda]") {
-  for (DType act : {DType::F32, DType::BF16}) {
-    auto gpu = gpu_or_skip(act);
-    if (!gpu) return;
-    std::mt19937_64 rng(test::fresh_seed());
-    CpuBackend cpu(act);
-    INFO(dtype_name(act) << " storage");
+  for_both_storages([](auto s, Backend& gpu, Backend& cpu, std::mt19937_64& rng) {
+    using S = decltype(s);
     // A bf16 rounding of a score can move a probability by more than one rounding: looser than other ops.
-    if (act == DType::F32) {
-      compare_attention<float>(*gpu, cpu, 1e-5, rng);
-    } else {
-      compare_attention<bf16>(*gpu, cpu, 3e-2, rng);
-    }
-  }
+    compare_attention<S>(gpu, cpu, std::is_same_v<S, float> ? 1e-5 : 3e-2, rng);
+  });
 }
 
 TEST_CASE("cuda INT8 state: quantize, accumulate, dequantize and the fused Lion step are bit-identical to the CPU",
