@@ -89,10 +89,11 @@ void run_eval(const EvalOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   // Loss mode reads its documents first, so that a bad data file fails before the model loads.
   const std::vector<std::string> texts = o.task.empty() ? read_jsonl_strings(o.data, "text") : std::vector<std::string>{};
-  const ModelSource src = open_model_source(o.model.path);
-  const Tokenizer tok(o.model.path);
   auto backend = o.model.backend();
-  const auto model = load_model(src, *backend);
+  const OpenModel opened = open_model(o.model.path, *backend);
+  const ModelSource& src = opened.source;
+  const Tokenizer& tok = *opened.tokenizer;
+  LlamaModel* model = opened.model.get();
   if (!o.task.empty()) {
     if (!o.json) spdlog::info("{} on {}; task {} over {}", src.describe(), backend->name(), o.task, o.data);
     run_task(*model, tok, o, backend->name(), t0);
@@ -130,9 +131,8 @@ void set_eval_command(CLI::App& app) {
   sub->add_option("--task", opts->task,
                   "exact-match: answer each record's prompt greedily and count answers equal to its reference")
       ->check(CLI::IsMember({"exact-match"}));
-  sub->add_option("--format", opts->task_opts.format, "--task: record format (as data.format)")
-      ->check(CLI::IsMember({"alpaca", "prompt_completion", "chat"}))
-      ->capture_default_str();
+  sub->add_option("--format", opts->task_opts.format, "--task: record format (as data.format; default alpaca)")
+      ->transform(CLI::CheckedTransformer(enum_map<DataFormat>()));
   sub->add_option("--template", opts->task_opts.prompt_template, "--task: prompt template the model was trained with")
       ->check(CLI::IsMember({"plain", "llama2-chat"}))
       ->capture_default_str();

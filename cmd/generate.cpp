@@ -24,10 +24,11 @@ struct GenerateCmdOptions {
 };
 
 void run_generate(const GenerateCmdOptions& o) {
-  const ModelSource src = open_model_source(o.model.path);
-  const Tokenizer tok(o.model.path);
   auto backend = o.model.backend();
-  const auto model = load_model(src, *backend);  // an INT8 checkpoint stays INT8, dequantized per use
+  const OpenModel opened = open_model(o.model.path, *backend);  // an INT8 checkpoint stays INT8, dequantized per use
+  const ModelSource& src = opened.source;
+  const Tokenizer& tok = *opened.tokenizer;
+  LlamaModel* model = opened.model.get();
   if (!o.json) {
     spdlog::info("{} on {}, template {}, temperature {}, top-p {}, seed {}", src.describe(), backend->name(),
                  o.gen.prompt_template, o.gen.temperature, o.gen.top_p, o.gen.seed);

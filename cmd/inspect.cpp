@@ -1,6 +1,5 @@
 // qft inspect PATH: config summary, parameter count and every tensor of an HF model directory; for a qft
 // checkpoint, its trainer state and the quantization statistics of every INT8 matrix.
-#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -47,81 +46,50 @@ void inspect_file(const InspectOptions& o) {
   print_tensor_table(tensors);
 }
 
-template <class T>
-const T* typed(const SafeTensorsFile& f, const std::string& name) {
-  const SafeTensorInfo* t = f.find(name);
-  if (!t) throw TensorError(f.path(), name, "missing from the checkpoint");
-  return static_cast<const T*>(f.data(*t));
+nlohmann::ordered_json matrix_json(const MatrixStats& m) {
+  return {{"name", m.name},          {"shape", {m.rows, m.cols}},   {"outliers", m.outliers},
+          {"outlier_fraction", m.outlier_fraction()}, {"scale_min", m.scale_min}, {"scale_max", m.scale_max},
+          {"rescales", m.rescales},  {"rows_rescaled", m.rows_rescaled}};
 }
 
-// One INT8 matrix: outlier fraction, range of per-row scales, and how often its rows' scales had to grow.
-nlohmann::ordered_json matrix_stats(const SafeTensorsFile& weights, const SafeTensorsFile& opt, const std::string& name) {
-  const SafeTensorInfo* q = weights.find(name + ".q");
-  const int64_t rows = q->shape[0], cols = q->shape[1];
-  const float* scale = typed<float>(weights, name + ".scale");
-  const int32_t* row_ptr = typed<int32_t>(weights, name + ".row_ptr");
-  const uint32_t* rescales = typed<uint32_t>(opt, "rescales." + name);
-  float lo = scale[0], hi = scale[0];
-  int64_t total = 0, rows_rescaled = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    lo = std::min(lo, scale[r]);
-    hi = std::max(hi, scale[r]);
-    total += rescales[r];
-    rows_rescaled += rescales[r] > 0;
-  }
-  return {{"name", name}, {"shape", {rows, cols}}, {"outliers", row_ptr[rows]},
-          {"outlier_fraction", double(row_ptr[rows]) / double(rows * cols)}, {"scale_min", lo}, {"scale_max", hi},
-          {"rescales", total}, {"rows_rescaled", rows_rescaled}};
-}
-
-void inspect_checkpoint(const InspectOptions& o) {
-  namespace fs = std::filesystem;
-  const CheckpointInfo info = read_checkpoint_info(o.path);
-  const LlamaConfig c = load_llama_config((fs::path(o.path) / "config.json").string());
-  const SafeTensorsFile weights((fs::path(o.path) / "model.safetensors").string());
-  const SafeTensorsFile opt((fs::path(o.path) / "optimizer.safetensors").string());
-  const nlohmann::json run = nlohmann::json::parse(info.state.config_json);
+void print_checkpoint(const InspectOptions& o) {
+  const CheckpointReport rep = inspect_checkpoint(o.path);
+  const TrainerState& st = rep.info.state;
+  const nlohmann::json run = nlohmann::json::parse(st.config_json);
   nlohmann::ordered_json matrices = nlohmann::ordered_json::array();
-  int64_t outliers = 0, quantized = 0, rescales = 0;
-  for (const auto& spec : llama_tensor_specs(c)) {
-    if (!weights.find(spec.name + ".q")) continue;
-    matrices.push_back(matrix_stats(weights, opt, spec.name));
-    outliers += matrices.back()["outliers"].get<int64_t>();
-    quantized += shape_numel(spec.shape);
-    rescales += matrices.back()["rescales"].get<int64_t>();
-  }
-  nlohmann::ordered_json out = {
-      {"path", o.path}, {"kind", "qft checkpoint"}, {"step", info.state.step}, {"tokens", info.state.tokens},
-      {"epoch", info.state.cursor.epoch}, {"row", info.state.cursor.row}, {"settings_hash", info.settings_hash},
-      {"parameters", c.parameter_count()}, {"weights", run["quant"]["weights"]}, {"momentum", run["quant"]["momentum"]},
-      {"outlier_fraction", quantized ? double(outliers) / double(quantized) : 0.0}, {"rescales", rescales},
-      {"outlier_reselections", info.state.reselections}, {"matrices", matrices}};
+  for (const MatrixStats& m : rep.matrices) matrices.push_back(matrix_json(m));
   if (o.json) {
+    const nlohmann::ordered_json out = {
+        {"path", o.path}, {"kind", "qft checkpoint"}, {"step", st.step}, {"tokens", st.tokens},
+        {"epoch", st.cursor.epoch}, {"row", st.cursor.row}, {"settings_hash", rep.info.settings_hash},
+        {"parameters", rep.config.parameter_count()}, {"weights", run["quant"]["weights"]},
+        {"momentum", run["quant"]["momentum"]}, {"outlier_fraction", rep.outlier_fraction},
+        {"rescales", rep.rescales}, {"outlier_reselections", st.reselections}, {"matrices", matrices}};
     std::cout << out.dump(2) << "\n";
     return;
   }
-  std::printf("checkpoint %s\nstep %d, %lld tokens seen, epoch %lld row %lld, settings %s\n", o.path.c_str(),
-              info.state.step, static_cast<long long>(info.state.tokens), static_cast<long long>(info.state.cursor.epoch),
-              static_cast<long long>(info.state.cursor.row), info.settings_hash.c_str());
+  std::printf("checkpoint %s\nstep %d, %lld tokens seen, epoch %lld row %lld, settings %s\n", o.path.c_str(), st.step,
+              static_cast<long long>(st.tokens), static_cast<long long>(st.cursor.epoch),
+              static_cast<long long>(st.cursor.row), rep.info.settings_hash.c_str());
   std::printf("parameters %lld; weights %s, momentum %s; outliers %.4f%% of INT8 entries; %lld row rescales; "
               "outliers re-selected %d times\n",
-              static_cast<long long>(c.parameter_count()), run["quant"]["weights"].get<std::string>().c_str(),
-              run["quant"]["momentum"].get<std::string>().c_str(), 100.0 * out["outlier_fraction"].get<double>(),
-              static_cast<long long>(rescales), info.state.reselections);
-  if (matrices.empty()) return;
+              static_cast<long long>(rep.config.parameter_count()), run["quant"]["weights"].get<std::string>().c_str(),
+              run["quant"]["momentum"].get<std::string>().c_str(), 100.0 * rep.outlier_fraction,
+              static_cast<long long>(rep.rescales), st.reselections);
+  if (rep.matrices.empty()) return;
   std::printf("\n%-44s %-14s %9s %23s %9s %8s\n", "INT8 matrix", "shape", "outliers", "row scale min..max", "rescales",
               "rows");
-  for (const auto& m : matrices) {
-    std::printf("%-44s %-14s %8.3f%% %11.3e..%.3e %9lld %8lld\n", m["name"].get<std::string>().c_str(),
-                m["shape"].dump().c_str(), 100.0 * m["outlier_fraction"].get<double>(), m["scale_min"].get<double>(),
-                m["scale_max"].get<double>(), static_cast<long long>(m["rescales"].get<int64_t>()),
-                static_cast<long long>(m["rows_rescaled"].get<int64_t>()));
+  for (const MatrixStats& m : rep.matrices) {
+    const std::string shape = "[" + std::to_string(m.rows) + "," + std::to_string(m.cols) + "]";
+    std::printf("%-44s %-14s %8.3f%% %11.3e..%.3e %9lld %8lld\n", m.name.c_str(), shape.c_str(),
+                100.0 * m.outlier_fraction(), m.scale_min, m.scale_max, static_cast<long long>(m.rescales),
+                static_cast<long long>(m.rows_rescaled));
   }
 }
 
 void run_inspect(const InspectOptions& o) {
   if (std::filesystem::is_regular_file(o.path)) return inspect_file(o);
-  if (is_checkpoint(o.path)) return inspect_checkpoint(o);
+  if (is_checkpoint(o.path)) return print_checkpoint(o);
   HfModel m(o.path);
   const LlamaConfig& c = m.config();
   const int64_t params = c.parameter_count();

@@ -4,20 +4,19 @@
 #include <memory>
 #include <string>
 
-#include "ops/backend.h"
+#include "trainer/device.h"
 
 namespace qft::cmd {
 
 struct ModelOptions {
   std::string path;  // --model
-  std::string device = "auto";
+  Device device = Device::Auto;
   bool debug_sync = false;
 
   void add_to(CLI::App* sub) {
     sub->add_option("--model", path, "HF LLaMA model directory or qft checkpoint (step_*/)")->required();
-    sub->add_option("--device", device, "auto (CUDA when a GPU is visible), cpu or cuda")
-        ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
-        ->capture_default_str();
+    sub->add_option("--device", device, "auto (CUDA when a GPU is visible; the default), cpu or cuda")
+        ->transform(CLI::CheckedTransformer(enum_map<Device>()));
     sub->add_flag("--debug-sync", debug_sync, "CUDA: synchronize after every op so that a fault names its op");
   }
   std::unique_ptr<Backend> backend() const { return make_backend(device, debug_sync); }

@@ -30,7 +30,7 @@ void set_plan_command(CLI::App& app) {
     const RunConfig cfg = opts->run.load();
     cfg.validate(false);
     const LlamaConfig arch = plan_architecture(cfg);
-    const MemoryPlan plan = plan_memory(cfg, arch, !opts->cpu);
+    const MemoryPlan plan = plan_memory(cfg, arch, plan_target(opts->cpu ? Device::Cpu : Device::Cuda));
     std::cout << (opts->json ? plan_json(plan) + "\n" : format_plan(plan, cfg, arch));
   });
 }

@@ -14,7 +14,7 @@ namespace qft {
 namespace {
 
 // Row-major C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta C, with the M rows split across the OpenMP threads.
-// OpenBLAS runs single-threaded inside (see CpuBackend()): one thread pool for BLAS and the loops, not two
+// OpenBLAS runs single-threaded inside (cpu::use_one_blas_thread): one thread pool for BLAS and the loops, not two
 // pools spinning against each other, which measured 3x slower on 2 cores.
 void sgemm(const GemmArgs& g, const float* A, const float* B, float* C) {
   const int64_t work = g.M * g.N * g.K;
@@ -38,10 +38,13 @@ std::vector<float> widen(CAct x, int64_t rows, int64_t cols, int64_t ld) {
 
 }  // namespace
 
-CpuBackend::CpuBackend(DType activations) : FunctorBackend(activations) { openblas_set_num_threads(1); }
+namespace cpu {
+
+// OpenBLAS runs single-threaded inside sgemm above, see there.
+void use_one_blas_thread() { openblas_set_num_threads(1); }
 
 // bf16 operands are widened to fp32 and the fp32 result rounded back: the GPU's bf16 GEMMs also accumulate in fp32.
-void CpuBackend::run_gemm(const GemmArgs& g) {
+void run_gemm(const GemmArgs& g) {
   if (g.M == 0 || g.N == 0) return;
   for (int64_t i = 0; i < g.batch; ++i) {
     const CAct A = g.A + i * g.stride_a, B = g.B + i * g.stride_b;
@@ -71,14 +74,12 @@ void CpuBackend::run_gemm(const GemmArgs& g) {
   }
 }
 
-void* CpuBackend::raw_alloc(size_t bytes) {
-  size_t rounded = (bytes + 63) / 64 * 64;  // aligned_alloc needs a multiple of the alignment
+void* alloc_aligned(size_t bytes) {
+  const size_t rounded = (bytes + 63) / 64 * 64;  // aligned_alloc needs a multiple of the alignment
   return std::aligned_alloc(64, rounded);
 }
 
-void CpuBackend::raw_free(void* p) { std::free(p); }
-
-size_t CpuBackend::available_bytes() const {
+size_t available_bytes() {
   FILE* f = std::fopen("/proc/meminfo", "r");
   if (!f) return SIZE_MAX;  // no way to tell: do not refuse
   char key[64];
@@ -94,18 +95,27 @@ size_t CpuBackend::available_bytes() const {
   return out;
 }
 
-// Empty copies are allowed (an empty vector's data() may be null, and memcpy(nullptr, ...) is undefined).
-void CpuBackend::copy_to_device(void* dst, const void* src, size_t bytes) {
-  if (bytes) std::memcpy(dst, src, bytes);
-}
-void CpuBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
-  if (bytes) std::memcpy(dst, src, bytes);
-}
-void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
-  if (bytes) std::memcpy(dst, src, bytes);
-}
-void CpuBackend::zero(void* dst, size_t bytes) {
-  if (bytes) std::memset(dst, 0, bytes);
+}  // namespace cpu
+
+void CpuBackend::embedding_backward(float* dtable, CAct dout, const int32_t* tokens, int N, int C, int v0, int rows) {
+  with_act_type(dout.dtype, [&](auto t) {
+    using T = decltype(t);
+    const T* d = dout.as<T>();
+    constexpr int64_t kColumnBlock = 64;  // one cache line of fp32 per block edge, and enough blocks to share
+    const int64_t blocks = (int64_t(C) + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static) if (int64_t(N) * C > 4096)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t c0 = b * kColumnBlock, c1 = std::min<int64_t>(C, c0 + kColumnBlock);
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t v = int64_t(tokens[n]) - v0;
+        if (v < 0 || v >= rows) continue;
+        float* dst = dtable + v * C;
+        const T* src = d + n * int64_t(C);
+        for (int64_t c = c0; c < c1; ++c) dst[c] += to_f32(src[c]);
+      }
+    }
+  });
+  done("embedding_backward");
 }
 
 }  // namespace qft

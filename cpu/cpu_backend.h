@@ -1,33 +1,68 @@
 #pragma once
-// The reference backend: OpenBLAS GEMMs and OpenMP loops over the shared functors (ops/functor_backend.h).
-// Activations are fp32 by default, the reference; with BF16 it stores them as the GPU does, which lets the
-// CPU check the GPU's bf16 path.
+// The host backends: OpenBLAS GEMMs and OpenMP loops over the shared functors (ops/functor_backend.h).
+// Activations are fp32 by default, the reference; with BF16 they are stored as the GPU stores them, which lets
+// the CPU check the GPU's bf16 path.
+//   CpuReference  every op exactly as tier one composes it: what every replacement is tested against.
+//   CpuBackend    the backend qft runs on the host: the reference, with some ops replaced by host-specific code.
+#include <cstdlib>
+#include <cstring>
+
 #include "cpu/parallel.h"
 #include "ops/functor_backend.h"
 
 namespace qft {
 
-class CpuBackend final : public FunctorBackend<CpuBackend> {
+namespace cpu {
+void use_one_blas_thread();
+size_t available_bytes();  // MemAvailable from /proc/meminfo
+void* alloc_aligned(size_t bytes);
+void run_gemm(const GemmArgs& g);
+}  // namespace cpu
+
+// Memory and launchers on the host, shared by both host backends.
+template <class Self>
+class HostBackend : public FunctorBackend<Self> {
  public:
-  explicit CpuBackend(DType activations = DType::F32);
+  explicit HostBackend(DType activations) : FunctorBackend<Self>(activations) { cpu::use_one_blas_thread(); }
   std::string name() const override { return "cpu"; }
-  size_t available_bytes() const override;  // MemAvailable from /proc/meminfo
-  void copy_to_device(void* dst, const void* src, size_t bytes) override;
-  void copy_to_host(void* dst, const void* src, size_t bytes) override;
-  void copy(void* dst, const void* src, size_t bytes) override;
-  void zero(void* dst, size_t bytes) override;
+  size_t available_bytes() const override { return cpu::available_bytes(); }
+  // Empty copies are allowed (an empty vector's data() may be null, and memcpy(nullptr, ...) is undefined).
+  void copy_to_device(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void zero(void* dst, size_t bytes) override {
+    if (bytes) std::memset(dst, 0, bytes);
+  }
 
   // ---- what FunctorBackend runs ops with ----
   template <class F>
   void launch_elementwise(const F& f, int64_t n) { parallel_for(n, f); }
   template <class F>
   void launch_rows(const F& f, int64_t rows) { parallel_rows(rows, f); }
-  void run_gemm(const GemmArgs& g);
+  void run_gemm(const GemmArgs& g) { cpu::run_gemm(g); }
   void after_op(const char*) {}
 
  protected:
-  void* raw_alloc(size_t bytes) override;
-  void raw_free(void* p) override;
+  void* raw_alloc(size_t bytes) override { return cpu::alloc_aligned(bytes); }
+  void raw_free(void* p) override { std::free(p); }
+};
+
+class CpuReference final : public HostBackend<CpuReference> {
+ public:
+  explicit CpuReference(DType activations = DType::F32) : HostBackend(activations) {}
+  std::string name() const override { return "cpu-reference"; }
+};
+
+class CpuBackend final : public HostBackend<CpuBackend> {
+ public:
+  explicit CpuBackend(DType activations = DType::F32) : HostBackend(activations) {}
+
+  // ---- replaced ops ----
+  // Each thread takes a block of columns and walks the tokens once, adding contiguous row segments: the same
+  // sums in the same token order as the reference (bit-identical), without its column-strided reads.
+  void embedding_backward(float* dtable, CAct dout, const int32_t* tokens, int N, int C, int v0, int rows) override;
 };
 
 }  // namespace qft

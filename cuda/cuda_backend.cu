@@ -41,6 +41,7 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
 
   std::string name() const override { return "cuda"; }
 
+  size_t reserved_bytes() const override { return kCudaReservedBytes; }
   size_t available_bytes() const override {
     size_t free_bytes = 0, total = 0;
     QFT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));

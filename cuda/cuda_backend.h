@@ -1,10 +1,15 @@
 #pragma once
 // The CUDA backend, created without CUDA headers so that any file may ask for one.
+#include <cstddef>
 #include <memory>
 
 #include "ops/backend.h"
 
 namespace qft {
+
+// The device memory a CUDA backend uses outside its tracked allocations: the context (~500 MiB on Hopper) and
+// the cuBLASLt workspace. An allowance until a GPU run measures it.
+constexpr size_t kCudaReservedBytes = size_t(600) << 20;
 
 struct CudaOptions {
   int device = 0;

@@ -5,7 +5,6 @@
 #include "core/error.h"
 #include "model/hf_model.h"
 #include "model/llama_internal.h"
-#include "ops/kernels.h"
 
 namespace qft {
 
@@ -25,53 +24,6 @@ Buffer upload_i32(Backend& be, const std::vector<int32_t>& host) {
 
 }  // namespace
 
-Batch Batch::from_labels(int B, int T, const std::vector<int32_t>& input_ids, const std::vector<int32_t>& labels) {
-  if (input_ids.size() != size_t(B) * T || labels.size() != size_t(B) * T) {
-    throw Error("Batch::from_labels: expected " + std::to_string(B * T) + " input ids and labels");
-  }
-  Batch b;
-  b.B = B;
-  b.T = T;
-  b.tokens = input_ids;
-  b.targets.assign(size_t(B) * T, kIgnoreIndex);
-  b.positions.resize(size_t(B) * T);
-  for (int r = 0; r < B; ++r) {
-    for (int t = 0; t < T; ++t) {
-      b.positions[size_t(r) * T + t] = t;
-      if (t + 1 < T) b.targets[size_t(r) * T + t] = labels[size_t(r) * T + t + 1];
-    }
-  }
-  return b;
-}
-
-Batch Batch::sequence(const std::vector<int32_t>& tokens, int first_position) {
-  Batch b;
-  b.B = 1;
-  b.T = int(tokens.size());
-  b.tokens = tokens;
-  b.targets.assign(tokens.size(), kIgnoreIndex);
-  for (int t = 0; t < b.T; ++t) b.positions.push_back(first_position + t);
-  return b;
-}
-
-void Batch::validate(int vocab_size) const {
-  const size_t n = size_t(B) * T;
-  if (B <= 0 || T <= 0) throw Error("batch: B and T must be positive");
-  if (tokens.size() != n || targets.size() != n || positions.size() != n || (!doc_start.empty() && doc_start.size() != n)) {
-    throw Error("batch: tokens, targets, positions and doc_start must each hold B*T entries");
-  }
-  for (size_t i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= vocab_size) {
-      throw Error("batch: token id " + std::to_string(tokens[i]) + " outside the vocabulary of " + std::to_string(vocab_size));
-    }
-    if (targets[i] != kIgnoreIndex && (targets[i] < 0 || targets[i] >= vocab_size)) {
-      throw Error("batch: target id " + std::to_string(targets[i]) + " outside the vocabulary of " + std::to_string(vocab_size));
-    }
-    const int t = int(i % size_t(T));
-    if (!doc_start.empty() && (doc_start[i] < 0 || doc_start[i] > t)) throw Error("batch: doc_start must lie in [0, t]");
-  }
-}
-
 LossSum sum_losses(Backend& be, const Buffer& loss, const Batch& batch) {
   std::vector<float> host(batch.targets.size());
   be.copy_to_host(host.data(), loss.get(), host.size() * 4);
@@ -84,24 +36,30 @@ LossSum sum_losses(Backend& be, const Buffer& loss, const Batch& batch) {
   return out;
 }
 
-int64_t Batch::target_count() const {
-  int64_t n = 0;
-  for (int32_t t : targets) n += t != kIgnoreIndex;
-  return n;
-}
-
 LlamaModel::LlamaModel(const LlamaConfig& config, Backend& backend, const WeightStorage& storage)
     : config_(config), backend_(backend), storage_(storage) {
+  layers_.resize(size_t(config_.num_hidden_layers));
   for (const TensorSpec& spec : llama_tensor_specs(config_)) {
+    const int index = int(params_.size());
     const bool is_1d = spec.shape.size() == 1;
-    Param p{spec.name, is_1d ? 1 : spec.shape[0], is_1d ? spec.shape[0] : spec.shape[1], is_1d, {}, {}};
-    if (storage.int8 && !is_1d) {
+    Param p{spec.name, spec.shape, spec.role, is_1d ? 1 : spec.shape[0], is_1d ? spec.shape[0] : spec.shape[1], {}, {}};
+    if (storage.int8 && quantizable(spec.role)) {
       p.int8 = allocate_hybrid(backend_, p.rows, p.cols, storage.outlier_fraction);
     } else {
       p.fp32 = backend_.alloc(size_t(p.numel()) * 4, "weights");
     }
     params_.push_back(std::move(p));
+    if (spec.slot) {
+      layers_[size_t(spec.layer)].*spec.slot = index;
+    } else if (spec.role == ParamRole::Embedding) {
+      embedding_ = index;
+    } else if (spec.role == ParamRole::Norm) {
+      final_norm_ = index;
+    } else if (spec.role == ParamRole::Head) {
+      head_ = index;
+    }
   }
+  if (config_.tie_word_embeddings) head_ = embedding_;
   inv_freq_ = upload_f32(backend_, config_.rope_inv_freq());
 }
 
@@ -172,7 +130,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
             KVH = c.num_key_value_heads, D = c.head_dim;
   const float eps = float(c.rms_norm_eps);
   // Each matrix is dequantized right before its GEMM and dropped after it: one matrix of workspace at a time.
-  const int P = layer_param(layer);
+  const LayerParams& P = layer_params(layer);
   LayerActs a;
   a.xn1 = be.alloc_act(int64_t(N) * C, "layer activations");                      // (N, C)
   a.rstd1 = be.alloc(size_t(N) * 4, "layer activations");                         // (N,)
@@ -184,10 +142,10 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   a.x_mid = be.alloc_act(int64_t(N) * C, "layer activations");                    // (N, C) residual after attention
   Buffer proj = be.alloc_act(int64_t(N) * C, "layer activations");                // (N, C)
 
-  be.rmsnorm_forward(a.xn1.act(), a.rstd1.f32(), x_in, norm_weight(P), N, C, eps);
-  be.matmul_forward(a.q.act(), a.xn1.act(), dense(P + 1).get(), N, C, c.q_dim());
-  be.matmul_forward(a.k.act(), a.xn1.act(), dense(P + 2).get(), N, C, c.kv_dim());
-  be.matmul_forward(a.v.act(), a.xn1.act(), dense(P + 3).get(), N, C, c.kv_dim());
+  be.rmsnorm_forward(a.xn1.act(), a.rstd1.f32(), x_in, norm_weight(P.attn_norm), N, C, eps);
+  be.matmul_forward(a.q.act(), a.xn1.act(), dense(P.q).get(), N, C, c.q_dim());
+  be.matmul_forward(a.k.act(), a.xn1.act(), dense(P.k).get(), N, C, c.kv_dim());
+  be.matmul_forward(a.v.act(), a.xn1.act(), dense(P.v).get(), N, C, c.kv_dim());
   be.rope(a.q.act(), db.positions.i32(), inv_freq_.f32(), N, H, D, false);
   be.rope(a.k.act(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, false);
   if (cache) {
@@ -202,7 +160,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
     be.attention_forward({a.att_out.act(), a.probs.act(), a.q.act(), a.k.act(), a.v.act(), db.doc_start.i32(), db.B,
                           db.T, H, KVH, D});
   }
-  be.matmul_forward(proj.act(), a.att_out.act(), dense(P + 4).get(), N, c.q_dim(), C);
+  be.matmul_forward(proj.act(), a.att_out.act(), dense(P.o).get(), N, c.q_dim(), C);
   be.copy(a.x_mid.get(), x_in.ptr, be.act_bytes(int64_t(N) * C));
   be.residual_add(a.x_mid.act(), proj.act(), int64_t(N) * C);
 
@@ -211,12 +169,12 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   a.gate = be.alloc_act(int64_t(N) * I, "layer activations"); // (N, I)
   a.up = be.alloc_act(int64_t(N) * I, "layer activations");   // (N, I)
   a.act = be.alloc_act(int64_t(N) * I, "layer activations");  // (N, I) silu(gate) * up
-  be.rmsnorm_forward(a.xn2.act(), a.rstd2.f32(), a.x_mid.act(), norm_weight(P + 5), N, C, eps);
-  be.matmul_forward(a.gate.act(), a.xn2.act(), dense(P + 6).get(), N, C, I);
-  be.matmul_forward(a.up.act(), a.xn2.act(), dense(P + 7).get(), N, C, I);
+  be.rmsnorm_forward(a.xn2.act(), a.rstd2.f32(), a.x_mid.act(), norm_weight(P.mlp_norm), N, C, eps);
+  be.matmul_forward(a.gate.act(), a.xn2.act(), dense(P.gate).get(), N, C, I);
+  be.matmul_forward(a.up.act(), a.xn2.act(), dense(P.up).get(), N, C, I);
   be.swiglu_forward(a.act.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
   if (x_out.ptr) {
-    be.matmul_forward(proj.act(), a.act.act(), dense(P + 8).get(), N, I, C);
+    be.matmul_forward(proj.act(), a.act.act(), dense(P.down).get(), N, I, C);
     be.copy(x_out.ptr, a.x_mid.get(), be.act_bytes(int64_t(N) * C));
     be.residual_add(x_out, proj.act(), int64_t(N) * C);
   }
@@ -226,7 +184,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
 Buffer LlamaModel::forward_hidden(const DeviceBatch& db, KvCache* cache) {
   const int N = db.N, C = config_.hidden_size;
   Buffer x = backend_.alloc_act(int64_t(N) * C, "head activations");  // (N, C) residual stream
-  backend_.embedding_forward(x.act(), db.tokens.i32(), dense(0).get(), N, C);
+  backend_.embedding_forward(x.act(), db.tokens.i32(), dense(embedding_param()).get(), N, C);
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
     layer_forward(l, x.act(), x.act(), db, cache);  // in place: x_in is read before x_out is written
   }

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "model/batch.h"
 #include "model/llama_config.h"
+#include "model/weight_storage.h"
 #include "ops/backend.h"
 #include "quant/quantized.h"
 
@@ -15,44 +17,18 @@ namespace qft {
 
 class HfModel;
 
-// A batch of B sequences of T tokens, in host memory. targets[b*T + t] is the token that position t must
-// predict, or kIgnoreIndex. positions restart at every packed document; doc_start (optional, empty = plain
-// causal) gives each position's first visible key.
-struct Batch {
-  int B = 0, T = 0;
-  std::vector<int32_t> tokens, targets, positions, doc_start;
-
-  // HF convention: labels are aligned with input_ids and shifted inside the loss (targets[t] = labels[t+1]).
-  static Batch from_labels(int B, int T, const std::vector<int32_t>& input_ids, const std::vector<int32_t>& labels);
-  // One sequence (B = 1) without targets, at positions first_position, first_position + 1, ... (inference).
-  static Batch sequence(const std::vector<int32_t>& tokens, int first_position = 0);
-  void validate(int vocab_size) const;  // throws qft::Error on a malformed batch
-  int64_t target_count() const;         // targets that carry loss
-};
-
-struct LossSum {
-  double loss_sum = 0;  // sum of per-token cross-entropy over target tokens
-  int64_t tokens = 0;   // number of target tokens
-  double mean() const { return tokens ? loss_sum / double(tokens) : 0.0; }
-};
-
-// One trainable tensor, (rows, cols) row-major; 1-D tensors have rows = 1. Stored in fp32, or for matrices
-// with INT8 weights as a hybrid INT8 matrix with sparse fp32 outliers; there is never both.
+// One trainable tensor, (rows, cols) row-major; 1-D tensors have rows = 1. Stored in fp32, or when its role is
+// quantizable and the weights are INT8, as a hybrid INT8 matrix with sparse fp32 outliers; there is never both.
 struct Param {
   std::string name;
+  Shape shape;  // as HF stores it
+  ParamRole role = ParamRole::Matrix;
   int64_t rows = 0, cols = 0;
-  bool is_norm = false;  // RMSNorm weights: always fp32, no weight decay by default
   Buffer fp32;
   HybridMatrix int8;
   bool quantized() const { return int8.rows > 0; }
   int64_t numel() const { return rows * cols; }
   size_t bytes() const { return quantized() ? int8.bytes() : fp32.bytes(); }
-};
-
-struct WeightStorage {
-  bool int8 = false;              // hybrid INT8 for every matrix, embedding and LM head included
-  double outlier_fraction = 0.01; // per row, kept in fp32
-  bool operator==(const WeightStorage& o) const { return int8 == o.int8 && (!int8 || outlier_fraction == o.outlier_fraction); }
 };
 
 // A weight for compute: the stored fp32 buffer itself, or a dequantized or converted copy that lives as long
@@ -91,6 +67,11 @@ class LlamaModel {
   Backend& backend() const { return backend_; }
   const WeightStorage& storage() const { return storage_; }
   const std::vector<Param>& params() const { return params_; }
+  // Parameter indices by name: embedding, final norm, head (the embedding when tied) and each layer's tensors.
+  int embedding_param() const { return embedding_; }
+  int final_norm_param() const { return final_norm_; }
+  int head_param() const { return head_; }
+  const LayerParams& layer_params(int layer) const { return layers_[size_t(layer)]; }
   Param& param(int i) { return params_[size_t(i)]; }
   // The weight in the activation dtype (or `as`): INT8 weights dequantized, fp32 ones converted when needed.
   DenseWeight dense(int param) const { return dense(param, backend_.act_dtype()); }
@@ -138,15 +119,14 @@ class LlamaModel {
                             float loss_scale, GradSink& sink);
   void embedding_weight_backward(CAct dx0, const DeviceBatch& db, GradSink& sink);
   const float* norm_weight(int param) const { return params_[size_t(param)].fp32.f32(); }  // always fp32
-  int head_param() const { return config_.tie_word_embeddings ? 0 : int(params_.size()) - 1; }
-  int final_norm_param() const { return layer_param(config_.num_hidden_layers); }
-  int layer_param(int layer) const { return 1 + 9 * layer; }  // +0 attn_norm, +1..4 q k v o, +5 mlp_norm, +6..8 gate up down
 
   LlamaConfig config_;
   Backend& backend_;
   WeightStorage storage_;
   Buffer inv_freq_;
   std::vector<Param> params_;  // in llama_tensor_specs order
+  int embedding_ = -1, final_norm_ = -1, head_ = -1;
+  std::vector<LayerParams> layers_;
 };
 
 }  // namespace qft

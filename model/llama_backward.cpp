@@ -6,7 +6,6 @@
 
 #include "core/error.h"
 #include "model/llama_internal.h"
-#include "ops/kernels.h"
 
 namespace qft {
 
@@ -19,7 +18,7 @@ LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sin
   // Forward, keeping each layer's input: stack[l] is the input of layer l, stack[L] the last output.
   std::vector<Buffer> stack;
   stack.push_back(be.alloc_act(NC, "layer-input stack"));  // (N, C)
-  be.embedding_forward(stack[0].act(), db.tokens.i32(), dense(0).get(), N, C);
+  be.embedding_forward(stack[0].act(), db.tokens.i32(), dense(embedding_param()).get(), N, C);
   for (int l = 0; l < L; ++l) {
     stack.push_back(be.alloc_act(NC, "layer-input stack"));
     layer_forward(l, stack[l].act(), stack[l + 1].act(), db);
@@ -60,7 +59,7 @@ LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sin
   }
   // A tied matrix is both LM head and embedding: its gradient is complete only now.
   if (config_.tie_word_embeddings) {
-    head_weight_backward(dense(0).get(), hidden.act(), lse.f32(), dx.act(), db, loss_scale, sink);
+    head_weight_backward(dense(embedding_param()).get(), hidden.act(), lse.f32(), dx.act(), db, loss_scale, sink);
   } else {
     embedding_weight_backward(dx.act(), db, sink);
   }
@@ -72,32 +71,32 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   const LlamaConfig& c = config_;
   const int N = db.N, C = c.hidden_size, I = c.intermediate_size, H = c.num_attention_heads,
             KVH = c.num_key_value_heads, D = c.head_dim, QD = c.q_dim(), KVD = c.kv_dim();
-  const int P = layer_param(layer);  // +0 attn_norm, +1..4 q k v o, +5 mlp_norm, +6..8 gate up down
+  const LayerParams& P = layer_params(layer);
   // Matrices are dequantized where each GEMM needs them and dropped after (dequantizing is cheap next to a GEMM).
   LayerActs a = layer_forward(layer, x_in, nullptr, db);
 
   // ---- MLP: x_out = x_mid + act @ w_down^T, act = silu(gate) * up ----
   {
     Buffer dact = be.alloc_act(int64_t(N) * I, "layer gradients");  // (N, I)
-    be.matmul_backward_input(dact.act(), dx, dense(P + 8).get(), N, I, C, false);
+    be.matmul_backward_input(dact.act(), dx, dense(P.down).get(), N, I, C, false);
     Buffer dw = be.alloc(size_t(C) * I * 4, "weight-gradient chunk");  // (C, I)
     be.matmul_backward_weight(dw.f32(), dx, a.act.act(), N, I, C, false);
-    sink.consume(P + 8, 0, C, dw.f32());
+    sink.consume(P.down, 0, C, dw.f32());
     // -> dgate, dup in place
     be.swiglu_backward(a.gate.act(), a.up.act(), dact.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
   }
   {
     Buffer dxn = be.alloc_act(int64_t(N) * C, "layer gradients");  // (N, C)
-    be.matmul_backward_input(dxn.act(), a.gate.act(), dense(P + 6).get(), N, C, I, false);
-    be.matmul_backward_input(dxn.act(), a.up.act(), dense(P + 7).get(), N, C, I, true);
+    be.matmul_backward_input(dxn.act(), a.gate.act(), dense(P.gate).get(), N, C, I, false);
+    be.matmul_backward_input(dxn.act(), a.up.act(), dense(P.up).get(), N, C, I, true);
     Buffer dw = be.alloc(size_t(I) * C * 4, "weight-gradient chunk");  // (I, C)
     be.matmul_backward_weight(dw.f32(), a.gate.act(), a.xn2.act(), N, C, I, false);
-    sink.consume(P + 6, 0, I, dw.f32());
+    sink.consume(P.gate, 0, I, dw.f32());
     be.matmul_backward_weight(dw.f32(), a.up.act(), a.xn2.act(), N, C, I, false);
-    sink.consume(P + 7, 0, I, dw.f32());
+    sink.consume(P.up, 0, I, dw.f32());
     Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
-    be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), a.x_mid.act(), norm_weight(P + 5), a.rstd2.f32(), N, C, true);
-    sink.consume(P + 5, 0, 1, dnorm.f32());
+    be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), a.x_mid.act(), norm_weight(P.mlp_norm), a.rstd2.f32(), N, C, true);
+    sink.consume(P.mlp_norm, 0, 1, dnorm.f32());
   }
   a.gate.reset();
   a.up.reset();
@@ -105,11 +104,11 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
 
   // ---- attention: x_mid = x_in + att_out @ w_o^T ----
   Buffer datt = be.alloc_act(int64_t(N) * QD, "layer gradients");  // (N, H, D)
-  be.matmul_backward_input(datt.act(), dx, dense(P + 4).get(), N, QD, C, false);
+  be.matmul_backward_input(datt.act(), dx, dense(P.o).get(), N, QD, C, false);
   {
     Buffer dw = be.alloc(size_t(C) * QD * 4, "weight-gradient chunk");  // (C, QD)
     be.matmul_backward_weight(dw.f32(), dx, a.att_out.act(), N, QD, C, false);
-    sink.consume(P + 4, 0, C, dw.f32());
+    sink.consume(P.o, 0, C, dw.f32());
   }
   Buffer dq = be.alloc_act(int64_t(N) * QD, "layer gradients");
   Buffer dk = be.alloc_act(int64_t(N) * KVD, "layer gradients");
@@ -124,21 +123,21 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   be.rope(dq.act(), db.positions.i32(), inv_freq_.f32(), N, H, D, true);
   be.rope(dk.act(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, true);
   Buffer dxn = be.alloc_act(int64_t(N) * C, "layer gradients");  // (N, C)
-  be.matmul_backward_input(dxn.act(), dq.act(), dense(P + 1).get(), N, C, QD, false);
-  be.matmul_backward_input(dxn.act(), dk.act(), dense(P + 2).get(), N, C, KVD, true);
-  be.matmul_backward_input(dxn.act(), dv.act(), dense(P + 3).get(), N, C, KVD, true);
+  be.matmul_backward_input(dxn.act(), dq.act(), dense(P.q).get(), N, C, QD, false);
+  be.matmul_backward_input(dxn.act(), dk.act(), dense(P.k).get(), N, C, KVD, true);
+  be.matmul_backward_input(dxn.act(), dv.act(), dense(P.v).get(), N, C, KVD, true);
   {
     Buffer dw = be.alloc(size_t(QD) * C * 4, "weight-gradient chunk");  // (QD, C), large enough for k and v too
     be.matmul_backward_weight(dw.f32(), dq.act(), a.xn1.act(), N, C, QD, false);
-    sink.consume(P + 1, 0, QD, dw.f32());
+    sink.consume(P.q, 0, QD, dw.f32());
     be.matmul_backward_weight(dw.f32(), dk.act(), a.xn1.act(), N, C, KVD, false);
-    sink.consume(P + 2, 0, KVD, dw.f32());
+    sink.consume(P.k, 0, KVD, dw.f32());
     be.matmul_backward_weight(dw.f32(), dv.act(), a.xn1.act(), N, C, KVD, false);
-    sink.consume(P + 3, 0, KVD, dw.f32());
+    sink.consume(P.v, 0, KVD, dw.f32());
   }
   Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
-  be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), x_in, norm_weight(P), a.rstd1.f32(), N, C, true);
-  sink.consume(P + 0, 0, 1, dnorm.f32());
+  be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), x_in, norm_weight(P.attn_norm), a.rstd1.f32(), N, C, true);
+  sink.consume(P.attn_norm, 0, 1, dnorm.f32());
 }
 
 void LlamaModel::head_weight_backward(CAct weight, CAct hidden, const float* lse, CAct dx0, const DeviceBatch& db,
@@ -173,7 +172,7 @@ void LlamaModel::embedding_weight_backward(CAct dx0, const DeviceBatch& db, Grad
     const int rows = std::min(vc, V - v0);
     be.zero(dw.get(), size_t(rows) * C * 4);
     be.embedding_backward(dw.f32(), dx0, db.tokens.i32(), N, C, v0, rows);
-    sink.consume(0, v0, rows, dw.f32());
+    sink.consume(embedding_param(), v0, rows, dw.f32());
   }
 }
 

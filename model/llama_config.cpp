@@ -142,22 +142,27 @@ std::vector<float> LlamaConfig::rope_inv_freq() const {
 }
 
 std::vector<TensorSpec> llama_tensor_specs(const LlamaConfig& c) {
-  const int64_t C = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
-  std::vector<TensorSpec> specs{{"model.embed_tokens.weight", {V, C}}};
+  using R = ParamRole;
+  using LP = LayerParams;
+  const int64_t C = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, Q = c.q_dim(), KV = c.kv_dim();
+  std::vector<TensorSpec> specs{{"model.embed_tokens.weight", {V, C}, R::Embedding}};
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    specs.push_back({p + "input_layernorm.weight", {C}});
-    specs.push_back({p + "self_attn.q_proj.weight", {c.q_dim(), C}});
-    specs.push_back({p + "self_attn.k_proj.weight", {c.kv_dim(), C}});
-    specs.push_back({p + "self_attn.v_proj.weight", {c.kv_dim(), C}});
-    specs.push_back({p + "self_attn.o_proj.weight", {C, c.q_dim()}});
-    specs.push_back({p + "post_attention_layernorm.weight", {C}});
-    specs.push_back({p + "mlp.gate_proj.weight", {I, C}});
-    specs.push_back({p + "mlp.up_proj.weight", {I, C}});
-    specs.push_back({p + "mlp.down_proj.weight", {C, I}});
+    const TensorSpec layer[] = {
+        {p + "input_layernorm.weight", {C}, R::Norm, l, &LP::attn_norm},
+        {p + "self_attn.q_proj.weight", {Q, C}, R::Matrix, l, &LP::q},
+        {p + "self_attn.k_proj.weight", {KV, C}, R::Matrix, l, &LP::k},
+        {p + "self_attn.v_proj.weight", {KV, C}, R::Matrix, l, &LP::v},
+        {p + "self_attn.o_proj.weight", {C, Q}, R::Matrix, l, &LP::o},
+        {p + "post_attention_layernorm.weight", {C}, R::Norm, l, &LP::mlp_norm},
+        {p + "mlp.gate_proj.weight", {I, C}, R::Matrix, l, &LP::gate},
+        {p + "mlp.up_proj.weight", {I, C}, R::Matrix, l, &LP::up},
+        {p + "mlp.down_proj.weight", {C, I}, R::Matrix, l, &LP::down},
+    };
+    specs.insert(specs.end(), std::begin(layer), std::end(layer));
   }
-  specs.push_back({"model.norm.weight", {C}});
-  if (!c.tie_word_embeddings) specs.push_back({"lm_head.weight", {V, C}});
+  specs.push_back({"model.norm.weight", {C}, R::Norm});
+  if (!c.tie_word_embeddings) specs.push_back({"lm_head.weight", {V, C}, R::Head});
   return specs;
 }
 

@@ -44,12 +44,30 @@ struct LlamaConfig {
 LlamaConfig parse_llama_config(const std::string& json_text, const std::string& where);
 LlamaConfig load_llama_config(const std::string& config_json_path);
 
+// What a tensor is for. How it is stored and whether it decays follow from its role, never from its shape:
+// a bias or a q/k norm is 1-D like an RMSNorm weight, but that is not why it stays fp32.
+enum class ParamRole { Embedding, Norm, Matrix, Head, Bias };
+// Embedding, projection and head matrices may be stored as hybrid INT8 with INT8 momentum; the rest stays fp32.
+inline bool quantizable(ParamRole r) { return r == ParamRole::Embedding || r == ParamRole::Matrix || r == ParamRole::Head; }
+// Norms and biases take no weight decay unless train.decay_norms asks for it.
+inline bool decay_exempt(ParamRole r) { return r == ParamRole::Norm || r == ParamRole::Bias; }
+
+// The tensors of one decoder layer, by name, as indices into the model's parameter list (llm.c's
+// ParameterTensors, one layer of it).
+struct LayerParams {
+  int attn_norm = -1, q = -1, k = -1, v = -1, o = -1, mlp_norm = -1, gate = -1, up = -1, down = -1;
+};
+
 struct TensorSpec {
   std::string name;
   Shape shape;
+  ParamRole role = ParamRole::Matrix;
+  int layer = -1;                    // its decoder layer, or -1 outside the layers
+  int LayerParams::*slot = nullptr;  // its field in that layer's LayerParams
 };
 
-// Every tensor of LlamaForCausalLM under the names transformers writes, in model order.
+// Every tensor of LlamaForCausalLM under the names transformers writes, in model order, with its role: the
+// one table from which the model's named parameters are built.
 // lm_head.weight is absent when the embeddings are tied.
 std::vector<TensorSpec> llama_tensor_specs(const LlamaConfig& c);
 

@@ -1,9 +1,6 @@
 #include "ops/backend.h"
 
 #include "core/error.h"
-#include "cpu/cpu_backend.h"
-#include "cuda/cuda_backend.h"
-#include "cuda/device_info.h"
 
 namespace qft {
 
@@ -75,15 +72,15 @@ void Backend::release(void* p, size_t bytes, const char* tag) {
   stats_.current_by_tag[tag] -= bytes;
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device, bool debug_sync) {
-  if (device == "cpu") return std::make_unique<CpuBackend>();
-  if (device == "cuda") return make_cuda_backend({0, debug_sync});
-  if (device == "auto") {
-    const DeviceInfo info = probe_cuda();
-    if (info.compiled && info.device_count > 0) return make_cuda_backend({0, debug_sync});
-    return std::make_unique<CpuBackend>();
+const char* op_name(Op op) {
+  switch (op) {
+#define QFT_OP_NAME(name) \
+  case Op::name:          \
+    return #name;
+    QFT_BACKEND_OPS(QFT_OP_NAME)
+#undef QFT_OP_NAME
   }
-  throw Error("unknown device '" + device + "' (expected auto, cpu or cuda)");
+  return "unknown op";
 }
 
 }  // namespace qft

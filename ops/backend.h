@@ -1,5 +1,8 @@
 #pragma once
-// The backend seam: memory plus the ops the model composes. The model code calls only this interface and
+// The backend seam: memory plus the ops the model composes, in two tiers. Tier one: every op has a reference
+// composed from the shared QFT_HD functors (ops/functor_backend.h), which the CPU runs. Tier two: a backend may
+// replace any op with its own kernel or a library call by overriding it; replaces(op) says which it replaced,
+// and test/test_backend_ops.cpp checks every replacement against the reference. The model code calls only this interface and
 // never includes CUDA headers. Row-major; weights are (out_features, in_features) as HF stores them. Pointers
 // are backend memory. Activations, activation gradients and dequantized weights are Act pointers, stored in
 // the backend's activation dtype (fp32 on the CPU reference, bf16 on the GPU); every op computes in fp32.
@@ -12,7 +15,8 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "quant/int8.h"
+#include "ops/int8.h"
+#include "ops/lion.h"
 
 namespace qft {
 
@@ -49,6 +53,26 @@ struct CAct {
   template <class T>
   const T* as() const { return static_cast<const T*>(ptr); }
 };
+
+// Every op of the seam, by the name of its Backend method: X(name) for each.
+#define QFT_BACKEND_OPS(X)                                                                                    \
+  X(convert) X(matmul_forward) X(embedding_forward) X(rmsnorm_forward) X(rope) X(attention_forward)           \
+  X(attention_decode) X(swiglu_forward) X(residual_add) X(cross_entropy_forward) X(matmul_backward_input)      \
+  X(matmul_backward_weight) X(rmsnorm_backward) X(attention_backward) X(swiglu_backward)                      \
+  X(cross_entropy_backward) X(embedding_backward) X(sum_squares) X(dequantize_hybrid) X(dequantize_blocks)    \
+  X(quantize_blocks) X(accumulate_blocks) X(lion_step_rows)
+
+enum class Op {
+#define QFT_OP_ENUMERATOR(name) name,
+  QFT_BACKEND_OPS(QFT_OP_ENUMERATOR)
+#undef QFT_OP_ENUMERATOR
+};
+constexpr int kOpCount = 0
+#define QFT_OP_COUNT(name) +1
+    QFT_BACKEND_OPS(QFT_OP_COUNT)
+#undef QFT_OP_COUNT
+    ;
+const char* op_name(Op op);
 
 struct MemoryStats {
   size_t current_bytes = 0;
@@ -125,6 +149,8 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   DType act_dtype() const { return act_dtype_; }
+  // Whether this backend runs `op` with its own implementation instead of the shared reference (tier two).
+  virtual bool replaces(Op op) const = 0;
 
   // ---- memory ----
   // Tracked, by tag (a string literal naming what the memory is for); throws qft::Error on failure.
@@ -133,6 +159,8 @@ class Backend {
   size_t act_bytes(int64_t elems) const { return size_t(elems) * act_size(act_dtype_); }
   const MemoryStats& memory() const { return stats_; }
   virtual size_t available_bytes() const = 0;  // what a new run may still allocate
+  // Device memory in use outside tracked allocations (CUDA context, library workspaces); the planner adds it.
+  virtual size_t reserved_bytes() const { return 0; }
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() {}
@@ -154,7 +182,7 @@ class Backend {
   virtual void attention_decode(const DecodeAttentionParams& p) = 0;
   virtual void swiglu_forward(Act out, CAct gate, CAct up, int64_t n) = 0;
   virtual void residual_add(Act x, CAct y, int64_t n) = 0;
-  // loss (N,) per row, ignored targets give 0; lse (N,) logsumexp, may be null
+  // loss (N,) per row; a negative target (model/batch.h's kIgnoreIndex) gives 0; lse (N,) logsumexp, may be null
   virtual void cross_entropy_forward(float* loss, float* lse, CAct logits, const int32_t* targets, int N, int V) = 0;
 
   // ---- backward ops ----
@@ -176,10 +204,9 @@ class Backend {
   virtual void embedding_backward(float* dtable, CAct dout, const int32_t* tokens, int N, int C, int v0, int rows) = 0;
 
   // ---- optimizer and reductions ----
-  virtual void lion_step(float* theta, float* m, const float* g, int64_t n, const LionParams& p) = 0;
   virtual double sum_squares(const float* x, int64_t n) = 0;
 
-  // ---- INT8 state (quant/int8.h) ----
+  // ---- INT8 state (ops/int8.h) and the Lion step over rows of any mix of fp32 / INT8 state (ops/lion.h) ----
   virtual void dequantize_hybrid(Act out, const HybridView& w) = 0;
   virtual void dequantize_blocks(float* out, const BlockView& b) = 0;
   virtual void quantize_blocks(const BlockView& b, const float* x, const RoundingKey& key, int64_t row_base) = 0;
@@ -198,9 +225,5 @@ class Backend {
   MemoryStats stats_;
   DType act_dtype_;
 };
-
-// "auto" picks CUDA when a GPU is usable and the CUDA backend is built, else the CPU. "cpu" and "cuda" are explicit.
-// debug_sync (CUDA only) waits after every op so that a fault names the op.
-std::unique_ptr<Backend> make_backend(const std::string& device, bool debug_sync = false);
 
 }  // namespace qft

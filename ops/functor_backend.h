@@ -1,11 +1,15 @@
 #pragma once
-// Every op of the Backend interface, written once as "which shared functor, over how many elements or rows,
-// with which GEMMs". A concrete backend derives from FunctorBackend<Self> and supplies only how to run things:
+// Tier one of the seam: every op of the Backend interface, written once as "which shared functor, over how many
+// elements or rows, with which GEMMs". A concrete backend derives from FunctorBackend<Self> and supplies only how
+// to run things:
 //   template <class F> void launch_elementwise(const F& f, int64_t n);   // f(i), i in [0, n)
 //   template <class F> void launch_rows(const F& f, int64_t rows);       // f(row_ctx, r)
 //   void run_gemm(const GemmArgs& g);
 //   void after_op(const char* op);                                       // e.g. --debug-sync
-// plus memory. The CPU and CUDA backends thus differ only in how they launch and multiply.
+// plus memory. Tier two: Self may override any op with its own kernel or library call; replaces() then reports it
+// by itself (it compares the op's member pointer with this class's), so the capability query cannot drift from
+// the code, and test/test_backend_ops.cpp checks each replacement against the reference.
+#include <type_traits>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -41,6 +45,17 @@ template <class Self>
 class FunctorBackend : public Backend {
  public:
   using Backend::Backend;
+
+  bool replaces(Op op) const override {
+    switch (op) {
+#define QFT_OP_OVERRIDDEN(name) \
+  case Op::name:                \
+    return !std::is_same_v<decltype(&Self::name), decltype(&FunctorBackend::name)>;
+      QFT_BACKEND_OPS(QFT_OP_OVERRIDDEN)
+#undef QFT_OP_OVERRIDDEN
+    }
+    return false;
+  }
 
   void convert(Act dst, CAct src, int64_t n) override {
     with_act_type(dst.dtype, [&](auto d) {
@@ -159,11 +174,7 @@ class FunctorBackend : public Backend {
     done("embedding_backward");
   }
 
-  // ---- optimizer and reductions ----
-  void lion_step(float* theta, float* m, const float* g, int64_t n, const LionParams& p) override {
-    each(LionStepF32{theta, m, g, p}, n);
-    done("lion_step");
-  }
+  // ---- reductions ----
   double sum_squares(const float* x, int64_t n) override {
     // Partial sums of 1024 elements in backend memory, added on the host in double: one order on every backend.
     const int64_t parts = (n + 1023) / 1024;
@@ -174,7 +185,7 @@ class FunctorBackend : public Backend {
     return s;
   }
 
-  // ---- INT8 state ----
+  // ---- INT8 state and the Lion step ----
   void dequantize_hybrid(Act out, const HybridView& w) override {
     with_act_type(out.dtype, [&](auto t) {
       using T = decltype(t);
@@ -199,17 +210,20 @@ class FunctorBackend : public Backend {
     done("lion_step_rows");
   }
 
- private:
-  Self& self() { return static_cast<Self&>(*this); }
+ protected:
+  // For replacements in Self: run a shared functor as the reference does.
   template <class F>
   void each(const F& f, int64_t n) { self().launch_elementwise(f, n); }
   template <class F>
   void rows(const F& f, int64_t n) { self().launch_rows(f, n); }
+  void done(const char* op) { self().after_op(op); }
+
+ private:
+  Self& self() { return static_cast<Self&>(*this); }
   void gemm(const GemmArgs& g) {
     if (g.A.dtype != g.B.dtype) throw Error("GEMM operands A and B must share a storage type");
     self().run_gemm(g);
   }
-  void done(const char* op) { self().after_op(op); }
 };
 
 // Causal attention with GQA from strided-batched GEMMs and the shared softmax. Query head h = g * group + j

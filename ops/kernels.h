@@ -13,8 +13,6 @@
 
 namespace qft {
 
-constexpr int32_t kIgnoreIndex = -100;  // the label that carries no loss, as in PyTorch
-
 struct SerialRow {
   QFT_HD int lane() const { return 0; }
   QFT_HD int width() const { return 1; }
@@ -175,7 +173,7 @@ struct DecodeAttention {
   }
 };
 
-// Cross-entropy of one row of logits against its target; ignored targets give loss 0.
+// Cross-entropy of one row of logits against its target; an ignored (negative) target gives loss 0.
 // loss[r] = logsumexp(logits) - logits[target]; lse[r] (optional) keeps logsumexp for the backward pass.
 template <class T>
 struct CrossEntropyForward {
@@ -196,7 +194,7 @@ struct CrossEntropyForward {
     sum = row.sum(sum);
     if (row.lane() == 0) {
       float l = m + log_hd(sum);
-      loss[r] = target == kIgnoreIndex ? 0.0f : l - to_f32(z[target]);
+      loss[r] = target < 0 ? 0.0f : l - to_f32(z[target]);
       if (lse) lse[r] = l;
     }
   }

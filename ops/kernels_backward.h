@@ -102,7 +102,7 @@ struct AttentionSoftmaxBackward {
 };
 
 // Gradient of the summed, scaled cross-entropy with respect to the logits, in place:
-// logits[r] <- scale * (softmax(logits[r]) - onehot(target)), zero for ignored targets. lse[r] is logsumexp.
+// logits[r] <- scale * (softmax(logits[r]) - onehot(target)), zero for ignored (negative) targets. lse[r] is logsumexp.
 template <class T>
 struct CrossEntropyBackward {
   T* logits;               // (rows, V): logits on entry, their gradient on exit
@@ -116,7 +116,7 @@ struct CrossEntropyBackward {
     int64_t r = i / ld, c = i % ld;
     int32_t t = targets[r];
     float g = 0.0f;
-    if (t != kIgnoreIndex) g = scale * (exp_hd(to_f32(logits[i]) - lse[r]) - (v0 + c == t ? 1.0f : 0.0f));
+    if (t >= 0) g = scale * (exp_hd(to_f32(logits[i]) - lse[r]) - (v0 + c == t ? 1.0f : 0.0f));
     logits[i] = from_f32<T>(g);
   }
 };

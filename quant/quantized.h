@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "ops/backend.h"
-#include "quant/int8.h"
+#include "ops/int8.h"
 
 namespace qft {
 

@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 dir=${1:-build}
 shift || true
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
-cmake -S . -B "$dir" -G Ninja -DCMAKE_CUDA_ARCHITECTURES="${QFT_CUDA_ARCHS:-80;86;89;90}" "$@" >"$dir.configure.log" 2>&1 \
-  || { cat "$dir.configure.log"; exit 1; }
-grep -E "qft:" "$dir.configure.log" || true
+mkdir -p "$dir"
+log="$dir/configure.log"  # inside the build folder: nothing lands in the source tree
+cmake -S . -B "$dir" -G Ninja -DCMAKE_CUDA_ARCHITECTURES="${QFT_CUDA_ARCHS:-80;86;89;90}" "$@" >"$log" 2>&1 \
+  || { cat "$log"; exit 1; }
+grep -E "qft:" "$log" || true
 cmake --build "$dir" --parallel "$(nproc)"

@@ -9,9 +9,12 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <stdexcept>
 
+#include "cuda/cuda_backend.h"
+#include "cuda/device_info.h"
 #include "model/llama.h"
 #include "model/safetensors.h"
 
@@ -56,6 +59,16 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+std::unique_ptr<Backend> gpu_or_skip(DType activations) {
+  const DeviceInfo d = probe_cuda();
+  if (d.device_count == 0) {
+    std::cout << "SKIPPED: no usable GPU (" << (d.compiled ? d.error : "built without CUDA") << ")\n";
+    WARN("SKIPPED: no usable GPU");
+    return nullptr;
+  }
+  return make_cuda_backend({0, true, activations});
 }
 
 uint64_t fresh_seed() {
@@ -132,7 +145,7 @@ RunConfig short_run_config(const std::string& output_dir, int steps) {
   RunConfig c;
   c.model.path = source_path("models/tiny-llama");
   c.data.train = source_path("data/tiny_instruct/train.jsonl");
-  c.data.format = "alpaca";
+  c.data.format = DataFormat::Alpaca;
   c.data.seq_len = 64;
   c.data.packing = true;
   c.train.steps = steps;
@@ -140,9 +153,9 @@ RunConfig short_run_config(const std::string& output_dir, int steps) {
   c.train.grad_accum = 2;  // INT8 gradient accumulators are part of the exactness
   c.train.clip_grad_norm = 1.0;
   c.train.lr = 1e-3;
-  c.train.lr_schedule = "constant";
+  c.train.lr_schedule = LrSchedule::Constant;
   c.train.seed = 11;
-  c.device = "cpu";
+  c.device = Device::Cpu;
   c.output.dir = output_dir;
   return c;
 }

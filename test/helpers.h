@@ -2,6 +2,7 @@
 // Shared test utilities: fixture paths, temporary directories, random data, error metrics, running the CLI.
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -36,6 +37,10 @@ void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);
 
 // Fresh random inputs for each run; the seed is printed by Catch on failure through INFO in the caller.
+// The CUDA backend, or nullptr after saying SKIPPED (ctest then reports the test as skipped, never passed).
+// fp32 activations and exact fp32 GEMMs unless BF16 is asked for; debug_sync, so that a fault names its op.
+std::unique_ptr<Backend> gpu_or_skip(DType activations = DType::F32);
+
 uint64_t fresh_seed();
 std::vector<float> random_normal(size_t n, std::mt19937_64& rng, float stddev = 1.0f);
 std::vector<int32_t> random_ids(size_t n, int32_t bound, std::mt19937_64& rng);  // uniform in [0, bound)
@@ -46,6 +51,17 @@ std::vector<float> widen(const std::vector<bf16>& v);
 inline std::vector<float> bf16_rounded(const std::vector<float>& v) { return widen(to_bf16(v)); }
 
 // max_i |a_i - b_i| / max_i |b_i|: relative error in the max norm.
+// The Lion step over fp32 weights and momentum (rows, cols), as the optimizer builds it for fp32 state.
+inline LionRowStep fp32_lion_step(float* theta, float* m, const float* g, int64_t cols, const LionParams& p) {
+  LionRowStep st{};
+  st.p = p;
+  st.g = g;
+  st.w32 = theta;
+  st.m32 = m;
+  st.cols = cols;
+  return st;
+}
+
 double max_rel_error(const std::vector<float>& a, const std::vector<float>& b);
 
 // The fixed batch a golden fixture recorded (input_ids, labels), in qft's shifted-target form.

@@ -49,7 +49,7 @@ TEST_CASE("a resume that changes the model, data shape or quantization is refuse
   changed.data.seq_len = 96;
   REQUIRE_THROWS_WITH(run_training(changed, std::string()), Catch::Contains("data.seq_len: 64 -> 96"));
   changed = test::short_run_config(tmp / "run", 4);
-  changed.quant.weights = "fp32";
+  changed.quant.weights = StateStorage::Fp32;
   REQUIRE_THROWS_WITH(run_training(changed, std::string()), Catch::Contains("model.safetensors"));
   // A harmless change (more steps, evaluation) is allowed.
   RunConfig harmless = test::short_run_config(tmp / "run", 3);

@@ -25,7 +25,7 @@ TEST_CASE("defaults, nested sections and the effective config round-trip", "[con
   CHECK(*c.train.clip_grad_norm == 1.0);
   CHECK(c.train.seed == 7);
   CHECK(c.train.batch_size == 4);  // default
-  CHECK(c.device == "cpu");
+  CHECK(c.device == Device::Cpu);
   c.validate();
   RunConfig again = RunConfig::from_json_text(c.to_json(), "effective");
   CHECK(again.to_json() == c.to_json());
@@ -99,15 +99,15 @@ TEST_CASE("learning-rate schedules: warmup, then constant, linear or cosine deca
   t.steps = 110;
   t.warmup_steps = 10;
   t.lr = 1.0;
-  t.lr_schedule = "cosine";
+  t.lr_schedule = LrSchedule::Cosine;
   CHECK(learning_rate(t, 0) == Approx(0.1));
   CHECK(learning_rate(t, 9) == Approx(1.0));
   CHECK(learning_rate(t, 10) == Approx(1.0));
   CHECK(learning_rate(t, 60) == Approx(0.5));
   CHECK(learning_rate(t, 109) > 0.0);
-  t.lr_schedule = "linear";
+  t.lr_schedule = LrSchedule::Linear;
   CHECK(learning_rate(t, 60) == Approx(0.5));
   CHECK(learning_rate(t, 35) == Approx(0.75));
-  t.lr_schedule = "constant";
+  t.lr_schedule = LrSchedule::Constant;
   CHECK(learning_rate(t, 100) == Approx(1.0));
 }

@@ -20,18 +20,6 @@ using namespace qft;
 
 namespace {
 
-// The CUDA backend, or nullptr after saying SKIPPED. fp32 activations and exact fp32 GEMMs unless BF16 is asked
-// for, so that ops can be compared tightly with the fp32 CPU reference.
-std::unique_ptr<Backend> gpu_or_skip(DType activations = DType::F32) {
-  const DeviceInfo d = probe_cuda();
-  if (d.device_count == 0) {
-    std::cout << "SKIPPED: no usable GPU (" << (d.compiled ? d.error : "built without CUDA") << ")\n";
-    WARN("SKIPPED: no usable GPU");
-    return nullptr;
-  }
-  return make_cuda_backend({0, true, activations});  // debug_sync: a fault names its op
-}
-
 constexpr size_t kGuard = 64;                 // sentinel elements on each side
 constexpr uint32_t kSentinel = 0x7fc0dead;    // a NaN payload no kernel writes
 
@@ -147,7 +135,7 @@ void compare_attention(Backend& gpu, Backend& cpu, double tol, std::mt19937_64& 
 template <class Check>
 void for_both_storages(Check&& check) {
   for (DType act : {DType::F32, DType::BF16}) {
-    auto gpu = gpu_or_skip(act);
+    auto gpu = test::gpu_or_skip(act);
     if (!gpu) return;
     std::mt19937_64 rng(test::fresh_seed());
     CpuBackend cpu(act);
@@ -175,7 +163,7 @@ TEST_CASE("cuda GEMMs match the CPU: fp32 exactly computed, bf16 storage within 
 }
 
 TEST_CASE("cuda ops on bf16 storage match the CPU's bf16 path", "[cuda]") {
-  auto gpu = gpu_or_skip(DType::BF16);
+  auto gpu = test::gpu_or_skip(DType::BF16);
   if (!gpu) return;
   std::mt19937_64 rng(test::fresh_seed());
   CpuBackend cpu(DType::BF16);
@@ -224,7 +212,7 @@ TEST_CASE("cuda ops on bf16 storage match the CPU's bf16 path", "[cuda]") {
 }
 
 TEST_CASE("cuda elementwise and row ops match the CPU backend", "[cuda]") {
-  auto gpu = gpu_or_skip();
+  auto gpu = test::gpu_or_skip();
   if (!gpu) return;
   std::mt19937_64 rng(test::fresh_seed());
   CpuBackend cpu;
@@ -305,8 +293,8 @@ TEST_CASE("cuda elementwise and row ops match the CPU backend", "[cuda]") {
     auto th = test::random_normal(x.size(), rng), m = test::random_normal(x.size(), rng, 0.1f);
     Guarded<float> gth(*gpu, th), gm(*gpu, m);
     const LionParams lp{1e-3f, 0.9f, 0.99f, 0.1f, 0.5f};
-    cpu.lion_step(th.data(), m.data(), dy.data(), int64_t(x.size()), lp);
-    gpu->lion_step(gth.ptr(), gm.ptr(), gdy.ptr(), int64_t(x.size()), lp);
+    cpu.lion_step_rows(test::fp32_lion_step(th.data(), m.data(), dy.data(), int64_t(x.size()), lp), 1);
+    gpu->lion_step_rows(test::fp32_lion_step(gth.ptr(), gm.ptr(), gdy.ptr(), int64_t(x.size()), lp), 1);
     require_close(gth, th, 1e-6);
     require_close(gm, m, 1e-6);
     REQUIRE(gpu->sum_squares(gdy.ptr(), int64_t(x.size())) ==
@@ -324,7 +312,7 @@ TEST_CASE("cuda attention with GQA and packed documents matches the CPU, forward
 
 TEST_CASE("cuda INT8 state: quantize, accumulate, dequantize and the fused Lion step are bit-identical to the CPU",
           "[cuda][quant]") {
-  auto gpu = gpu_or_skip();
+  auto gpu = test::gpu_or_skip();
   if (!gpu) return;
   std::mt19937_64 rng(test::fresh_seed());
   CpuBackend cpu;
@@ -383,7 +371,7 @@ TEST_CASE("cuda INT8 state: quantize, accumulate, dequantize and the fused Lion 
 
 TEST_CASE("a whole INT8 training step on the GPU matches the CPU backend with the same storage", "[cuda][train]") {
   for (bool bf16 : {false, true}) {
-    auto gpu = gpu_or_skip(bf16 ? DType::BF16 : DType::F32);
+    auto gpu = test::gpu_or_skip(bf16 ? DType::BF16 : DType::F32);
     if (!gpu) return;
     const HfModel hf(test::fixture("gqa_tied"));
     const SafeTensorsFile golden(test::fixture("gqa_tied/golden.safetensors"));

@@ -3,7 +3,7 @@
 
 #include "core/error.h"
 #include "model/tokenizer.h"
-#include "ops/kernels.h"
+#include "model/batch.h"
 #include "test/helpers.h"
 #include "trainer/data.h"
 
@@ -18,7 +18,7 @@ const Tokenizer& tok() {
 
 DataSection section(const std::string& format, int seq_len = 256) {
   DataSection d;
-  d.format = format;
+  d.format = *parse_enum<DataFormat>(format);
   d.seq_len = seq_len;
   return d;
 }

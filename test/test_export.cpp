@@ -105,7 +105,7 @@ TEST_CASE("model.path may name a checkpoint: its weights, with a fresh optimizer
   // stay the checkpoint's INT8 weights, dequantized.
   RunConfig b = test::short_run_config(tmp / "b", 2);
   b.model.path = ckpt;
-  b.quant.weights = "fp32";
+  b.quant.weights = StateStorage::Fp32;
   b.train.lr = 1e-30;
   run_training(b);
   REQUIRE(eval_loss(tmp / "b/step_00000002") == want);

@@ -6,7 +6,7 @@
 #include "model/hf_model.h"
 #include "model/llama.h"
 #include "model/safetensors.h"
-#include "ops/kernels.h"
+#include "model/batch.h"
 #include "test/helpers.h"
 
 using namespace qft;

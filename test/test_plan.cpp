@@ -25,9 +25,9 @@ TEST_CASE("the plan matches the CPU allocator's measured peak within 5%, fp32 an
       cfg.data.packing = true;
       cfg.train.batch_size = 3;
       cfg.train.grad_accum = accum;
-      cfg.quant.weights = cfg.quant.momentum = cfg.quant.grad_dtype = quant;
+      cfg.quant.weights = cfg.quant.momentum = cfg.quant.grad_dtype = *parse_enum<StateStorage>(quant);
       const HfModel hf(cfg.model.path);
-      const MemoryPlan plan = plan_memory(cfg, plan_architecture(cfg), as_cuda);
+      const MemoryPlan plan = plan_memory(cfg, plan_architecture(cfg), plan_target(as_cuda ? Device::Cuda : Device::Cpu));
 
       CpuBackend be(act);
       LlamaModel model(hf, be, WeightStorage{quant == "int8", cfg.quant.outlier_fraction});

@@ -308,3 +308,28 @@ TEST_CASE("re-selecting outliers after training keeps the weights within half a 
   }
   REQUIRE(std::fabs(model.forward_loss(batch).mean() - loss_before) < 0.05);
 }
+
+// The accumulators' rounding stream is keyed by (step, micro-batch); a 32-bit step * 65536 + micro wrapped at
+// step 65,536 and replayed step 0's random numbers.
+TEST_CASE("INT8 gradient accumulators draw fresh rounding streams at steps 65,536 apart", "[quant]") {
+  CpuBackend be;
+  const HfModel hf(test::fixture("gqa_tied"));
+  const LlamaModel model(hf, be, WeightStorage{});
+  OptimizerSettings s;
+  s.grad_int8 = true;
+  s.seed = test::fresh_seed();
+  GradAccumulators acc(model, s);
+  const int param = model.layer_params(0).q;
+  const Param& p = model.params()[size_t(param)];
+  std::mt19937_64 rng(s.seed);
+  const std::vector<float> g = test::random_normal(size_t(p.numel()), rng);
+  auto accumulated_at = [&](uint32_t step, uint32_t micro) {
+    acc.set_step(step);
+    acc.add(param, 0, p.rows, g.data(), true, micro);
+    return acc.to_host(param);
+  };
+  const std::vector<float> first = accumulated_at(0, 0);
+  CHECK(accumulated_at(0, 0) == first);  // a pure function of the key
+  CHECK(accumulated_at(65536, 0) != first);
+  CHECK(accumulated_at(1, 0) != accumulated_at(0, 65536));
+}

@@ -1,5 +1,6 @@
 // qft train end to end on a fixture model: the loss falls, outputs are written, errors exit cleanly.
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -104,22 +105,37 @@ TEST_CASE("a NaN loss stops the run with a clear message, or skips the step when
   CHECK(r.output.find("(2 skipped)") != std::string::npos);
 }
 
+// A statistical claim: one seed's trajectory differs from CPU to CPU (BLAS kernels differ), so the INT8-vs-fp32
+// gap is averaged over seeds and its margin comes from the spread the seeds show.
 TEST_CASE("INT8 training state matches fp32 quality, and stochastic rounding beats nearest", "[train][quant]") {
   test::TempDir tmp;
-  auto val_loss = [&](const std::string& weights, const std::string& rounding) {
+  auto val_loss = [&](const std::string& weights, const std::string& rounding, int seed) {
     RunConfig cfg = RunConfig::load(run_config(tmp));
     for (const std::string& o : std::vector<std::string>{"train.steps=120", "train.lr=3e-4" /* configs/tiny.json's fine-tuning lr */, "train.eval_every=0", "train.eval_batches=16", "train.log_every=40",
-                                 "quant.weights=" + weights, "quant.momentum=" + weights, "quant.rounding=" + rounding,
-                                 "output.dir=" + (tmp / ("run-" + weights + "-" + rounding))}) {
+                                 "train.seed=" + std::to_string(seed), "quant.weights=" + weights,
+                                 "quant.momentum=" + weights, "quant.rounding=" + rounding,
+                                 "output.dir=" + (tmp / ("run-" + weights + "-" + rounding + "-" + std::to_string(seed)))}) {
       cfg.apply_override(o);
     }
     return *run_training(cfg).val_loss;
   };
-  const double fp32 = val_loss("fp32", "stochastic"), int8 = val_loss("int8", "stochastic"),
-               nearest = val_loss("int8", "nearest");
-  INFO("val_loss fp32 " << fp32 << ", int8 stochastic " << int8 << ", int8 nearest " << nearest);
-  CHECK(int8 <= 1.02 * fp32);
-  CHECK(int8 < nearest);
+  const uint64_t first = test::fresh_seed() % 1000;
+  std::vector<double> gap, int8;  // gap: int8 - fp32 val_loss of one seed, relative to fp32
+  std::string runs;
+  for (uint64_t s = first; s < first + 3; ++s) {
+    const double f = val_loss("fp32", "stochastic", int(s)), q = val_loss("int8", "stochastic", int(s));
+    runs += "seed " + std::to_string(s) + ": val_loss fp32 " + std::to_string(f) + ", int8 " + std::to_string(q) + "; ";
+    gap.push_back((q - f) / f);
+    int8.push_back(q);
+  }
+  double mean = 0, var = 0;
+  for (double g : gap) mean += g / double(gap.size());
+  for (double g : gap) var += (g - mean) * (g - mean) / double(gap.size() - 1);
+  const double stderr_of_mean = std::sqrt(var / double(gap.size()));
+  const double nearest = val_loss("int8", "nearest", int(first));
+  INFO(runs << "relative gap int8 - fp32: mean " << mean << ", standard error " << stderr_of_mean << "; int8 nearest " << nearest);
+  CHECK(mean <= 0.02 + 3 * stderr_of_mean);  // no worse than fp32 beyond 2% and the seeds' own noise
+  CHECK(int8[0] < nearest);
 }
 
 TEST_CASE("a new run refuses an output.dir that holds another run; nothing of the old run changes", "[train][bad-input]") {

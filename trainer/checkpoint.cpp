@@ -37,6 +37,11 @@ struct Entry {
   Buffer* buf;
 };
 
+// The names of a parameter's tensors in a checkpoint: its INT8 parts and its optimizer state.
+std::string int8_part(const std::string& param, const char* part) { return param + "." + part; }
+std::string rescales_name(const std::string& param) { return "rescales." + param; }
+std::string momentum_name(const std::string& param) { return "momentum." + param; }
+
 DType col_dtype(int bytes) { return bytes == 1 ? DType::U8 : (bytes == 2 ? DType::U16 : DType::I32); }
 
 std::vector<Entry> model_entries(LlamaModel& model) {
@@ -44,15 +49,15 @@ std::vector<Entry> model_entries(LlamaModel& model) {
   for (size_t i = 0; i < model.params().size(); ++i) {
     Param& p = model.param(int(i));
     if (!p.quantized()) {
-      out.push_back({p.name, DType::F32, p.is_norm ? Shape{p.cols} : Shape{p.rows, p.cols}, &p.fp32});
+      out.push_back({p.name, DType::F32, p.shape, &p.fp32});
       continue;
     }
     HybridMatrix& m = p.int8;
-    out.push_back({p.name + ".q", DType::I8, {m.rows, m.cols}, &m.q});
-    out.push_back({p.name + ".scale", DType::F32, {m.rows}, &m.scale});
-    out.push_back({p.name + ".row_ptr", DType::I32, {m.rows + 1}, &m.row_ptr});
-    out.push_back({p.name + ".col", col_dtype(m.col_bytes), {m.nnz}, &m.col});
-    out.push_back({p.name + ".val", DType::F32, {m.nnz}, &m.val});
+    out.push_back({int8_part(p.name, "q"), DType::I8, {m.rows, m.cols}, &m.q});
+    out.push_back({int8_part(p.name, "scale"), DType::F32, {m.rows}, &m.scale});
+    out.push_back({int8_part(p.name, "row_ptr"), DType::I32, {m.rows + 1}, &m.row_ptr});
+    out.push_back({int8_part(p.name, "col"), col_dtype(m.col_bytes), {m.nnz}, &m.col});
+    out.push_back({int8_part(p.name, "val"), DType::F32, {m.nnz}, &m.val});
   }
   return out;
 }
@@ -62,15 +67,15 @@ std::vector<Entry> optimizer_entries(LlamaModel& model, LionOptimizer& opt) {
   for (size_t i = 0; i < model.params().size(); ++i) {
     const Param& p = model.params()[i];
     StateTensor& m = opt.momentum(int(i));
-    const std::string name = "momentum." + p.name;
+    const std::string name = momentum_name(p.name);
     if (m.quantized()) {
       const BlockMatrix& b = m.int8;
-      out.push_back({name + ".q", DType::I8, {b.rows, b.cols}, &m.int8.q});
-      out.push_back({name + ".absmax", DType::F32, {b.rows, (b.cols + b.block - 1) / b.block}, &m.int8.absmax});
+      out.push_back({int8_part(name, "q"), DType::I8, {b.rows, b.cols}, &m.int8.q});
+      out.push_back({int8_part(name, "absmax"), DType::F32, {b.rows, (b.cols + b.block - 1) / b.block}, &m.int8.absmax});
     } else {
       out.push_back({name, DType::F32, {p.numel()}, &m.fp32});
     }
-    if (p.quantized()) out.push_back({"rescales." + p.name, DType::U32, {p.rows}, &opt.rescale_counts(int(i))});
+    if (p.quantized()) out.push_back({rescales_name(p.name), DType::U32, {p.rows}, &opt.rescale_counts(int(i))});
   }
   return out;
 }
@@ -152,7 +157,53 @@ std::string settings_hash(const std::string& config_json) {
   return buf;
 }
 
+template <class T>
+const T* typed(const SafeTensorsFile& f, const std::string& name) {
+  const SafeTensorInfo* t = f.find(name);
+  if (!t) throw TensorError(f.path(), name, "missing from the checkpoint");
+  return static_cast<const T*>(f.data(*t));
+}
+
+// One INT8 matrix: its outliers, the range of its row scales, and how often its rows' scales had to grow.
+MatrixStats matrix_stats(const SafeTensorsFile& weights, const SafeTensorsFile& opt, const std::string& name) {
+  const SafeTensorInfo* q = weights.find(int8_part(name, "q"));
+  MatrixStats m;
+  m.name = name;
+  m.rows = q->shape[0];
+  m.cols = q->shape[1];
+  const float* scale = typed<float>(weights, int8_part(name, "scale"));
+  const int32_t* row_ptr = typed<int32_t>(weights, int8_part(name, "row_ptr"));
+  const uint32_t* rescales = typed<uint32_t>(opt, rescales_name(name));
+  m.outliers = row_ptr[m.rows];
+  m.scale_min = m.scale_max = scale[0];
+  for (int64_t r = 0; r < m.rows; ++r) {
+    m.scale_min = std::min(m.scale_min, scale[r]);
+    m.scale_max = std::max(m.scale_max, scale[r]);
+    m.rescales += rescales[r];
+    m.rows_rescaled += rescales[r] > 0;
+  }
+  return m;
+}
+
 }  // namespace
+
+CheckpointReport inspect_checkpoint(const std::string& dir) {
+  CheckpointReport rep;
+  rep.info = read_checkpoint_info(dir);
+  rep.config = load_llama_config((fs::path(dir) / "config.json").string());
+  const SafeTensorsFile weights((fs::path(dir) / "model.safetensors").string());
+  const SafeTensorsFile opt((fs::path(dir) / "optimizer.safetensors").string());
+  int64_t quantized = 0;
+  for (const auto& spec : llama_tensor_specs(rep.config)) {
+    if (!weights.find(int8_part(spec.name, "q"))) continue;
+    rep.matrices.push_back(matrix_stats(weights, opt, spec.name));
+    rep.outliers += rep.matrices.back().outliers;
+    rep.rescales += rep.matrices.back().rescales;
+    quantized += shape_numel(spec.shape);
+  }
+  rep.outlier_fraction = quantized ? double(rep.outliers) / double(quantized) : 0.0;
+  return rep;
+}
 
 const std::vector<std::string>& model_side_files() {
   static const std::vector<std::string> files = {"config.json",           "generation_config.json",
@@ -187,7 +238,7 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
     s.config_json = j.at("config").dump();
     info.settings_hash = j.at("settings_hash").get<std::string>();
     const RunConfig cfg = RunConfig::from_json_text(s.config_json, state_path);
-    info.storage = {cfg.quant.weights == "int8", cfg.quant.outlier_fraction};
+    info.storage = cfg.weight_storage();
   } catch (const nlohmann::json::exception& e) {
     throw FileError(state_path, std::string("malformed trainer state: ") + e.what());
   }

@@ -39,6 +39,27 @@ bool is_checkpoint(const std::string& dir);
 // Refuses a checkpoint without DONE or of another format version, naming the directory or file.
 CheckpointInfo read_checkpoint_info(const std::string& dir);
 
+// Quantization statistics of one INT8 matrix of a checkpoint.
+struct MatrixStats {
+  std::string name;
+  int64_t rows = 0, cols = 0;
+  int64_t outliers = 0;             // entries kept in fp32
+  float scale_min = 0, scale_max = 0;  // range of the per-row scales
+  int64_t rescales = 0;             // scale growths since training began
+  int64_t rows_rescaled = 0;        // rows whose scale grew at least once
+  double outlier_fraction() const { return double(outliers) / double(rows * cols); }
+};
+
+// What `qft inspect` shows of a checkpoint: its state and the statistics of every INT8 matrix.
+struct CheckpointReport {
+  CheckpointInfo info;
+  LlamaConfig config;
+  std::vector<MatrixStats> matrices;
+  int64_t outliers = 0, rescales = 0;  // over every INT8 matrix
+  double outlier_fraction = 0;         // of every INT8 matrix's entries
+};
+CheckpointReport inspect_checkpoint(const std::string& dir);
+
 // Writes output_dir/step_%08d; returns its path. Throws FileError on any failed write, leaving earlier
 // checkpoints untouched.
 std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, LionOptimizer& opt,

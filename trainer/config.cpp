@@ -60,9 +60,22 @@ std::array<double, 2> convert<std::array<double, 2>>(const json& j, const std::s
 
 template <class T>
 json to_json_value(const T& v) {
-  return json(v);
+  if constexpr (std::is_enum_v<T>) {
+    return json(enum_name(v));
+  } else {
+    return json(v);
+  }
 }
 json to_json_value(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+
+template <class E>
+E convert_enum(const json& j, const std::string& where, const std::string& key) {
+  const std::string text = convert<std::string>(j, where, key);
+  if (const auto v = parse_enum<E>(text)) return *v;
+  std::string list;
+  for (const auto& name : enum_names<E>()) list += (list.empty() ? "" : ", ") + name;
+  throw ConfigError(where, key, "'" + text + "' is not one of: " + list);
+}
 
 struct KeyDef {
   std::string key;
@@ -75,9 +88,15 @@ struct KeyDef {
 template <class Access>
 KeyDef def(std::string key, Access access, std::string doc, std::vector<std::string> choices = {}) {
   using T = std::remove_reference_t<decltype(access(std::declval<RunConfig&>()))>;
+  if constexpr (std::is_enum_v<T>) choices = enum_names<T>();
   KeyDef d{key, std::move(doc), choices, nullptr, nullptr};
   d.set = [key, access, choices](RunConfig& c, const json& j, const std::string& where) {
-    T v = convert<T>(j, where, key);
+    T v;
+    if constexpr (std::is_enum_v<T>) {
+      v = convert_enum<T>(j, where, key);
+    } else {
+      v = convert<T>(j, where, key);
+    }
     if constexpr (std::is_same_v<T, std::string>) {
       if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end()) {
         std::string list;
@@ -111,8 +130,7 @@ const std::vector<KeyDef>& key_table() {
       arch_key(),
       def("data.train", QFT_FIELD(data.train), "training JSONL file (required)"),
       def("data.val", QFT_FIELD(data.val), "validation JSONL file; empty: no validation"),
-      def("data.format", QFT_FIELD(data.format), "record format of the JSONL files",
-          {"text", "alpaca", "prompt_completion", "chat"}),
+      def("data.format", QFT_FIELD(data.format), "record format of the JSONL files"),
       def("data.template", QFT_FIELD(data.prompt_template), "prompt template for alpaca, prompt_completion and chat",
           {"plain", "llama2-chat"}),
       def("data.seq_len", QFT_FIELD(data.seq_len), "tokens per sequence; longer examples are truncated"),
@@ -125,8 +143,7 @@ const std::vector<KeyDef>& key_table() {
       def("train.batch_size", QFT_FIELD(train.batch_size), "sequences per micro-batch"),
       def("train.grad_accum", QFT_FIELD(train.grad_accum), "micro-batches per optimizer step"),
       def("train.lr", QFT_FIELD(train.lr), "peak learning rate (Lion: 3-10x smaller than AdamW's)"),
-      def("train.lr_schedule", QFT_FIELD(train.lr_schedule), "decay after warmup, to 0 at train.steps",
-          {"constant", "linear", "cosine"}),
+      def("train.lr_schedule", QFT_FIELD(train.lr_schedule), "decay after warmup, to 0 at train.steps"),
       def("train.warmup_steps", QFT_FIELD(train.warmup_steps), "linear warmup from 0 over this many steps"),
       def("train.weight_decay", QFT_FIELD(train.weight_decay), "decoupled weight decay (Lion: 3-10x larger than AdamW's)"),
       def("train.decay_norms", QFT_FIELD(train.decay_norms), "apply weight decay to RMSNorm weights too"),
@@ -142,22 +159,20 @@ const std::vector<KeyDef>& key_table() {
       def("train.keep_last", QFT_FIELD(train.keep_last), "keep the newest N checkpoints; 0: keep all"),
       def("train.log_every", QFT_FIELD(train.log_every), "print and record metrics every N steps"),
       def("train.on_nonfinite", QFT_FIELD(train.on_nonfinite),
-          "on a NaN/inf loss: stop the run, or skip the step (weights untouched)", {"stop", "skip"}),
+          "on a NaN/inf loss: stop the run, or skip the step (weights untouched)"),
       def("quant.weights", QFT_FIELD(quant.weights),
-          "weight matrices: int8 = dense INT8 with one scale per row + sparse fp32 outliers; norms stay fp32",
-          {"fp32", "int8"}),
-      def("quant.momentum", QFT_FIELD(quant.momentum), "Lion momentum of matrices: block-wise INT8 or fp32",
-          {"fp32", "int8"}),
+          "weight matrices: int8 = dense INT8 with one scale per row + sparse fp32 outliers; norms stay fp32"),
+      def("quant.momentum", QFT_FIELD(quant.momentum), "Lion momentum of matrices: block-wise INT8 or fp32"),
       def("quant.grad_dtype", QFT_FIELD(quant.grad_dtype),
-          "gradient accumulators when train.grad_accum > 1: block-wise INT8 or fp32", {"fp32", "int8"}),
+          "gradient accumulators when train.grad_accum > 1: block-wise INT8 or fp32"),
       def("quant.outlier_fraction", QFT_FIELD(quant.outlier_fraction),
           "fraction of each weight row kept as fp32 outliers (largest |w|)"),
       def("quant.block_size", QFT_FIELD(quant.block_size), "elements per absmax block of INT8 momentum and gradients"),
       def("quant.rounding", QFT_FIELD(quant.rounding),
-          "rounding of every INT8 write; stochastic keeps small updates in expectation", {"stochastic", "nearest"}),
+          "rounding of every INT8 write; stochastic keeps small updates in expectation"),
       def("quant.reselect_every", QFT_FIELD(quant.reselect_every), "re-select weight outliers every N steps; 0: never"),
       def("output.dir", QFT_FIELD(output.dir), "run directory: config.json, metrics.jsonl, train.log"),
-      def("device", QFT_FIELD(device), "compute device; auto takes CUDA when qft was built with it and a GPU is visible", {"auto", "cpu", "cuda"}),
+      def("device", QFT_FIELD(device), "compute device; auto takes CUDA when qft was built with it and a GPU is visible"),
       def("debug_sync", QFT_FIELD(debug_sync), "CUDA: synchronize after every op so that a device fault names its op (slow)"),
   };
   return keys;
@@ -277,6 +292,24 @@ std::string RunConfig::to_json() const {
     (*node)[rest] = k.get(*this);
   }
   return out.dump(2);
+}
+
+WeightStorage RunConfig::weight_storage() const {
+  return {quant.weights == StateStorage::Int8, quant.outlier_fraction};
+}
+
+OptimizerSettings RunConfig::optimizer_settings() const {
+  OptimizerSettings s;
+  s.beta1 = float(train.betas[0]);
+  s.beta2 = float(train.betas[1]);
+  s.weight_decay = float(train.weight_decay);
+  s.decay_norms = train.decay_norms;
+  s.momentum_int8 = quant.momentum == StateStorage::Int8;
+  s.grad_int8 = quant.grad_dtype == StateStorage::Int8;
+  s.block_size = quant.block_size;
+  s.stochastic = quant.rounding == Rounding::Stochastic;
+  s.seed = train.seed;
+  return s;
 }
 
 std::vector<ConfigKeyDoc> config_key_docs() {

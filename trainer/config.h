@@ -8,6 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "model/weight_storage.h"
+#include "trainer/optimizer_settings.h"
+#include "trainer/settings.h"
+
 namespace qft {
 
 struct ModelSection {
@@ -18,7 +22,7 @@ struct ModelSection {
 struct DataSection {
   std::string train;
   std::string val;
-  std::string format = "text";   // text | alpaca | prompt_completion | chat
+  DataFormat format = DataFormat::Text;
   std::string prompt_template = "plain";  // plain | llama2-chat
   int seq_len = 512;
   bool packing = false;
@@ -32,7 +36,7 @@ struct TrainSection {
   int batch_size = 4;
   int grad_accum = 1;
   double lr = 1e-4;
-  std::string lr_schedule = "cosine";  // constant | linear | cosine
+  LrSchedule lr_schedule = LrSchedule::Cosine;
   int warmup_steps = 0;
   double weight_decay = 0.1;
   bool decay_norms = false;
@@ -45,16 +49,16 @@ struct TrainSection {
   bool save_final = true;
   int keep_last = 0;
   int log_every = 1;
-  std::string on_nonfinite = "stop";  // stop | skip
+  OnNonFinite on_nonfinite = OnNonFinite::Stop;
 };
 
 struct QuantSection {
-  std::string weights = "int8";     // fp32 | int8 (hybrid: dense INT8 + sparse fp32 outliers)
-  std::string momentum = "int8";    // fp32 | int8 (block-wise)
-  std::string grad_dtype = "int8";  // gradient accumulators for train.grad_accum > 1: fp32 | int8
+  StateStorage weights = StateStorage::Int8;     // hybrid: dense INT8 + sparse fp32 outliers
+  StateStorage momentum = StateStorage::Int8;    // block-wise
+  StateStorage grad_dtype = StateStorage::Int8;  // gradient accumulators for train.grad_accum > 1
   double outlier_fraction = 0.01;
   int block_size = 256;
-  std::string rounding = "stochastic";  // stochastic | nearest
+  Rounding rounding = Rounding::Stochastic;
   int reselect_every = 0;
 };
 
@@ -68,7 +72,7 @@ struct RunConfig {
   TrainSection train;
   QuantSection quant;
   OutputSection output;
-  std::string device = "auto";
+  Device device = Device::Auto;
   bool debug_sync = false;
 
   // Parses a config file; `where` names it in errors. Unknown keys, wrong types and bad values throw ConfigError.
@@ -78,6 +82,10 @@ struct RunConfig {
   void apply_override(const std::string& assignment);
   void validate(bool for_training = true) const;  // cross-key checks; throws ConfigError
   std::string to_json() const;  // the effective config, pretty-printed
+
+  // The typed settings the layers below take, mapped from the config here and nowhere else.
+  WeightStorage weight_storage() const;
+  OptimizerSettings optimizer_settings() const;
 };
 
 struct ConfigKeyDoc {

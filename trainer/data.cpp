@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "model/tokenizer.h"
-#include "ops/kernels.h"
+#include "model/batch.h"
 #include "trainer/jsonl.h"
 
 namespace qft {
@@ -42,19 +42,22 @@ std::string string_field(const json& j, const char* key, bool required) {
 }
 
 // One JSON record of a format -> turns. Throws qft::Error with a message the caller prefixes with file:line.
-std::vector<Turn> parse_record(const json& j, const std::string& format) {
+std::vector<Turn> parse_record(const json& j, DataFormat format) {
   if (!j.is_object()) throw Error("expected a JSON object");
-  if (format == "text") return {{"assistant", string_field(j, "text", true)}};
-  if (format == "alpaca") {
-    std::string user = string_field(j, "instruction", true);
-    const std::string input = string_field(j, "input", false);
-    if (!input.empty()) user += "\n\n" + input;
-    return {{"user", user}, {"assistant", string_field(j, "output", true)}};
+  switch (format) {
+    case DataFormat::Text:
+      return {{"assistant", string_field(j, "text", true)}};
+    case DataFormat::Alpaca: {
+      std::string user = string_field(j, "instruction", true);
+      const std::string input = string_field(j, "input", false);
+      if (!input.empty()) user += "\n\n" + input;
+      return {{"user", user}, {"assistant", string_field(j, "output", true)}};
+    }
+    case DataFormat::PromptCompletion:
+      return {{"user", string_field(j, "prompt", true)}, {"assistant", string_field(j, "completion", true)}};
+    case DataFormat::Chat:
+      break;
   }
-  if (format == "prompt_completion") {
-    return {{"user", string_field(j, "prompt", true)}, {"assistant", string_field(j, "completion", true)}};
-  }
-  // chat
   auto it = j.find("messages");
   if (it == j.end() || !it->is_array() || it->empty()) throw Error("\"messages\" must be a non-empty list");
   std::vector<Turn> turns;
@@ -79,11 +82,11 @@ void append(Example& ex, const std::vector<int32_t>& ids, bool target) {
 
 }  // namespace
 
-std::vector<Turn> parse_line(const std::string& path, long lineno, const std::string& line, const std::string& format) {
+std::vector<Turn> parse_line(const std::string& path, long lineno, const std::string& line, DataFormat format) {
   try {
     return parse_record(json::parse(line), format);
   } catch (const std::exception& e) {  // nlohmann's parse errors and our field errors alike
-    throw DataError(path, lineno, std::string(e.what()) + " (format '" + format + "')");
+    throw DataError(path, lineno, std::string(e.what()) + " (format '" + enum_name(format) + "')");
   }
 }
 
@@ -135,7 +138,7 @@ std::vector<Example> load_examples(const std::string& path, const DataSection& c
       st.skipped_lines += 1;
       return;
     }
-    Example ex = render_example(turns, tmpl, tok, cfg.train_on_prompt, cfg.format == "text");
+    Example ex = render_example(turns, tmpl, tok, cfg.train_on_prompt, cfg.format == DataFormat::Text);
     if (ex.tokens.size() > size_t(cfg.seq_len)) {
       ex.tokens.resize(size_t(cfg.seq_len));
       ex.target.resize(size_t(cfg.seq_len));

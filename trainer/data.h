@@ -42,9 +42,9 @@ struct Turn {
   std::string content;
 };
 
-// Line `lineno` of the JSONL file `path`, in a format (text | alpaca | prompt_completion | chat) -> turns.
+// Line `lineno` of the JSONL file `path`, in a data.format -> turns.
 // Throws DataError naming path:lineno and the format on malformed JSON or missing fields.
-std::vector<Turn> parse_line(const std::string& path, long lineno, const std::string& line, const std::string& format);
+std::vector<Turn> parse_line(const std::string& path, long lineno, const std::string& line, DataFormat format);
 
 // Renders turns into tokens and loss mask (used for every format; exposed for tests).
 Example render_example(const std::vector<Turn>& turns, const PromptTemplate& tmpl, const Tokenizer& tok,

@@ -6,7 +6,7 @@
 #include "core/error.h"
 #include "model/llama.h"
 #include "model/tokenizer.h"
-#include "ops/kernels.h"
+#include "model/batch.h"
 
 namespace qft {
 

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/json_file.h"
+#include "cpu/cpu_backend.h"
 #include "model/safetensors.h"
 #include "trainer/model_source.h"
 
@@ -29,12 +30,7 @@ const char* torch_dtype_name(DType t) {
 
 HostTensor convert(const std::vector<float>& v, DType dtype, Shape shape) {
   HostTensor t(dtype, std::move(shape));
-  if (dtype == DType::F32) {
-    std::copy(v.begin(), v.end(), t.data<float>());
-  } else {
-    uint16_t* out = t.data<uint16_t>();
-    for (size_t i = 0; i < v.size(); ++i) out[i] = dtype == DType::BF16 ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
-  }
+  convert_from_f32(dtype, v.data(), t.bytes.data(), v.size());
   return t;
 }
 
@@ -91,8 +87,8 @@ ExportSummary export_hf(const std::string& source, const std::string& out_dir, c
     throw FileError(out_dir, "already exists and is not an empty directory; choose another --out or remove it");
   }
   const ModelSource src = open_model_source(source);
-  auto host = make_backend("cpu");
-  const auto model = load_model(src, *host);  // as stored: an INT8 checkpoint stays INT8 until each tensor is written
+  CpuBackend host;
+  const auto model = load_model(src, host);  // as stored: an INT8 checkpoint stays INT8 until each tensor is written
 
   const auto& params = model->params();
   std::vector<size_t> sizes;
@@ -115,7 +111,7 @@ ExportSummary export_hf(const std::string& source, const std::string& out_dir, c
       std::vector<NamedTensor> named;
       for (int i : shards[s]) {
         const Param& p = params[size_t(i)];
-        tensors.push_back(convert(model->read_weight(i), opts.dtype, p.is_norm ? Shape{p.cols} : Shape{p.rows, p.cols}));
+        tensors.push_back(convert(model->read_weight(i), opts.dtype, p.shape));
         named.emplace_back(p.name, &tensors.back());
         weight_map[p.name] = file;
         summary.bytes += sizes[size_t(i)];

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "cpu/cpu_backend.h"
 #include "model/hf_model.h"
 
 namespace qft {
@@ -32,11 +33,19 @@ std::unique_ptr<LlamaModel> load_model(const ModelSource& src, Backend& backend,
     load_checkpoint_weights(src.path, *model);
     return model;
   }
-  auto host = make_backend("cpu");
-  LlamaModel stored(src.config, *host, src.stored);
+  CpuBackend host;
+  LlamaModel stored(src.config, host, src.stored);
   load_checkpoint_weights(src.path, stored);
   for (int i = 0; i < int(stored.params().size()); ++i) model->load_weight(i, stored.read_weight(i).data());
   return model;
+}
+
+OpenModel open_model(const std::string& path, Backend& backend, const std::optional<WeightStorage>& storage) {
+  OpenModel m;
+  m.source = open_model_source(path);
+  m.tokenizer = std::make_unique<Tokenizer>(path);
+  m.model = load_model(m.source, backend, storage);
+  return m;
 }
 
 }  // namespace qft

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "model/llama.h"
+#include "model/tokenizer.h"
 #include "trainer/checkpoint.h"
 
 namespace qft {
@@ -27,5 +28,17 @@ ModelSource open_model_source(const std::string& path);
 // host and stored anew.
 std::unique_ptr<LlamaModel> load_model(const ModelSource& src, Backend& backend,
                                        const std::optional<WeightStorage>& storage = std::nullopt);
+
+// A model ready to run: where it came from, its tokenizer and its weights on a backend.
+struct OpenModel {
+  ModelSource source;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<LlamaModel> model;
+};
+
+// Every command that runs a model opens it here: the source first, then the tokenizer (so that a missing one
+// fails before any weight is read), then the weights, stored as `storage` asks (nullopt: as the source does).
+OpenModel open_model(const std::string& path, Backend& backend,
+                     const std::optional<WeightStorage>& storage = std::nullopt);
 
 }  // namespace qft

@@ -12,7 +12,7 @@ enum StreamKind { kWeights = 0, kMomentum = 1, kAccum = 2 };
 
 StateTensor make_state(Backend& be, const Param& p, bool int8, int64_t block, const char* tag) {
   StateTensor t;
-  if (int8 && !p.is_norm) {
+  if (int8 && quantizable(p.role)) {
     t.int8 = BlockMatrix::zeros(be, p.rows, p.cols, block, tag);
   } else {
     t.fp32 = be.alloc(size_t(p.numel()) * 4, tag);
@@ -40,12 +40,8 @@ void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float
   Param& p = model_.param(param);
   StateTensor& m = momentum_[size_t(param)];
   Backend& be = model_.backend();
-  const LionParams lp{lr, s_.beta1, s_.beta2, (p.is_norm && !s_.decay_norms) ? 0.0f : s_.weight_decay, grad_scale};
+  const LionParams lp{lr, s_.beta1, s_.beta2, (decay_exempt(p.role) && !s_.decay_norms) ? 0.0f : s_.weight_decay, grad_scale};
   const int64_t off = row0 * p.cols;
-  if (!p.quantized() && !m.quantized()) {
-    be.lion_step(p.fp32.f32() + off, m.fp32.f32() + off, g, rows * p.cols, lp);
-    return;
-  }
   LionRowStep st{};
   st.p = lp;
   st.g = g;
@@ -110,7 +106,7 @@ void GradAccumulators::add(int param, int64_t row0, int64_t rows, const float* g
   }
   BlockView v = a.int8.view(row0);
   v.rows = rows;
-  const RoundingKey key{s_.seed, step_ * 65536u + micro, stream(param, kAccum), s_.stochastic};
+  const RoundingKey key{s_.seed, accumulation_step(step_, micro), stream(param, kAccum), s_.stochastic};
   if (first) {
     be.quantize_blocks(v, g, key, row0);
   } else {

@@ -5,21 +5,10 @@
 #include <vector>
 
 #include "model/llama.h"
-#include "quant/lion.h"
+#include "trainer/optimizer_settings.h"
 #include "quant/quantized.h"
 
 namespace qft {
-
-struct OptimizerSettings {
-  float beta1 = 0.9f, beta2 = 0.99f;
-  float weight_decay = 0.0f;
-  bool decay_norms = false;     // weight decay on RMSNorm weights too
-  bool momentum_int8 = false;   // block-wise INT8 momentum for matrices (norms keep fp32)
-  bool grad_int8 = false;       // block-wise INT8 gradient accumulators for matrices
-  int64_t block_size = 256;
-  bool stochastic = true;       // stochastic rounding of every INT8 write; false: nearest
-  uint64_t seed = 0;            // of the rounding
-};
 
 // Per-parameter state that is fp32 or block-wise INT8.
 struct StateTensor {

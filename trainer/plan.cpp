@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "cuda/cuda_backend.h"
 #include "model/llama.h"
 #include "ops/planning_backend.h"
 #include "trainer/train_step.h"
@@ -14,8 +15,6 @@
 namespace qft {
 
 namespace {
-
-constexpr size_t kCudaAllowance = size_t(600) << 20;  // context (~500 MiB on Hopper) + cuBLASLt workspace
 
 // One unit for a whole table: GiB for real models, MiB for the small ones of tests and the demo.
 std::string in_unit(size_t b, size_t total) {
@@ -41,6 +40,13 @@ Batch worst_case_batch(const RunConfig& cfg) {
 
 }  // namespace
 
+PlanTarget plan_target(Device device) {
+  if (device == Device::Cpu) return {DType::F32, 0};
+  return {CudaOptions{}.activations, kCudaReservedBytes};
+}
+
+PlanTarget plan_target(const Backend& be) { return {be.act_dtype(), be.reserved_bytes()}; }
+
 LlamaConfig plan_architecture(const RunConfig& cfg) {
   const std::string config_json = (std::filesystem::path(cfg.model.path) / "config.json").string();
   if (!cfg.model.path.empty() && std::filesystem::exists(config_json)) return load_llama_config(config_json);
@@ -49,15 +55,10 @@ LlamaConfig plan_architecture(const RunConfig& cfg) {
                     "no config.json under model.path ('" + cfg.model.path + "') and no model.arch section to plan from");
 }
 
-MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_cuda) {
-  // The GPU stores activations and the compute copies of weights in bf16 (CudaOptions), the CPU in fp32.
-  PlanningBackend be(for_cuda ? DType::BF16 : DType::F32);
-  const WeightStorage storage{cfg.quant.weights == "int8", cfg.quant.outlier_fraction};
-  LlamaModel model(arch, be, storage);
-  OptimizerSettings os;
-  os.momentum_int8 = cfg.quant.momentum == "int8";
-  os.grad_int8 = cfg.quant.grad_dtype == "int8";
-  os.block_size = cfg.quant.block_size;
+MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const PlanTarget& target) {
+  PlanningBackend be(target.activations);
+  LlamaModel model(arch, be, cfg.weight_storage());
+  const OptimizerSettings os = cfg.optimizer_settings();
   LionOptimizer opt(model, os);
   std::unique_ptr<GradAccumulators> acc;
   if (cfg.train.grad_accum > 1) acc = std::make_unique<GradAccumulators>(model, os);
@@ -69,18 +70,18 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_c
     if (p.quantized()) {
       dense += p.int8.q.bytes() + p.int8.scale.bytes();
       outliers += p.int8.row_ptr.bytes() + p.int8.col.bytes() + p.int8.val.bytes();
-    } else if (p.is_norm) {
+    } else if (!quantizable(p.role)) {
       norms += p.fp32.bytes();
     } else {
       dense += p.fp32.bytes();
     }
   }
-  const std::string wkind = cfg.quant.weights == "int8" ? "INT8 + row scales" : "fp32";
+  const std::string wkind = cfg.quant.weights == StateStorage::Int8 ? "INT8 + row scales" : "fp32";
   plan.items.push_back({"weights", dense, wkind});
   if (outliers) plan.items.push_back({"weight outliers", outliers, "fp32 values, CSR indices"});
   plan.items.push_back({"norm weights", norms, "fp32"});
-  plan.items.push_back({"Lion momentum", opt.state_bytes(), cfg.quant.momentum == "int8" ? "INT8 + block absmax" : "fp32"});
-  if (acc) plan.items.push_back({"gradient accumulators", acc->bytes(), cfg.quant.grad_dtype});
+  plan.items.push_back({"Lion momentum", opt.state_bytes(), cfg.quant.momentum == StateStorage::Int8 ? "INT8 + block absmax" : "fp32"});
+  if (acc) plan.items.push_back({"gradient accumulators", acc->bytes(), enum_name(cfg.quant.grad_dtype)});
   plan.state_bytes = model.weight_bytes() + opt.state_bytes() + (acc ? acc->bytes() : 0);
 
   const std::vector<Batch> micro(size_t(cfg.train.grad_accum), worst_case_batch(cfg));
@@ -104,8 +105,8 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_c
     auto it = notes.find(tag);
     plan.items.push_back({tag, bytes, it == notes.end() ? std::string() : it->second});
   }
-  plan.allowance_bytes = for_cuda ? kCudaAllowance : 0;
-  if (for_cuda) plan.items.push_back({"CUDA context + workspace", plan.allowance_bytes, "allowance"});
+  plan.allowance_bytes = target.reserved_bytes;
+  if (plan.allowance_bytes) plan.items.push_back({"CUDA context + workspace", plan.allowance_bytes, "allowance"});
   plan.total_bytes = plan.peak_bytes + plan.allowance_bytes;
   return plan;
 }
@@ -116,7 +117,7 @@ std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const Llam
   const bool billions = plan.parameters >= 1'000'000'000;
   std::snprintf(line, sizeof line, "memory plan: %.2f %s parameters, seq_len %d, batch %d, grad_accum %d, weights %s, momentum %s\n",
                 double(plan.parameters) / (billions ? 1e9 : 1e6), billions ? "B" : "M", cfg.data.seq_len, cfg.train.batch_size, cfg.train.grad_accum,
-                cfg.quant.weights.c_str(), cfg.quant.momentum.c_str());
+                enum_name(cfg.quant.weights), enum_name(cfg.quant.momentum));
   out += line;
   (void)arch;
   for (const auto& it : plan.items) {

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "model/llama_config.h"
+#include "ops/backend.h"
 #include "trainer/config.h"
 
 namespace qft {
@@ -22,16 +24,22 @@ struct MemoryPlan {
   int64_t parameters = 0;
   size_t state_bytes = 0;       // weights + momentum + gradient accumulators
   size_t peak_bytes = 0;        // largest tracked allocation total during a step (state included)
-  size_t allowance_bytes = 0;   // CUDA context and library workspaces; 0 on the CPU
+  size_t allowance_bytes = 0;   // the target's reserved bytes: CUDA context and library workspaces; 0 on the CPU
   size_t total_bytes = 0;       // peak + allowance
   double state_bytes_per_param() const { return double(state_bytes) / double(parameters); }
 };
 
+// What a plan assumes of its device: how activations are stored, and what it uses outside tracked allocations.
+struct PlanTarget {
+  DType activations = DType::F32;
+  size_t reserved_bytes = 0;
+};
+PlanTarget plan_target(Device device);      // qft plan: the CUDA backend's defaults, or the CPU reference's
+PlanTarget plan_target(const Backend& be);  // qft train: the backend it is about to run on
+
 // The architecture of a run: model.path/config.json when it exists, else the config's model.arch section.
 LlamaConfig plan_architecture(const RunConfig& cfg);
-// `for_cuda`: bf16 activations as the CUDA backend stores them, plus the allowance for the CUDA context and
-// library workspaces; otherwise fp32 activations as the CPU reference stores them.
-MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, bool for_cuda);
+MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const PlanTarget& target);
 std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch);
 std::string plan_json(const MemoryPlan& plan);
 

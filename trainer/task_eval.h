@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "trainer/settings.h"
+
 namespace qft {
 
 class LlamaModel;
@@ -26,7 +28,7 @@ struct TaskResult {
 };
 
 struct TaskOptions {
-  std::string format = "alpaca";          // data.format of the file
+  DataFormat format = DataFormat::Alpaca;  // data.format of the file
   std::string prompt_template = "plain";  // data.template the model was trained with
   int max_new_tokens = 64;
   int limit = 0;                          // score the first `limit` records; 0 = all

@@ -15,9 +15,9 @@
 #include "core/error.h"
 #include "model/llama.h"
 #include "model/tokenizer.h"
-#include "ops/backend.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data.h"
+#include "trainer/device.h"
 #include "trainer/model_source.h"
 #include "trainer/plan.h"
 #include "trainer/train_step.h"
@@ -29,8 +29,14 @@ namespace fs = std::filesystem;
 double learning_rate(const TrainSection& t, int step) {
   if (step < t.warmup_steps) return t.lr * double(step + 1) / double(t.warmup_steps);
   const double p = double(step - t.warmup_steps) / double(std::max(1, t.steps - t.warmup_steps));
-  if (t.lr_schedule == "linear") return t.lr * (1.0 - p);
-  if (t.lr_schedule == "cosine") return t.lr * 0.5 * (1.0 + std::cos(M_PI * p));
+  switch (t.lr_schedule) {
+    case LrSchedule::Linear:
+      return t.lr * (1.0 - p);
+    case LrSchedule::Cosine:
+      return t.lr * 0.5 * (1.0 + std::cos(M_PI * p));
+    case LrSchedule::Constant:
+      break;
+  }
   return t.lr;
 }
 
@@ -126,184 +132,242 @@ int64_t positions(const std::vector<Batch>& micro) {
   return n;
 }
 
+// One training run: setup in the constructor (will it fit, the run directory, model, data, optimizer, resume),
+// then run() steps; each step is step(), then after_step() for metrics, outlier re-selection, evaluation and
+// checkpoints.
+class TrainingRun {
+ public:
+  TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume);
+  ~TrainingRun() { spdlog::drop("qft.train"); }
+  TrainSummary run();
+
+ private:
+  void check_fits(const MemoryPlan& plan, const LlamaConfig& arch) const;
+  void prepare_output_dir() const;
+  void load_data();
+  void log_state_sizes() const;
+  void restore(const std::string& resume);
+  // One optimizer step; false when a non-finite loss skipped it (train.on_nonfinite=skip).
+  bool step(int step, const std::vector<Batch>& micro, double lr, StepResult& r);
+  void after_step(int done, const StepResult& r, double lr, double step_s, int64_t step_positions);
+  void log_progress(int done, const StepResult& r, double lr, double step_s, int64_t step_positions);
+  void evaluate(int step);
+  void save(int done);
+
+  const RunConfig& cfg_;
+  const std::optional<std::string> resume_;
+  const Clock::time_point t0_ = Clock::now();
+  Clock::time_point loop_t0_;
+  std::unique_ptr<Backend> backend_;  // first: a device that cannot run fails before anything is written
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<MetricsWriter> metrics_;
+  OpenModel opened_;
+  std::unique_ptr<DataLoader> train_, val_;
+  std::unique_ptr<LionOptimizer> opt_;
+  std::unique_ptr<GradAccumulators> acc_;  // for train.grad_accum > 1
+  TrainSummary summary_;
+  int64_t tokens_total_ = 0;
+  int start_step_ = 0;
+  int reselections_ = 0;
+  std::string resumed_from_;
+};
+
+TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume)
+    : cfg_(cfg), resume_(resume), backend_(make_backend(cfg.device, cfg.debug_sync)) {
+  const LlamaConfig arch = plan_architecture(cfg_);
+  const MemoryPlan plan = plan_memory(cfg_, arch, plan_target(*backend_));
+  check_fits(plan, arch);
+  if (!resume_) refuse_existing_run(cfg_.output.dir);
+  prepare_output_dir();
+  const fs::path dir(cfg_.output.dir);
+  log_ = make_logger((dir / "train.log").string(), resume_.has_value());
+  metrics_ = std::make_unique<MetricsWriter>((dir / "metrics.jsonl").string(), resume_.has_value());
+  log_->info("effective config:\n{}", cfg_.to_json());
+  log_->info("{}", format_plan(plan, cfg_, arch));
+
+  opened_ = open_model(cfg_.model.path, *backend_, cfg_.weight_storage());
+  if (opened_.source.checkpoint && !resume_) {
+    log_->info("initialized from {}: its weights only; the optimizer, schedule and data order start fresh",
+               opened_.source.describe());
+  }
+  load_data();
+  LlamaModel& model = *opened_.model;
+  opt_ = std::make_unique<LionOptimizer>(model, cfg_.optimizer_settings());
+  if (cfg_.train.grad_accum > 1) acc_ = std::make_unique<GradAccumulators>(model, cfg_.optimizer_settings());
+  log_state_sizes();
+  if (resume_) restore(*resume_);
+}
+
+// Will it fit? The plan is a dry run of this very run's allocations.
+void TrainingRun::check_fits(const MemoryPlan& plan, const LlamaConfig& arch) const {
+  const size_t available = backend_->available_bytes();
+  if (plan.total_bytes <= available) return;
+  throw Error("the run needs " + std::to_string(plan.total_bytes >> 20) + " MiB but " + backend_->name() + " has " +
+              std::to_string(available >> 20) + " MiB available:\n" + format_plan(plan, cfg_, arch) +
+              "Lower data.seq_len or train.batch_size (use train.grad_accum for the same batch), or set "
+              "quant.weights=int8 and quant.momentum=int8.");
+}
+
+void TrainingRun::prepare_output_dir() const {
+  std::error_code ec;
+  fs::create_directories(cfg_.output.dir, ec);
+  if (ec) throw FileError(cfg_.output.dir, "cannot create the output directory: " + ec.message());
+  const std::string path = (fs::path(cfg_.output.dir) / "config.json").string();
+  std::ofstream f(path);
+  f << cfg_.to_json() << "\n";
+  if (!f) throw FileError(path, "cannot write the effective config");
+}
+
+void TrainingRun::load_data() {
+  const Tokenizer& tok = *opened_.tokenizer;
+  DataStats train_stats, val_stats;
+  train_ = std::make_unique<DataLoader>(load_examples(cfg_.data.train, cfg_.data, tok, &train_stats), cfg_.data,
+                                        cfg_.train.seed, tok.eos_id());
+  if (!cfg_.data.val.empty()) {
+    val_ = std::make_unique<DataLoader>(load_examples(cfg_.data.val, cfg_.data, tok, &val_stats), cfg_.data, 0,
+                                        tok.eos_id());
+  }
+  const LlamaConfig& arch = opened_.source.config;
+  log_->info("model {}: {} parameters, {} layers, on {} with {} activations", opened_.source.describe(),
+             arch.parameter_count(), arch.num_hidden_layers, backend_->name(), dtype_name(backend_->act_dtype()));
+  log_->info("data {}: {} examples ({} tokens), {} sequences per epoch; {} truncated to {} tokens, {} bad lines "
+             "skipped, {} without targets dropped",
+             cfg_.data.train, train_stats.examples, train_stats.tokens, train_->rows_per_epoch(), train_stats.truncated,
+             cfg_.data.seq_len, train_stats.skipped_lines, train_stats.dropped_no_target);
+}
+
+void TrainingRun::log_state_sizes() const {
+  const LlamaModel& model = *opened_.model;
+  const double params = double(opened_.source.config.parameter_count());
+  const size_t acc_bytes = acc_ ? acc_->bytes() : 0;
+  const size_t state = model.weight_bytes() + opt_->state_bytes() + acc_bytes;
+  log_->info("model state: weights {} ({:.1f} MiB), momentum {} ({:.1f} MiB), gradient accumulators {} ({:.1f} MiB): "
+             "{:.2f} bytes/parameter",
+             enum_name(cfg_.quant.weights), double(model.weight_bytes()) / (1 << 20), enum_name(cfg_.quant.momentum),
+             double(opt_->state_bytes()) / (1 << 20), acc_ ? enum_name(cfg_.quant.grad_dtype) : "none",
+             double(acc_bytes) / (1 << 20), double(state) / params);
+  if (cfg_.train.clip_grad_norm) {
+    log_->info("gradient clipping at {}: one extra backward of the last micro-batch per step measures the norm",
+               *cfg_.train.clip_grad_norm);
+  }
+  log_->info("memory after setup: {:.1f} MiB on {}", double(backend_->memory().current_bytes) / (1 << 20),
+             backend_->name());
+}
+
+void TrainingRun::restore(const std::string& resume) {
+  resumed_from_ = resume.empty() ? latest_checkpoint(cfg_.output.dir) : resume;
+  const TrainerState st = load_checkpoint(resumed_from_, *opened_.model, *opt_);
+  check_resume_config(st.config_json, cfg_, *log_);
+  train_->restore(st.cursor);
+  start_step_ = st.step;
+  tokens_total_ = st.tokens;
+  reselections_ = st.reselections;
+  log_->info("resumed from {} at step {} (epoch {}, row {})", resumed_from_, st.step, st.cursor.epoch, st.cursor.row);
+}
+
+TrainSummary TrainingRun::run() {
+  loop_t0_ = Clock::now();
+  for (int s = start_step_; s < cfg_.train.steps; ++s) {
+    const auto step_t0 = Clock::now();
+    const std::vector<Batch> micro = train_->next_step(cfg_.train.grad_accum, cfg_.train.batch_size);
+    const double lr = learning_rate(cfg_.train, s);
+    StepResult r;
+    if (!step(s, micro, lr, r)) continue;
+    after_step(s + 1, r, lr, seconds_since(step_t0), positions(micro));
+  }
+  evaluate(cfg_.train.steps);
+  summary_.elapsed_s = seconds_since(t0_);
+  summary_.peak_mem_bytes = backend_->memory().peak_bytes;
+  const TrainSummary& s = summary_;
+  log_->info("done: {} steps in {} ({} skipped) | loss {:.4f} -> {:.4f}{} | peak memory {:.1f} MiB | {}", s.steps,
+             hms(s.elapsed_s), s.skipped_steps, s.first_loss, s.last_loss,
+             s.val_loss ? fmt::format(" | val_loss {:.4f}", *s.val_loss) : std::string(),
+             double(s.peak_mem_bytes) / (1 << 20), cfg_.output.dir);
+  return summary_;
+}
+
+bool TrainingRun::step(int step, const std::vector<Batch>& micro, double lr, StepResult& r) {
+  opt_->set_step(uint32_t(step));
+  if (acc_) acc_->set_step(uint32_t(step));
+  try {
+    r = train_step(*opened_.model, *opt_, acc_.get(), micro, float(lr), cfg_.train.clip_grad_norm);
+  } catch (const NonFiniteLoss& e) {
+    if (cfg_.train.on_nonfinite == OnNonFinite::Stop) {
+      throw Error("step " + std::to_string(step + 1) + ": " + e.what() +
+                  "; no weight was updated. Lower train.lr, set train.clip_grad_norm, or set "
+                  "train.on_nonfinite=skip");
+    }
+    log_->warn("step {}: {}; step skipped, weights unchanged", step + 1, e.what());
+    summary_.skipped_steps += 1;
+    metrics_->write({{"step", step + 1}, {"skipped", true}, {"reason", e.what()}});
+    return false;
+  }
+  return true;
+}
+
+void TrainingRun::after_step(int done, const StepResult& r, double lr, double step_s, int64_t step_positions) {
+  tokens_total_ += step_positions;
+  if (summary_.steps == 0) summary_.first_loss = r.loss;
+  summary_.steps += 1;
+  summary_.last_loss = r.loss;
+  const TrainSection& t = cfg_.train;
+  if (done % t.log_every == 0 || done == t.steps) log_progress(done, r, lr, step_s, step_positions);
+  const bool int8_weights = cfg_.quant.weights == StateStorage::Int8;
+  if (cfg_.quant.reselect_every > 0 && done % cfg_.quant.reselect_every == 0 && int8_weights) {
+    opened_.model->reselect_outliers();
+    reselections_ += 1;
+    log_->info("step {:>5}/{} | weight outliers re-selected", done, t.steps);
+  }
+  if (t.eval_every > 0 && done % t.eval_every == 0 && done != t.steps) evaluate(done);
+  if ((t.save_every > 0 && done % t.save_every == 0) || (done == t.steps && t.save_final)) save(done);
+}
+
+void TrainingRun::log_progress(int done, const StepResult& r, double lr, double step_s, int64_t step_positions) {
+  const double elapsed = seconds_since(loop_t0_), tps = double(step_positions) / step_s;
+  const double eta = elapsed / (done - start_step_) * (cfg_.train.steps - done);
+  const size_t peak = backend_->memory().peak_bytes;
+  std::string line = fmt::format("step {:>5}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | ETA {} | peak {:.1f} MiB",
+                                 done, cfg_.train.steps, r.loss, lr, tps, hms(eta), double(peak) / (1 << 20));
+  if (r.grad_norm) line += fmt::format(" | norm {:.3f}", *r.grad_norm);
+  log_->info(line);
+  nlohmann::ordered_json m = {{"step", done}, {"loss", r.loss}, {"lr", lr}, {"tokens", tokens_total_},
+                              {"tokens_per_s", tps}, {"elapsed_s", seconds_since(t0_)}, {"peak_mem_bytes", peak}};
+  if (r.grad_norm) m["grad_norm"] = *r.grad_norm;
+  if (cfg_.quant.weights == StateStorage::Int8) m["rescaled_rows"] = opt_->take_rescaled_rows();
+  metrics_->write(m);
+}
+
+void TrainingRun::evaluate(int step) {
+  if (!val_) return;
+  const double vl = validate(*opened_.model, *val_, cfg_.train);
+  summary_.val_loss = vl;
+  log_->info("step {:>5}/{} | val_loss {:.4f} | val_ppl {:.2f}", step, cfg_.train.steps, vl, std::exp(vl));
+  metrics_->write({{"step", step}, {"val_loss", vl}, {"elapsed_s", seconds_since(t0_)}});
+}
+
+void TrainingRun::save(int done) {
+  std::string dir;
+  try {
+    dir = save_checkpoint(cfg_.output.dir, *opened_.model, *opt_,
+                          {done, tokens_total_, train_->cursor(), reselections_, cfg_.to_json()}, cfg_.model.path);
+  } catch (const FileError& e) {
+    std::string previous = "no earlier checkpoint exists";
+    try {
+      previous = "the previous checkpoint " + latest_checkpoint(cfg_.output.dir) + " is intact";
+    } catch (const FileError&) {
+    }
+    throw Error("step " + std::to_string(done) + ": the checkpoint could not be written: " + e.what() + "; " +
+                previous + ". Free space (or fix permissions) and continue with --resume");
+  }
+  prune_checkpoints(cfg_.output.dir, cfg_.train.keep_last, resumed_from_);
+  log_->info("step {:>5}/{} | checkpoint {}", done, cfg_.train.steps, dir);
+}
+
 }  // namespace
 
 TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>& resume) {
   cfg.validate();
-  const auto t0 = Clock::now();
-  auto backend = make_backend(cfg.device, cfg.debug_sync);  // first: a device that cannot run fails before anything is written
-  // Will it fit? The plan is a dry run of this very run's allocations.
-  const LlamaConfig arch = plan_architecture(cfg);
-  const MemoryPlan plan = plan_memory(cfg, arch, backend->name() == "cuda");
-  const size_t available = backend->available_bytes();
-  if (plan.total_bytes > available) {
-    throw Error("the run needs " + std::to_string(plan.total_bytes >> 20) + " MiB but " + backend->name() + " has " +
-                std::to_string(available >> 20) + " MiB available:\n" + format_plan(plan, cfg, arch) +
-                "Lower data.seq_len or train.batch_size (use train.grad_accum for the same batch), or set "
-                "quant.weights=int8 and quant.momentum=int8.");
-  }
-  if (!resume) refuse_existing_run(cfg.output.dir);
-  std::error_code ec;
-  fs::create_directories(cfg.output.dir, ec);
-  if (ec) throw FileError(cfg.output.dir, "cannot create the output directory: " + ec.message());
-  {
-    const std::string path = (fs::path(cfg.output.dir) / "config.json").string();
-    std::ofstream f(path);
-    f << cfg.to_json() << "\n";
-    if (!f) throw FileError(path, "cannot write the effective config");
-  }
-  auto log = make_logger((fs::path(cfg.output.dir) / "train.log").string(), resume.has_value());
-  MetricsWriter metrics((fs::path(cfg.output.dir) / "metrics.jsonl").string(), resume.has_value());
-  log->info("effective config:\n{}", cfg.to_json());
-  log->info("{}", format_plan(plan, cfg, arch));
-
-  const ModelSource source = open_model_source(cfg.model.path);
-  const Tokenizer tok(cfg.model.path);
-  const auto model_ptr = load_model(source, *backend, WeightStorage{cfg.quant.weights == "int8", cfg.quant.outlier_fraction});
-  LlamaModel& model = *model_ptr;
-  if (source.checkpoint && !resume) {
-    log->info("initialized from {}: its weights only; the optimizer, schedule and data order start fresh",
-              source.describe());
-  }
-
-  DataStats train_stats, val_stats;
-  DataLoader train(load_examples(cfg.data.train, cfg.data, tok, &train_stats), cfg.data, cfg.train.seed, tok.eos_id());
-  std::unique_ptr<DataLoader> val;
-  if (!cfg.data.val.empty()) {
-    val = std::make_unique<DataLoader>(load_examples(cfg.data.val, cfg.data, tok, &val_stats), cfg.data, 0, tok.eos_id());
-  }
-  log->info("model {}: {} parameters, {} layers, on {} with {} activations", source.describe(),
-            source.config.parameter_count(), source.config.num_hidden_layers, backend->name(),
-            dtype_name(backend->act_dtype()));
-  log->info("data {}: {} examples ({} tokens), {} sequences per epoch; {} truncated to {} tokens, {} bad lines skipped, "
-            "{} without targets dropped",
-            cfg.data.train, train_stats.examples, train_stats.tokens, train.rows_per_epoch(), train_stats.truncated,
-            cfg.data.seq_len, train_stats.skipped_lines, train_stats.dropped_no_target);
-
-  OptimizerSettings os;
-  os.beta1 = float(cfg.train.betas[0]);
-  os.beta2 = float(cfg.train.betas[1]);
-  os.weight_decay = float(cfg.train.weight_decay);
-  os.decay_norms = cfg.train.decay_norms;
-  os.momentum_int8 = cfg.quant.momentum == "int8";
-  os.grad_int8 = cfg.quant.grad_dtype == "int8";
-  os.block_size = cfg.quant.block_size;
-  os.stochastic = cfg.quant.rounding == "stochastic";
-  os.seed = cfg.train.seed;
-  LionOptimizer opt(model, os);
-  std::unique_ptr<GradAccumulators> acc;
-  if (cfg.train.grad_accum > 1) acc = std::make_unique<GradAccumulators>(model, os);
-  const double params = double(source.config.parameter_count());
-  const size_t state = model.weight_bytes() + opt.state_bytes() + (acc ? acc->bytes() : 0);
-  log->info("model state: weights {} ({:.1f} MiB), momentum {} ({:.1f} MiB), gradient accumulators {} ({:.1f} MiB): "
-            "{:.2f} bytes/parameter",
-            cfg.quant.weights, double(model.weight_bytes()) / (1 << 20), cfg.quant.momentum,
-            double(opt.state_bytes()) / (1 << 20), acc ? cfg.quant.grad_dtype : "none",
-            double(acc ? acc->bytes() : 0) / (1 << 20), double(state) / params);
-  if (cfg.train.clip_grad_norm) {
-    log->info("gradient clipping at {}: one extra backward of the last micro-batch per step measures the norm",
-              *cfg.train.clip_grad_norm);
-  }
-  log->info("memory after setup: {:.1f} MiB on {}", double(backend->memory().current_bytes) / (1 << 20), backend->name());
-
-  TrainSummary s;
-  int64_t tokens_total = 0;
-  int start_step = 0;
-  int reselections = 0;
-  std::string resumed_from;
-  if (resume) {
-    resumed_from = resume->empty() ? latest_checkpoint(cfg.output.dir) : *resume;
-    const TrainerState st = load_checkpoint(resumed_from, model, opt);
-    check_resume_config(st.config_json, cfg, *log);
-    train.restore(st.cursor);
-    start_step = st.step;
-    tokens_total = st.tokens;
-    reselections = st.reselections;
-    log->info("resumed from {} at step {} (epoch {}, row {})", resumed_from, st.step, st.cursor.epoch, st.cursor.row);
-  }
-  const auto run_eval = [&](int step) {
-    if (!val) return;
-    const double vl = validate(model, *val, cfg.train);
-    s.val_loss = vl;
-    log->info("step {:>5}/{} | val_loss {:.4f} | val_ppl {:.2f}", step, cfg.train.steps, vl, std::exp(vl));
-    metrics.write({{"step", step}, {"val_loss", vl}, {"elapsed_s", seconds_since(t0)}});
-  };
-
-  const auto loop_t0 = Clock::now();
-  for (int step = start_step; step < cfg.train.steps; ++step) {
-    const auto step_t0 = Clock::now();
-    const std::vector<Batch> micro = train.next_step(cfg.train.grad_accum, cfg.train.batch_size);
-    const double lr = learning_rate(cfg.train, step);
-    opt.set_step(uint32_t(step));
-    if (acc) acc->set_step(uint32_t(step));
-    StepResult r;
-    try {
-      r = train_step(model, opt, acc.get(), micro, float(lr), cfg.train.clip_grad_norm);
-    } catch (const NonFiniteLoss& e) {
-      if (cfg.train.on_nonfinite != "skip") {
-        throw Error("step " + std::to_string(step + 1) + ": " + e.what() +
-                    "; no weight was updated. Lower train.lr, set train.clip_grad_norm, or set "
-                    "train.on_nonfinite=skip");
-      }
-      log->warn("step {}: {}; step skipped, weights unchanged", step + 1, e.what());
-      s.skipped_steps += 1;
-      metrics.write({{"step", step + 1}, {"skipped", true}, {"reason", e.what()}});
-      continue;
-    }
-    const double step_s = seconds_since(step_t0);
-    tokens_total += positions(micro);
-    if (s.steps == 0) s.first_loss = r.loss;
-    s.steps += 1;
-    s.last_loss = r.loss;
-    const int done = step + 1;
-    if (done % cfg.train.log_every == 0 || done == cfg.train.steps) {
-      const double elapsed = seconds_since(loop_t0), tps = double(positions(micro)) / step_s;
-      const double eta = elapsed / (done - start_step) * (cfg.train.steps - done);
-      const size_t peak = backend->memory().peak_bytes;
-      std::string line = fmt::format("step {:>5}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | ETA {} | peak {:.1f} MiB",
-                                     done, cfg.train.steps, r.loss, lr, tps, hms(eta), double(peak) / (1 << 20));
-      if (r.grad_norm) line += fmt::format(" | norm {:.3f}", *r.grad_norm);
-      log->info(line);
-      nlohmann::ordered_json m = {{"step", done}, {"loss", r.loss}, {"lr", lr}, {"tokens", tokens_total},
-                                  {"tokens_per_s", tps}, {"elapsed_s", seconds_since(t0)}, {"peak_mem_bytes", peak}};
-      if (r.grad_norm) m["grad_norm"] = *r.grad_norm;
-      if (model.params()[0].quantized()) m["rescaled_rows"] = opt.take_rescaled_rows();
-      metrics.write(m);
-    }
-    if (cfg.quant.reselect_every > 0 && done % cfg.quant.reselect_every == 0 && model.params()[0].quantized()) {
-      model.reselect_outliers();
-      reselections += 1;
-      log->info("step {:>5}/{} | weight outliers re-selected", done, cfg.train.steps);
-    }
-    if (cfg.train.eval_every > 0 && done % cfg.train.eval_every == 0 && done != cfg.train.steps) run_eval(done);
-    if ((cfg.train.save_every > 0 && done % cfg.train.save_every == 0) ||
-        (done == cfg.train.steps && cfg.train.save_final)) {
-      std::string dir;
-      try {
-        dir = save_checkpoint(cfg.output.dir, model, opt, {done, tokens_total, train.cursor(), reselections, cfg.to_json()},
-                              cfg.model.path);
-      } catch (const FileError& e) {
-        std::string previous = "no earlier checkpoint exists";
-        try {
-          previous = "the previous checkpoint " + latest_checkpoint(cfg.output.dir) + " is intact";
-        } catch (const FileError&) {
-        }
-        throw Error("step " + std::to_string(done) + ": the checkpoint could not be written: " + e.what() + "; " +
-                    previous + ". Free space (or fix permissions) and continue with --resume");
-      }
-      prune_checkpoints(cfg.output.dir, cfg.train.keep_last, resumed_from);
-      log->info("step {:>5}/{} | checkpoint {}", done, cfg.train.steps, dir);
-    }
-  }
-  run_eval(cfg.train.steps);
-  s.elapsed_s = seconds_since(t0);
-  s.peak_mem_bytes = backend->memory().peak_bytes;
-  log->info("done: {} steps in {} ({} skipped) | loss {:.4f} -> {:.4f}{} | peak memory {:.1f} MiB | {}", s.steps,
-            hms(s.elapsed_s), s.skipped_steps, s.first_loss, s.last_loss,
-            s.val_loss ? fmt::format(" | val_loss {:.4f}", *s.val_loss) : std::string(),
-            double(s.peak_mem_bytes) / (1 << 20), cfg.output.dir);
-  spdlog::drop("qft.train");
-  return s;
+  return TrainingRun(cfg, resume).run();
 }
 
 }  // namespace qft

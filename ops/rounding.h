@@ -15,7 +15,7 @@ QFT_HD uint64_t mix64(uint64_t x) {  // the SplitMix64 finalizer
 }
 
 // A uniform number in [0, 1) with 24 random bits.
-QFT_HD float sr_uniform(uint64_t seed, uint32_t step, uint32_t stream, uint64_t index) {
+QFT_HD float sr_uniform(uint64_t seed, uint64_t step, uint32_t stream, uint64_t index) {
   uint64_t h = mix64(seed);
   h = mix64(h ^ step);
   h = mix64(h ^ stream);
@@ -26,10 +26,14 @@ QFT_HD float sr_uniform(uint64_t seed, uint32_t step, uint32_t stream, uint64_t 
 // Where the random numbers of one tensor come from; stream separates a tensor's weights from its momentum.
 struct RoundingKey {
   uint64_t seed = 0;
-  uint32_t step = 0;
+  uint64_t step = 0;  // the optimizer step; for gradient accumulators accumulation_step(step, micro)
   uint32_t stream = 0;
   bool stochastic = true;  // false: round to nearest
 };
+
+// The step word of a gradient accumulator's key: (step, micro-batch) as one 64-bit value, so no two pairs share
+// a stream (a 32-bit step * 65536 + micro wrapped at step 65,536 and replayed step 0's streams).
+QFT_HD uint64_t accumulation_step(uint32_t step, uint32_t micro) { return (uint64_t(step) << 32) | micro; }
 
 // v in units of the quantization step -> INT8 in [-127, 127]. Stochastic: floor(v + u), unbiased.
 QFT_HD int8_t round_int8(float v, const RoundingKey& k, uint64_t index) {

@@ -1,2 +1,0 @@
-#pragma once
-#define QFT_VERSION "0.1.0"

@@ -1,0 +1,88 @@
+#pragma once
+// The choices of the run configuration as types: each is parsed from its config string once (trainer/config)
+// and compared as an enum everywhere else. One table per enum gives its config names.
+#include <array>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace qft {
+
+enum class Device { Auto, Cpu, Cuda };
+enum class StateStorage { Fp32, Int8 };  // quant.weights, quant.momentum, quant.grad_dtype
+enum class Rounding { Stochastic, Nearest };
+enum class LrSchedule { Constant, Linear, Cosine };
+enum class OnNonFinite { Stop, Skip };
+enum class DataFormat { Text, Alpaca, PromptCompletion, Chat };
+
+template <class E>
+struct EnumNames;  // static constexpr std::array<std::pair<E, const char*>, N> items
+
+template <>
+struct EnumNames<Device> {
+  static constexpr std::array<std::pair<Device, const char*>, 3> items{
+      {{Device::Auto, "auto"}, {Device::Cpu, "cpu"}, {Device::Cuda, "cuda"}}};
+};
+template <>
+struct EnumNames<StateStorage> {
+  static constexpr std::array<std::pair<StateStorage, const char*>, 2> items{
+      {{StateStorage::Fp32, "fp32"}, {StateStorage::Int8, "int8"}}};
+};
+template <>
+struct EnumNames<Rounding> {
+  static constexpr std::array<std::pair<Rounding, const char*>, 2> items{
+      {{Rounding::Stochastic, "stochastic"}, {Rounding::Nearest, "nearest"}}};
+};
+template <>
+struct EnumNames<LrSchedule> {
+  static constexpr std::array<std::pair<LrSchedule, const char*>, 3> items{
+      {{LrSchedule::Constant, "constant"}, {LrSchedule::Linear, "linear"}, {LrSchedule::Cosine, "cosine"}}};
+};
+template <>
+struct EnumNames<OnNonFinite> {
+  static constexpr std::array<std::pair<OnNonFinite, const char*>, 2> items{
+      {{OnNonFinite::Stop, "stop"}, {OnNonFinite::Skip, "skip"}}};
+};
+template <>
+struct EnumNames<DataFormat> {
+  static constexpr std::array<std::pair<DataFormat, const char*>, 4> items{{{DataFormat::Text, "text"},
+                                                                             {DataFormat::Alpaca, "alpaca"},
+                                                                             {DataFormat::PromptCompletion, "prompt_completion"},
+                                                                             {DataFormat::Chat, "chat"}}};
+};
+
+template <class E>
+const char* enum_name(E e) {
+  for (const auto& [v, name] : EnumNames<E>::items) {
+    if (v == e) return name;
+  }
+  return "?";
+}
+
+template <class E>
+std::optional<E> parse_enum(std::string_view text) {
+  for (const auto& [v, name] : EnumNames<E>::items) {
+    if (text == name) return v;
+  }
+  return std::nullopt;
+}
+
+// name -> value, e.g. for a CLI11 CheckedTransformer.
+template <class E>
+std::map<std::string, E> enum_map() {
+  std::map<std::string, E> out;
+  for (const auto& [v, name] : EnumNames<E>::items) out.emplace(name, v);
+  return out;
+}
+
+template <class E>
+std::vector<std::string> enum_names() {
+  std::vector<std::string> out;
+  for (const auto& item : EnumNames<E>::items) out.emplace_back(item.second);
+  return out;
+}
+
+}  // namespace qft
