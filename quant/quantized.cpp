@@ -3,11 +3,50 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
-#include <numeric>
+#include <functional>
 
 #include "core/error.h"
 
 namespace qft {
+
+namespace {
+
+// One row (cols,): the k entries of largest |w| become fp32 outliers (col, val) in column order, ties going to the
+// lower column; the rest become symmetric INT8 q with scale = absmax / 127, rounded to nearest. mag is (cols,)
+// scratch. Selecting by the k-th largest magnitude keeps the comparisons on plain floats (no index indirection).
+void quantize_row(const float* w, int64_t cols, int64_t k, std::vector<float>& mag, int8_t* q, float* scale,
+                  int32_t* col, float* val) {
+  float threshold = INFINITY;  // the k-th largest |w|; every |w| above it is an outlier
+  int64_t ties = 0;            // how many entries equal to the threshold are outliers too, lowest columns first
+  if (k > 0) {
+    for (int64_t i = 0; i < cols; ++i) mag[size_t(i)] = std::fabs(w[i]);
+    std::nth_element(mag.begin(), mag.begin() + (k - 1), mag.end(), std::greater<float>());
+    threshold = mag[size_t(k - 1)];
+    int64_t above = 0;
+    for (int64_t i = 0; i < cols; ++i) above += std::fabs(w[i]) > threshold;
+    ties = k - above;
+  }
+  float absmax = 0.0f;
+  int64_t n = 0;
+  for (int64_t i = 0; i < cols; ++i) {
+    const float a = std::fabs(w[i]);
+    const bool outlier = a > threshold || (a == threshold && ties > 0);
+    if (outlier) {
+      ties -= a == threshold;
+      col[n] = int32_t(i);
+      val[n] = w[i];
+      ++n;
+    } else {
+      absmax = std::max(absmax, a);
+    }
+  }
+  const float s = std::max(absmax / 127.0f, FLT_MIN);
+  *scale = s;
+  for (int64_t i = 0; i < cols; ++i) q[i] = int8_t(std::lrint(std::clamp(w[i] / s, -127.0f, 127.0f)));
+  for (int64_t j = 0; j < k; ++j) q[col[j]] = kOutlierSlot;
+}
+
+}  // namespace
 
 int64_t outliers_per_row(int64_t cols, double outlier_fraction) {
   return std::min<int64_t>(cols, int64_t(std::llround(outlier_fraction * double(cols))));
@@ -46,29 +85,17 @@ void quantize_hybrid_into(Backend& be, HybridMatrix& m, const float* w, double o
   std::vector<int8_t> q(static_cast<size_t>(rows * cols));
   std::vector<float> scale(static_cast<size_t>(rows)), val(static_cast<size_t>(m.nnz));
   std::vector<int32_t> row_ptr(static_cast<size_t>(rows) + 1), col32(static_cast<size_t>(m.nnz));
-  std::vector<int64_t> idx(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* wr = w + r * cols;
-    std::iota(idx.begin(), idx.end(), int64_t(0));
-    // The k largest |w| of the row go first; ties break by column so the choice is deterministic.
-    std::nth_element(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
-      return std::fabs(wr[a]) != std::fabs(wr[b]) ? std::fabs(wr[a]) > std::fabs(wr[b]) : a < b;
-    });
-    std::sort(idx.begin(), idx.begin() + k);
-    row_ptr[size_t(r)] = int32_t(r * k);
-    float absmax = 0.0f;
-    for (int64_t j = k; j < cols; ++j) absmax = std::max(absmax, std::fabs(wr[idx[size_t(j)]]));
-    const float s = std::max(absmax / 127.0f, FLT_MIN);
-    scale[size_t(r)] = s;
-    for (int64_t i = 0; i < cols; ++i) q[size_t(r * cols + i)] = int8_t(std::lrint(std::clamp(wr[i] / s, -127.0f, 127.0f)));
-    for (int64_t j = 0; j < k; ++j) {
-      const int64_t c = idx[size_t(j)];
-      q[size_t(r * cols + c)] = kOutlierSlot;
-      col32[size_t(r * k + j)] = int32_t(c);
-      val[size_t(r * k + j)] = wr[c];
+  for (int64_t r = 0; r <= rows; ++r) row_ptr[size_t(r)] = int32_t(r * k);
+  // Rows are independent and each is a pure function of its values: how threads split them changes nothing.
+#pragma omp parallel
+  {
+    std::vector<float> mag(static_cast<size_t>(cols));  // one per thread
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      quantize_row(w + r * cols, cols, k, mag, q.data() + r * cols, &scale[size_t(r)], col32.data() + r * k,
+                   val.data() + r * k);
     }
   }
-  row_ptr[size_t(rows)] = int32_t(m.nnz);
   be.copy_to_device(m.q.get(), q.data(), q.size());
   be.copy_to_device(m.scale.get(), scale.data(), scale.size() * 4);
   be.copy_to_device(m.row_ptr.get(), row_ptr.data(), row_ptr.size() * 4);

@@ -1,5 +1,6 @@
 // INT8 state: hybrid round trips, stochastic rounding, the fused INT8 Lion step against an fp64 reference of
 // the same quantized arithmetic, scale growth, and INT8 gradient accumulation.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cfloat>
 #include <cmath>
@@ -82,6 +83,33 @@ TEST_CASE("hybrid quantization: dense error within half a step, outliers exact, 
   const auto q = to_host<int8_t>(be, narrow.q);
   for (size_t i = 0; i < q.size(); ++i)
     if (q[i] == kOutlierSlot) REQUIRE(back[i] == w[i]);
+}
+
+// bf16 checkpoints hold many equal magnitudes: the outliers must be the k largest |w| with ties going to the lower
+// column, whatever algorithm picks them, so that a model quantizes the same on every machine and thread count.
+TEST_CASE("hybrid quantization picks the k largest magnitudes, ties to the lower column", "[quant]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  std::uniform_int_distribution<int> level(-6, 6);  // few distinct magnitudes: ties everywhere
+  CpuBackend be;
+  const int64_t rows = 40, cols = 200;
+  std::vector<float> w(size_t(rows * cols));
+  for (float& x : w) x = 0.25f * float(level(rng));
+  for (double frac : {0.01, 0.05, 0.2}) {
+    const HybridMatrix m = quantize_hybrid(be, w.data(), rows, cols, frac);
+    const int64_t k = outliers_per_row(cols, frac);
+    std::vector<uint8_t> col(size_t(m.nnz));
+    be.copy_to_host(col.data(), m.col.get(), col.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      std::vector<int64_t> order(static_cast<size_t>(cols));
+      for (int64_t i = 0; i < cols; ++i) order[size_t(i)] = i;
+      const float* wr = w.data() + r * cols;
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return std::fabs(wr[a]) > std::fabs(wr[b]); });
+      std::vector<int64_t> want(order.begin(), order.begin() + k);
+      std::sort(want.begin(), want.end());
+      INFO("row " << r << ", " << k << " outliers");
+      for (int64_t j = 0; j < k; ++j) REQUIRE(int64_t(col[size_t(r * k + j)]) == want[size_t(j)]);
+    }
+  }
 }
 
 TEST_CASE("stochastic rounding moves a weight by updates of 1% of a step; nearest rounding does not", "[quant]") {

@@ -273,6 +273,7 @@ TrainSummary TrainingRun::run() {
     const double lr = learning_rate(cfg_.train, s);
     StepResult r;
     if (!step(s, micro, lr, r)) continue;
+    backend_->synchronize();  // the step's updates may still be queued on a GPU: time them too
     after_step(s + 1, r, lr, seconds_since(step_t0), positions(micro));
   }
   evaluate(cfg_.train.steps);
