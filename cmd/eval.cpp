@@ -93,18 +93,18 @@ void run_eval(const EvalOptions& o) {
   const OpenModel opened = open_model(o.model.path, *backend);
   const ModelSource& src = opened.source;
   const Tokenizer& tok = *opened.tokenizer;
-  LlamaModel* model = opened.model.get();
+  LlamaModel& model = *opened.model;
   if (!o.task.empty()) {
     if (!o.json) spdlog::info("{} on {}; task {} over {}", src.describe(), backend->name(), o.task, o.data);
-    run_task(*model, tok, o, backend->name(), t0);
+    run_task(model, tok, o, backend->name(), t0);
     return;
   }
   if (!o.json) {
     spdlog::info("{} ({} parameters, {} weights) on {}; {} documents from {}", src.describe(),
                  src.config.parameter_count(), src.stored.int8 ? "INT8" : "fp32", backend->name(), texts.size(), o.data);
   }
-  const EvalResult r = evaluate_texts(*model, tok, texts, o.seq_len);
-  if (!o.save_logits.empty()) save_first_logits(*model, tok, texts.front(), o.seq_len, o.save_logits);
+  const EvalResult r = evaluate_texts(model, tok, texts, o.seq_len);
+  if (!o.save_logits.empty()) save_first_logits(model, tok, texts.front(), o.seq_len, o.save_logits);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const size_t peak = backend->memory().peak_bytes;
   if (o.json) {

@@ -28,13 +28,13 @@ void run_generate(const GenerateCmdOptions& o) {
   const OpenModel opened = open_model(o.model.path, *backend);  // an INT8 checkpoint stays INT8, dequantized per use
   const ModelSource& src = opened.source;
   const Tokenizer& tok = *opened.tokenizer;
-  LlamaModel* model = opened.model.get();
+  LlamaModel& model = *opened.model;
   if (!o.json) {
     spdlog::info("{} on {}, template {}, temperature {}, top-p {}, seed {}", src.describe(), backend->name(),
                  o.gen.prompt_template, o.gen.temperature, o.gen.top_p, o.gen.seed);
   }
   const auto t0 = std::chrono::steady_clock::now();
-  const Generation g = generate(*model, tok, o.prompt, o.gen, [&](const std::string& piece) {
+  const Generation g = generate(model, tok, o.prompt, o.gen, [&](const std::string& piece) {
     if (o.json) return;
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);

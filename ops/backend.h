@@ -2,11 +2,11 @@
 // The backend seam: memory plus the ops the model composes, in two tiers. Tier one: every op has a reference
 // composed from the shared QFT_HD functors (ops/functor_backend.h), which the CPU runs. Tier two: a backend may
 // replace any op with its own kernel or a library call by overriding it; replaces(op) says which it replaced,
-// and test/test_backend_ops.cpp checks every replacement against the reference. The model code calls only this interface and
-// never includes CUDA headers. Row-major; weights are (out_features, in_features) as HF stores them. Pointers
-// are backend memory. Activations, activation gradients and dequantized weights are Act pointers, stored in
-// the backend's activation dtype (fp32 on the CPU reference, bf16 on the GPU); every op computes in fp32.
-// Losses, norm statistics, norm weights and weight gradients stay fp32.
+// and test/test_backend_ops.cpp checks every replacement against the reference. The model code calls only this
+// interface and never includes CUDA headers. Row-major; weights are (out_features, in_features) as HF stores
+// them. Pointers are backend memory. Activations, activation gradients and dequantized weights are Act pointers,
+// stored in the backend's activation dtype (fp32 on the CPU reference, bf16 on the GPU); every op computes in
+// fp32. Losses, norm statistics, norm weights and weight gradients stay fp32.
 #include <cstddef>
 #include <cstdint>
 #include <map>

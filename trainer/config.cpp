@@ -68,13 +68,17 @@ json to_json_value(const T& v) {
 }
 json to_json_value(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
 
-template <class E>
-E convert_enum(const json& j, const std::string& where, const std::string& key) {
-  const std::string text = convert<std::string>(j, where, key);
-  if (const auto v = parse_enum<E>(text)) return *v;
+std::string join_choices(const std::vector<std::string>& choices) {
   std::string list;
-  for (const auto& name : enum_names<E>()) list += (list.empty() ? "" : ", ") + name;
-  throw ConfigError(where, key, "'" + text + "' is not one of: " + list);
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  return list;
+}
+
+// A string key's value must be one of its choices, when it has any.
+void require_choice(const std::string& value, const std::vector<std::string>& choices, const std::string& where,
+                    const std::string& key) {
+  if (choices.empty() || std::find(choices.begin(), choices.end(), value) != choices.end()) return;
+  throw ConfigError(where, key, "'" + value + "' is not one of: " + join_choices(choices));
 }
 
 struct KeyDef {
@@ -91,20 +95,15 @@ KeyDef def(std::string key, Access access, std::string doc, std::vector<std::str
   if constexpr (std::is_enum_v<T>) choices = enum_names<T>();
   KeyDef d{key, std::move(doc), choices, nullptr, nullptr};
   d.set = [key, access, choices](RunConfig& c, const json& j, const std::string& where) {
-    T v;
-    if constexpr (std::is_enum_v<T>) {
-      v = convert_enum<T>(j, where, key);
+    if constexpr (std::is_enum_v<T>) {  // its choices are its names
+      const std::string name = convert<std::string>(j, where, key);
+      require_choice(name, choices, where, key);
+      access(c) = *parse_enum<T>(name);
     } else {
-      v = convert<T>(j, where, key);
+      const T v = convert<T>(j, where, key);
+      if constexpr (std::is_same_v<T, std::string>) require_choice(v, choices, where, key);
+      access(c) = v;
     }
-    if constexpr (std::is_same_v<T, std::string>) {
-      if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end()) {
-        std::string list;
-        for (const auto& ch : choices) list += (list.empty() ? "" : ", ") + ch;
-        throw ConfigError(where, key, "'" + v + "' is not one of: " + list);
-      }
-    }
-    access(c) = v;
   };
   d.get = [access](const RunConfig& c) { return to_json_value(access(const_cast<RunConfig&>(c))); };
   return d;
@@ -317,11 +316,7 @@ std::vector<ConfigKeyDoc> config_key_docs() {
   const RunConfig defaults;
   for (const auto& k : key_table()) {
     std::string doc = k.doc;
-    if (!k.choices.empty()) {
-      std::string list;
-      for (const auto& c : k.choices) list += (list.empty() ? "" : ", ") + c;
-      doc += "; one of: " + list;
-    }
+    if (!k.choices.empty()) doc += "; one of: " + join_choices(k.choices);
     out.push_back({k.key, k.get(defaults).dump(), doc});
   }
   return out;

@@ -8,10 +8,11 @@
 
 #include "core/dtype.h"
 #include "model/llama_config.h"
-#include "ops/backend.h"
 #include "trainer/config.h"
 
 namespace qft {
+
+class Backend;
 
 struct PlanItem {
   std::string name;
