@@ -131,8 +131,7 @@ void set_eval_command(CLI::App& app) {
   sub->add_option("--task", opts->task,
                   "exact-match: answer each record's prompt greedily and count answers equal to its reference")
       ->check(CLI::IsMember({"exact-match"}));
-  sub->add_option("--format", opts->task_opts.format, "--task: record format (as data.format; default alpaca)")
-      ->transform(CLI::CheckedTransformer(enum_map<DataFormat>()));
+  add_enum_option(sub, "--format", opts->task_opts.format, "--task: record format (as data.format; default alpaca)");
   sub->add_option("--template", opts->task_opts.prompt_template, "--task: prompt template the model was trained with")
       ->check(CLI::IsMember({"plain", "llama2-chat"}))
       ->capture_default_str();

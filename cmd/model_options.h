@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "cmd/commands.h"
 #include "trainer/device.h"
 
 namespace qft::cmd {
@@ -15,8 +16,7 @@ struct ModelOptions {
 
   void add_to(CLI::App* sub) {
     sub->add_option("--model", path, "HF LLaMA model directory or qft checkpoint (step_*/)")->required();
-    sub->add_option("--device", device, "auto (CUDA when a GPU is visible; the default), cpu or cuda")
-        ->transform(CLI::CheckedTransformer(enum_map<Device>()));
+    add_enum_option(sub, "--device", device, "auto (CUDA when a GPU is visible; the default), cpu or cuda");
     sub->add_flag("--debug-sync", debug_sync, "CUDA: synchronize after every op so that a fault names its op");
   }
   std::unique_ptr<Backend> backend() const { return make_backend(device, debug_sync); }

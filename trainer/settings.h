@@ -2,7 +2,6 @@
 // The choices of the run configuration as types: each is parsed from its config string once (trainer/config)
 // and compared as an enum everywhere else. One table per enum gives its config names.
 #include <array>
-#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,14 +67,6 @@ std::optional<E> parse_enum(std::string_view text) {
     if (text == name) return v;
   }
   return std::nullopt;
-}
-
-// name -> value, e.g. for a CLI11 CheckedTransformer.
-template <class E>
-std::map<std::string, E> enum_map() {
-  std::map<std::string, E> out;
-  for (const auto& [v, name] : EnumNames<E>::items) out.emplace(name, v);
-  return out;
 }
 
 template <class E>
