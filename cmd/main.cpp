@@ -1,4 +1,5 @@
 // qft: quantized full-parameter tuning of LLaMA-family models. Errors are caught here and nowhere deeper.
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -38,11 +39,14 @@ int main(int argc, char** argv) {
   qft::cmd::set_plan_command(app);
   qft::cmd::set_export_command(app);
   qft::cmd::set_generate_command(app);
+  // Logs go to stderr: stdout carries only results (scores, generated text, --json), so scripts can read it.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("qft"));
+  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
   app.parse_complete_callback([&] { spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info); });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 1;  // --help and --version exit 0; every bad argument exits 1
   } catch (const qft::Error& e) {
     std::cerr << "qft: error: " << e.what() << "\n";
     return 1;

@@ -71,7 +71,7 @@ class MetricsWriter {
 };
 
 std::shared_ptr<spdlog::logger> make_logger(const std::string& log_path, bool append) {
-  auto console = std::make_shared<spdlog::sinks::stdout_color_sink_mt>();
+  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();  // stdout stays for results
   console->set_pattern("%v");
   auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_path, !append);  // a new run starts a new log
   file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
