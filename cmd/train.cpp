@@ -27,8 +27,8 @@ void set_train_command(CLI::App& app) {
                   "DIR, the latest complete one in output.dir. To start fresh from a checkpoint's weights instead, "
                   "set model.path to it")
       ->expected(0, 1);
-  sub->add_flag("--debug-sync", opts->debug_sync, "CUDA: synchronize after every op so that a fault names its op "
-                                                  "(the same as --set debug_sync=true)");
+  sub->add_flag("--debug-sync", opts->debug_sync, "CUDA: synchronize after every op so that a fault names its op; "
+                                                  "log each step's device-to-host reads (the same as --set debug_sync=true)");
   sub->callback([opts, sub] {
     std::optional<std::string> resume;
     if (sub->count("--resume") > 0) resume = opts->resume;

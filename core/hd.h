@@ -35,6 +35,22 @@ QFT_HD float log_hd(float x) {
 #endif
 }
 
+QFT_HD double sqrt_hd(double x) {
+#ifdef __CUDA_ARCH__
+  return sqrt(x);
+#else
+  return std::sqrt(x);
+#endif
+}
+
+QFT_HD bool finite_hd(double x) {
+#ifdef __CUDA_ARCH__
+  return isfinite(x);
+#else
+  return std::isfinite(x);
+#endif
+}
+
 QFT_HD float max_hd(float a, float b) { return a > b ? a : b; }
 
 }  // namespace qft

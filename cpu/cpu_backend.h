@@ -28,7 +28,6 @@ class HostBackend : public FunctorBackend<Self> {
   size_t available_bytes() const override { return cpu::available_bytes(); }
   // Empty copies are allowed (an empty vector's data() may be null, and memcpy(nullptr, ...) is undefined).
   void copy_to_device(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
-  void copy_to_host(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memcpy(dst, src, bytes);
   }
@@ -47,6 +46,7 @@ class HostBackend : public FunctorBackend<Self> {
  protected:
   void* raw_alloc(size_t bytes) override { return cpu::alloc_aligned(bytes); }
   void raw_free(void* p) override { std::free(p); }
+  void raw_copy_to_host(void* dst, const void* src, size_t bytes) override { this->copy(dst, src, bytes); }
 };
 
 class CpuReference final : public HostBackend<CpuReference> {

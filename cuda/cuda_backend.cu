@@ -51,10 +51,6 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
     if (bytes) QFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx_.stream));
     after_op("copy_to_device");
   }
-  void copy_to_host(void* dst, const void* src, size_t bytes) override {
-    if (bytes) QFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream));
-    synchronize();
-  }
   void synchronize() override { QFT_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream)); }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) QFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx_.stream));
@@ -90,6 +86,10 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
     return p;
   }
   void raw_free(void* p) override { cudaFreeAsync(p, ctx_.stream); }  // stream-ordered: pending kernels finish first
+  void raw_copy_to_host(void* dst, const void* src, size_t bytes) override {
+    if (bytes) QFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream));
+    synchronize();
+  }
 
  private:
   CudaOptions opts_;

@@ -93,8 +93,9 @@ class LlamaModel {
   std::vector<float> forward_logits(const Batch& batch);  // (B*T, V) on the host
 
   // Forward, then backward with the loss gradient scaled by loss_scale (1 / target tokens of the whole step).
-  // Gradients go to `sink` parameter by parameter; no full-model gradient ever exists.
-  LossSum backward(const Batch& batch, float loss_scale, GradSink& sink);
+  // Gradients go to `sink` parameter by parameter; no full-model gradient ever exists. The batch's summed loss
+  // is added to *loss_sum (one double in backend memory, or null): nothing here waits on the host.
+  void backward(const Batch& batch, float loss_scale, GradSink& sink, double* loss_sum);
 
   // Token rows per LM-head chunk: full-vocabulary logits never exist for the whole batch at once.
   int logits_chunk_tokens = 256;

@@ -9,7 +9,7 @@
 
 namespace qft {
 
-LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink) {
+void LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink, double* loss_sum) {
   Backend& be = backend_;
   const DeviceBatch db = upload(batch);
   const int N = db.N, C = config_.hidden_size, V = config_.vocab_size, L = config_.num_hidden_layers;
@@ -37,9 +37,8 @@ LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sin
     be.cross_entropy_backward(logits, lse.f32() + r0, db.targets.i32() + r0, rows, V, 0, V, loss_scale);
     be.matmul_backward_input(dh.act() + int64_t(r0) * C, logits, head.get(), rows, C, V, false);
   });
-  // The loss is known before any gradient reaches the sink: a NaN or inf stops here with every weight intact.
-  const LossSum out = sum_losses(be, loss, batch);
-  if (!std::isfinite(out.loss_sum)) throw NonFiniteLoss("loss is " + std::to_string(out.loss_sum));
+  // Summed on the device, where the update reads it: a NaN or inf loss makes the step's update skip itself.
+  if (loss_sum) be.add_sum(loss_sum, loss.f32(), N, SumOf::Values);  // ignored targets hold 0
   loss.reset();
 
   Buffer dx = be.alloc_act(NC, "head activations");  // (N, C) gradient of the residual stream
@@ -63,7 +62,6 @@ LossSum LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sin
   } else {
     embedding_weight_backward(dx.act(), db, sink);
   }
-  return out;
 }
 
 void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch& db, GradSink& sink) {

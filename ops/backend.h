@@ -59,7 +59,7 @@ struct CAct {
   X(convert) X(matmul_forward) X(embedding_forward) X(rmsnorm_forward) X(rope) X(attention_forward)           \
   X(attention_decode) X(swiglu_forward) X(residual_add) X(cross_entropy_forward) X(matmul_backward_input)      \
   X(matmul_backward_weight) X(rmsnorm_backward) X(attention_backward) X(swiglu_backward)                      \
-  X(cross_entropy_backward) X(embedding_backward) X(sum_squares) X(dequantize_hybrid) X(dequantize_blocks)    \
+  X(cross_entropy_backward) X(embedding_backward) X(add_sum) X(dequantize_hybrid)     X(dequantize_blocks)    \
   X(quantize_blocks) X(accumulate_blocks) X(lion_step_rows)
 
 enum class Op {
@@ -73,6 +73,8 @@ constexpr int kOpCount = 0
 #undef QFT_OP_COUNT
     ;
 const char* op_name(Op op);
+
+enum class SumOf { Values, Squares };
 
 struct MemoryStats {
   size_t current_bytes = 0;
@@ -162,7 +164,13 @@ class Backend {
   // Device memory in use outside tracked allocations (CUDA context, library workspaces); the planner adds it.
   virtual size_t reserved_bytes() const { return 0; }
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
-  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  // Waits for the device's queued work: the hot path avoids it, and host_reads() counts every one (--debug-sync
+  // logs the count per step).
+  void copy_to_host(void* dst, const void* src, size_t bytes) {
+    host_reads_ += 1;
+    raw_copy_to_host(dst, src, bytes);
+  }
+  int64_t host_reads() const { return host_reads_; }
   virtual void synchronize() {}
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within backend memory
   virtual void zero(void* dst, size_t bytes) = 0;
@@ -203,8 +211,9 @@ class Backend {
   // dtable (rows, C) += scatter of dout (N, C) into the rows [v0, v0 + rows) that tokens name
   virtual void embedding_backward(float* dtable, CAct dout, const int32_t* tokens, int N, int C, int v0, int rows) = 0;
 
-  // ---- optimizer and reductions ----
-  virtual double sum_squares(const float* x, int64_t n) = 0;
+  // ---- reductions ----
+  // *total (one double in backend memory) += the sum of x (n,) or of its squares; the result stays on the device.
+  virtual void add_sum(double* total, const float* x, int64_t n, SumOf what) = 0;
 
   // ---- INT8 state (ops/int8.h) and the Lion step over rows of any mix of fp32 / INT8 state (ops/lion.h) ----
   virtual void dequantize_hybrid(Act out, const HybridView& w) = 0;
@@ -217,12 +226,14 @@ class Backend {
   explicit Backend(DType act_dtype = DType::F32);  // F32 or BF16
   virtual void* raw_alloc(size_t bytes) = 0;  // nullptr when out of memory
   virtual void raw_free(void* p) = 0;
+  virtual void raw_copy_to_host(void* dst, const void* src, size_t bytes) = 0;
 
  private:
   friend class Buffer;
   void release(void* p, size_t bytes, const char* tag);
   Buffer alloc_typed(size_t bytes, const char* tag, DType dtype);
   MemoryStats stats_;
+  int64_t host_reads_ = 0;
   DType act_dtype_;
 };
 

@@ -175,14 +175,28 @@ class FunctorBackend : public Backend {
   }
 
   // ---- reductions ----
-  double sum_squares(const float* x, int64_t n) override {
-    // Partial sums of 1024 elements in backend memory, added on the host in double: one order on every backend.
-    const int64_t parts = (n + 1023) / 1024;
-    Buffer partial = alloc(size_t(parts) * 4, "optimizer scratch");
-    each(SquaredNormPartial{partial.f32(), x, n}, parts);
-    double s = 0;
-    for (float v : read_f32(partial.f32(), parts)) s += v;
-    return s;
+  void add_sum(double* total, const float* x, int64_t n, SumOf what) override {
+    // Sums of 1024 values, then sums of 1024 of those, and so on, each in order: one order on every backend.
+    constexpr int64_t kGroup = 1024;
+    const bool squares = what == SumOf::Squares;
+    if (n <= kGroup) {
+      each(OrderedGroupSum<float>{total, x, n, kGroup, squares, true}, 1);
+      return done("add_sum");
+    }
+    int64_t parts = (n + kGroup - 1) / kGroup;
+    Buffer partial = alloc(size_t(parts) * sizeof(double), "reduction scratch");
+    each(OrderedGroupSum<float>{static_cast<double*>(partial.get()), x, n, kGroup, squares, false}, parts);
+    while (parts > kGroup) {
+      const int64_t next = (parts + kGroup - 1) / kGroup;
+      Buffer coarser = alloc(size_t(next) * sizeof(double), "reduction scratch");
+      each(OrderedGroupSum<double>{static_cast<double*>(coarser.get()), static_cast<const double*>(partial.get()), parts,
+                                   kGroup, false, false},
+           next);
+      partial = std::move(coarser);
+      parts = next;
+    }
+    each(OrderedGroupSum<double>{total, static_cast<const double*>(partial.get()), parts, kGroup, false, true}, 1);
+    done("add_sum");
   }
 
   // ---- INT8 state and the Lion step ----

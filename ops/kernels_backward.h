@@ -136,15 +136,22 @@ struct EmbeddingBackward {
   }
 };
 
-// Sum of squares of a gradient, per block of 1024 elements (a later pass sums the blocks).
-struct SquaredNormPartial {
-  float* out;
-  const float* g;
-  int64_t n;
-  QFT_HD void operator()(int64_t b) const {
-    float s = 0.0f;
-    for (int64_t i = b * 1024; i < n && i < (b + 1) * 1024; ++i) s += g[i] * g[i];
-    out[b] = s;
+// out[i] (+)= the sum, in double and in index order, of in[j] (or in[j]^2) for j in [i * group, (i + 1) * group)
+// and j < n. Sums of sums in this form add every value in an order fixed by n alone, the same on every backend.
+template <class In>
+struct OrderedGroupSum {
+  double* out;
+  const In* in;
+  int64_t n, group;
+  bool squares, accumulate;
+  QFT_HD void operator()(int64_t i) const {
+    const int64_t end = (i + 1) * group < n ? (i + 1) * group : n;
+    double s = 0.0;
+    for (int64_t j = i * group; j < end; ++j) {
+      const double v = double(in[j]);
+      s += squares ? v * v : v;
+    }
+    out[i] = accumulate ? out[i] + s : s;
   }
 };
 

@@ -15,7 +15,6 @@ class PlanningBackend final : public FunctorBackend<PlanningBackend> {
   std::string name() const override { return "plan"; }
   size_t available_bytes() const override { return SIZE_MAX; }
   void copy_to_device(void*, const void*, size_t) override {}
-  void copy_to_host(void*, const void*, size_t) override {}
   void copy(void*, const void*, size_t) override {}
   void zero(void*, size_t) override {}
 
@@ -34,6 +33,7 @@ class PlanningBackend final : public FunctorBackend<PlanningBackend> {
     return reinterpret_cast<void*>(next_);
   }
   void raw_free(void*) override {}
+  void raw_copy_to_host(void*, const void*, size_t) override {}
 
  private:
   uintptr_t next_ = 4096;

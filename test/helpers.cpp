@@ -71,6 +71,16 @@ std::unique_ptr<Backend> gpu_or_skip(DType activations) {
   return make_cuda_backend({0, true, activations});
 }
 
+double backward_loss_sum(LlamaModel& model, const Batch& batch, float loss_scale, GradSink& sink) {
+  Backend& be = model.backend();
+  Buffer total = be.alloc(sizeof(double), "test");
+  be.zero(total.get(), total.bytes());
+  model.backward(batch, loss_scale, sink, static_cast<double*>(total.get()));
+  double host = 0;
+  be.copy_to_host(&host, total.get(), sizeof host);
+  return host;
+}
+
 uint64_t fresh_seed() {
   std::random_device rd;
   return (uint64_t(rd()) << 32) ^ rd() ^ uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());

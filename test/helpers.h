@@ -78,6 +78,9 @@ struct GoldenCase {
       : hf(fixture(name)), golden(fixture(name + "/golden.safetensors")), batch(golden_batch(golden)), model(hf, backend) {}
 };
 
+// model.backward, returning the batch's summed loss (read from backend memory).
+double backward_loss_sum(LlamaModel& model, const Batch& batch, float loss_scale, GradSink& sink);
+
 // Collects every gradient on the host and checks that each row arrives exactly once.
 class CaptureSink final : public GradSink {
  public:

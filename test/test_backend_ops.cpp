@@ -77,6 +77,19 @@ class OpBench {
   float* observe(float* p, int64_t n) { return observe(Act{p, DType::F32}, n).as<float>(); }
   int8_t* observe(int8_t* p, int64_t n) { return observe(Act{p, DType::I8}, n).as<int8_t>(); }
   void add_result(std::vector<float> v) { extra_.push_back({std::move(v), DType::F32}); }  // a value on the host
+  // One plain value (a double total, a struct of them) in backend memory, and back.
+  template <class T>
+  T* upload_value(const T& v) {
+    Buffer& b = keep(be_.alloc(sizeof(T), "test"));
+    be_.copy_to_device(b.get(), &v, sizeof(T));
+    return static_cast<T*>(b.get());
+  }
+  template <class T>
+  T read_value(const T* p) {
+    T v;
+    be_.copy_to_host(&v, p, sizeof(T));
+    return v;
+  }
   // Keeps state whose buffers are observed alive until the outputs are read.
   template <class T>
   T& hold(T value) {
@@ -311,8 +324,14 @@ const std::vector<OpCase>& op_cases() {
                                   b.act_in(max_t * S::KVH * S::D), b.act_in(max_t * S::KVH * S::D), n, past, max_t, S::H,
                                   S::KVH, S::D});
        }},
-      {Op::sum_squares, "37 x 1000 values", {1e-6, 0, 1e-6},
-       [](OpBench& b) { b.add_result({float(b.be().sum_squares(b.f32_in(kRows * kC), kRows * kC))}); }},
+      {Op::add_sum, "sums of squares and of values, 37 x 1000 and 1.1M values, into a running total", {1e-12, 0, 1e-12},
+       [](OpBench& b) {
+         double* total = b.upload_value(std::uniform_real_distribution<double>(1, 2)(b.rng()));
+         b.be().add_sum(total, b.f32_in(kRows * kC), kRows * kC, SumOf::Squares);
+         b.be().add_sum(total, b.f32_in(kRows * kC), kRows * kC, SumOf::Values);
+         b.be().add_sum(total, b.f32_in(1100000), 1100000, SumOf::Values);  // three levels of partial sums
+         b.add_result({float(b.read_value(total))});
+       }},
       {Op::dequantize_hybrid, "(33, 700) with 1% outliers", {0, 0, 0},
        [](OpBench& b) {
          const HybridMatrix m = random_hybrid(b, kQRows, kQCols);
@@ -342,7 +361,8 @@ const std::vector<OpCase>& op_cases() {
          const BlockMatrix& m = b.hold(BlockMatrix::zeros(be, kQRows, kQCols, kQBlock, "test"));
          be.quantize_blocks(m.view(), b.f32_in(kQRows * kQCols, 1e-3f), {5, 0, 1, true}, 0);
          LionRowStep st{};
-         st.p = {2e-3f, 0.9f, 0.99f, 0.1f, 1.0f};
+         st.p = {2e-3f, 0.9f, 0.99f, 0.1f, 1e-3};  // clipped: the gradient's norm is about 0.15
+         st.totals = b.upload_value(StepTotals{3.0, 0.0225});
          st.g = b.f32_in(kQRows * kQCols, 1e-3f);
          st.w = w.view();
          st.m = m.view();
@@ -356,9 +376,10 @@ const std::vector<OpCase>& op_cases() {
          b.observe(w.val.f32(), w.nnz);
          b.observe(static_cast<int8_t*>(m.q.get()), kQRows * kQCols);
          b.observe(m.absmax.f32(), kQRows * 3);
-         be.lion_step_rows(test::fp32_lion_step(b.f32_inout(kRows * kC), b.f32_inout(kRows * kC, 0.1f),
-                                                b.f32_in(kRows * kC), kC, {1e-3f, 0.9f, 0.99f, 0.1f, 0.5f}),
-                           kRows);
+         LionRowStep fp32 = test::fp32_lion_step(b.f32_inout(kRows * kC), b.f32_inout(kRows * kC, 0.1f),
+                                                 b.f32_in(kRows * kC), kC, {1e-3f, 0.9f, 0.99f, 0.1f, 1.0});
+         fp32.totals = b.upload_value(StepTotals{3.0, 4.0});
+         be.lion_step_rows(fp32, kRows);
        }},
   };
   return cases;

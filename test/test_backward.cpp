@@ -43,9 +43,9 @@ TEST_CASE("every parameter's gradient matches transformers", "[golden][backward]
     model.logits_chunk_tokens = 16;  // several token chunks
     model.vocab_chunk_rows = 96;     // several vocabulary chunks, the last one partial
     test::CaptureSink sink(model);
-    const LossSum loss = model.backward(batch, float(1.0 / double(batch.target_count())), sink);
+    const double loss_sum = test::backward_loss_sum(model, batch, float(1.0 / double(batch.target_count())), sink);
     sink.require_complete();
-    CHECK(std::fabs(loss.mean() - golden.read_f32("loss")[0]) <= 1e-5);
+    CHECK(std::fabs(loss_sum / double(batch.target_count()) - golden.read_f32("loss")[0]) <= 1e-5);
     double worst = 0;
     for (size_t i = 0; i < model.params().size(); ++i) {
       const std::string& pname = model.params()[i].name;
@@ -67,7 +67,7 @@ TEST_CASE("gradients agree with central finite differences", "[backward]") {
   batch.targets[3] = kIgnoreIndex;
   test::CaptureSink sink(model);
   const float scale = float(1.0 / double(batch.target_count()));
-  model.backward(batch, scale, sink);
+  model.backward(batch, scale, sink, nullptr);
   // For a few parameters, perturb the element with the largest gradient (best signal-to-noise in fp32).
   for (int pi : {0, 1, 2, 5, 9, 18, 19}) {
     const Param& p = model.params()[size_t(pi)];
@@ -89,24 +89,41 @@ TEST_CASE("gradients agree with central finite differences", "[backward]") {
   }
 }
 
-TEST_CASE("the Lion step matches an fp64 implementation of the formula", "[lion]") {
+TEST_CASE("the Lion step matches an fp64 implementation of the formula, clipped by the step's totals", "[lion]") {
   std::mt19937_64 rng(test::fresh_seed());
   CpuBackend be;
   const int64_t n = 5000;
   auto theta = test::random_normal(n, rng), m = test::random_normal(n, rng, 0.01f), g = test::random_normal(n, rng, 0.01f);
   g[7] = 0.0f;
   m[7] = 0.0f;  // c = 0: sign(0) = 0, only weight decay moves theta
-  const LionParams p{3e-3f, 0.9f, 0.99f, 0.1f, 0.5f};
+  const LionParams p{3e-3f, 0.9f, 0.99f, 0.1f, 1.0};
+  const double norm = 1.5 + std::uniform_real_distribution<double>(0, 1)(rng);
+  StepTotals totals{2.5, norm * norm};  // host memory is backend memory on the CPU
+  const double scale = 1.0 / (norm + 1e-6);  // clipped to norm 1
+  auto step = [&](std::vector<float>& t, std::vector<float>& mm) {
+    LionRowStep st = test::fp32_lion_step(t.data(), mm.data(), g.data(), 100, p);
+    st.totals = &totals;
+    be.lion_step_rows(st, n / 100);
+  };
   auto t2 = theta, m2 = m;
-  be.lion_step_rows(test::fp32_lion_step(t2.data(), m2.data(), g.data(), 100, p), n / 100);
+  step(t2, m2);
   for (int64_t i = 0; i < n; ++i) {
-    const double gi = double(g[i]) * p.grad_scale, c = 0.9 * m[i] + 0.1 * gi;
+    const double gi = double(g[i]) * scale, c = 0.9 * m[i] + 0.1 * gi;
     const double sgn = c > 0 ? 1 : (c < 0 ? -1 : 0);
     const double want_t = theta[i] - 3e-3 * (sgn + 0.1 * theta[i]), want_m = 0.99 * m[i] + 0.01 * gi;
     REQUIRE(std::fabs(t2[i] - want_t) <= 1e-6 * (1 + std::fabs(want_t)));
     REQUIRE(std::fabs(m2[i] - want_m) <= 1e-6 * std::fabs(want_m) + 1e-9);
   }
   REQUIRE(t2[7] == Approx(theta[7] * (1 - 3e-3 * 0.1)).epsilon(1e-6));
+
+  // A step whose loss or gradient norm is not finite skips itself: nothing changes.
+  for (const StepTotals bad : {StepTotals{NAN, 1.0}, StepTotals{1.0, INFINITY}}) {
+    totals = bad;
+    auto t3 = theta, m3 = m;
+    step(t3, m3);
+    REQUIRE(t3 == theta);
+    REQUIRE(m3 == m);
+  }
 }
 
 TEST_CASE("the fused per-layer step equals computing the whole gradient first and then stepping", "[backward][lion]") {
@@ -124,10 +141,10 @@ TEST_CASE("the fused per-layer step equals computing the whole gradient first an
     // Reference: whole gradient into buffers, then one Lion step per parameter.
     GradAccumulators acc(reference, os);
     AccumulateSink sink(acc, true, 0);
-    reference.backward(batch, float(1.0 / double(batch.target_count())), sink);
+    reference.backward(batch, float(1.0 / double(batch.target_count())), sink, nullptr);
     for (size_t i = 0; i < reference.params().size(); ++i) {
       const std::vector<float> g = acc.to_host(int(i));  // host memory is backend memory on the CPU
-      opt_b.step_rows(int(i), 0, reference.params()[i].rows, g.data(), lr, 1.0f);
+      opt_b.step_rows(int(i), 0, reference.params()[i].rows, g.data(), {lr});
     }
   }
   for (size_t i = 0; i < fused.params().size(); ++i) {
@@ -158,12 +175,12 @@ TEST_CASE("accumulating two micro-batches of B equals one batch of 2B", "[backwa
   const float scale = float(1.0 / double(big.target_count()));
   {
     AccumulateSink first(acc, true, 0);
-    accum.backward(half(0), scale, first);
+    accum.backward(half(0), scale, first, nullptr);
     AccumulateSink second(acc, false, 1);
-    accum.backward(half(1), scale, second);
+    accum.backward(half(1), scale, second, nullptr);
   }
   test::CaptureSink whole_grads(whole);
-  whole.backward(big, scale, whole_grads);
+  whole.backward(big, scale, whole_grads, nullptr);
   for (size_t i = 0; i < whole.params().size(); ++i) {
     const std::vector<float> a = acc.to_host(int(i));
     INFO(whole.params()[i].name);
@@ -206,4 +223,21 @@ TEST_CASE("gradient clipping scales the update and a NaN loss changes no weight"
   const auto before = read_param(model, 1);
   REQUIRE_THROWS_AS(train_step(model, opt, nullptr, {batch}, 1e-3f, std::nullopt), NonFiniteLoss);
   REQUIRE(read_param(model, 1) == before);
+}
+
+// The hot path never waits on the host: the loss and the gradient norm stay on the device until the step's end.
+TEST_CASE("a training step reads from the device once, with clipping and accumulation", "[backward]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  HfModel hf(test::fixture("gqa_tied"));
+  CpuBackend be;
+  LlamaModel model(hf, be);
+  model.vocab_chunk_rows = 96;  // several vocabulary chunks
+  LionOptimizer opt(model, OptimizerSettings{});
+  GradAccumulators acc(model, OptimizerSettings{});
+  const std::vector<Batch> micro = {random_batch(rng, 2, 9, 500), random_batch(rng, 2, 9, 500), random_batch(rng, 2, 9, 500)};
+  const int64_t before = be.host_reads();
+  const auto r = train_step(model, opt, &acc, micro, 1e-3f, 1e-2);
+  CHECK(be.host_reads() - before == 1);
+  CHECK(std::isfinite(r.loss));
+  CHECK(*r.grad_norm > 0);
 }

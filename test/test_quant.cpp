@@ -171,7 +171,9 @@ TEST_CASE("the fused INT8 Lion step matches an fp64 reference of the same quanti
     const auto cols16 = to_host<uint16_t>(be, hm.col);
     std::vector<uint32_t> rescales(rows, 7);
     LionRowStep s{};
-    s.p = {2e-3f, 0.9f, 0.99f, 0.1f, 0.7f};
+    s.p = {2e-3f, 0.9f, 0.99f, 0.1f, 1.0};
+    const StepTotals totals{1.0, std::pow(1.0 / 0.7 - 1e-6, 2)};  // clipping scales the gradient by about 0.7
+    s.totals = &totals;
     s.g = g.data();
     s.w = hm.view();
     s.m = mm.view();
@@ -187,7 +189,7 @@ TEST_CASE("the fused INT8 Lion step matches an fp64 reference of the same quanti
     const int64_t bpr = (cols + block - 1) / block;
     for (int64_t r = 0; r < rows; ++r) {
       auto mom = [&](int64_t i) { return double(mq[size_t(r * cols + i)]) * am[size_t(r * bpr + i / block)] / 127.0; };
-      auto grad = [&](int64_t i) { return double(g[size_t(r * cols + i)]) * 0.7; };
+      auto grad = [&](int64_t i) { return double(g[size_t(r * cols + i)]) * double(totals.clip_factor(1.0)); };
       auto lion = [&](double wv, int64_t i) {
         const double c = 0.9 * mom(i) + 0.1 * grad(i);
         return wv - 2e-3 * ((c > 0) - (c < 0) + 0.1 * wv);
@@ -239,7 +241,7 @@ TEST_CASE("a row whose update overflows grows its scale, and only then", "[quant
   std::vector<float> m32(64, 0.0f), g(64, -1.0f);  // sign(c) = -1: every weight grows by lr
   std::vector<uint32_t> rescales(1, 0);
   LionRowStep s{};
-  s.p = {0.5f, 0.9f, 0.99f, 0.0f, 1.0f};
+  s.p = {0.5f, 0.9f, 0.99f, 0.0f};
   s.g = g.data();
   s.w = m.view();
   s.m32 = m32.data();

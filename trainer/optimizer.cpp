@@ -36,17 +36,19 @@ LionOptimizer::LionOptimizer(LlamaModel& model, const OptimizerSettings& s) : mo
   }
 }
 
-void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float* g, float lr, float grad_scale) {
+void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float* g, const StepUpdate& u) {
   Param& p = model_.param(param);
   StateTensor& m = momentum_[size_t(param)];
   Backend& be = model_.backend();
-  const LionParams lp{lr, s_.beta1, s_.beta2, (decay_exempt(p.role) && !s_.decay_norms) ? 0.0f : s_.weight_decay, grad_scale};
+  const float decay = (decay_exempt(p.role) && !s_.decay_norms) ? 0.0f : s_.weight_decay;
+  const LionParams lp{u.lr, s_.beta1, s_.beta2, decay, u.max_grad_norm};
   const int64_t off = row0 * p.cols;
   LionRowStep st{};
   st.p = lp;
   st.g = g;
   st.cols = p.cols;
   st.row_base = row0;
+  st.totals = u.totals;
   st.wkey = {s_.seed, step_, stream(param, kWeights), s_.stochastic};
   st.mkey = {s_.seed, step_, stream(param, kMomentum), s_.stochastic};
   if (p.quantized()) {
@@ -154,13 +156,13 @@ size_t GradAccumulators::bytes() const {
 void NormSink::consume(int param, int64_t row0, int64_t rows, const float* g) {
   Buffer tmp;
   const float* total = acc_ ? acc_->combined(param, row0, rows, g, tmp) : g;
-  sum_squares_ += model_.backend().sum_squares(total, rows * model_.params()[size_t(param)].cols);
+  model_.backend().add_sum(sum_squares_, total, rows * model_.params()[size_t(param)].cols, SumOf::Squares);
 }
 
 void UpdateSink::consume(int param, int64_t row0, int64_t rows, const float* g) {
   Buffer tmp;
   const float* total = acc_ ? acc_->combined(param, row0, rows, g, tmp) : g;
-  opt_.step_rows(param, row0, rows, total, lr_, grad_scale_);
+  opt_.step_rows(param, row0, rows, total, update_);
 }
 
 }  // namespace qft

@@ -18,11 +18,18 @@ struct StateTensor {
   size_t bytes() const { return quantized() ? int8.bytes() : fp32.bytes(); }
 };
 
+// What one step's update needs besides the gradient.
+struct StepUpdate {
+  float lr = 0;
+  const StepTotals* totals = nullptr;  // backend memory: the update skips itself where they are not finite
+  double max_grad_norm = 0;            // clip to this norm (0: never)
+};
+
 class LionOptimizer {
  public:
   LionOptimizer(LlamaModel& model, const OptimizerSettings& s);
   // Updates rows [row0, row0 + rows) of a parameter with their gradient g (backend memory).
-  void step_rows(int param, int64_t row0, int64_t rows, const float* g, float lr, float grad_scale);
+  void step_rows(int param, int64_t row0, int64_t rows, const float* g, const StepUpdate& u);
   void set_step(uint32_t step) { step_ = step; }  // feeds the stochastic rounding keys
   const OptimizerSettings& settings() const { return s_; }
   StateTensor& momentum(int param) { return momentum_[size_t(param)]; }
@@ -82,30 +89,30 @@ class AccumulateSink final : public GradSink {
   uint32_t micro_;
 };
 
-// Sum of squares of the step's whole gradient (accumulated + this micro-batch's), for clipping.
+// Adds the squares of the step's whole gradient (accumulated + this micro-batch's) to *sum_squares, one double
+// in backend memory, for clipping.
 class NormSink final : public GradSink {
  public:
-  NormSink(const LlamaModel& model, GradAccumulators* acc) : model_(model), acc_(acc) {}
+  NormSink(const LlamaModel& model, GradAccumulators* acc, double* sum_squares)
+      : model_(model), acc_(acc), sum_squares_(sum_squares) {}
   void consume(int param, int64_t row0, int64_t rows, const float* g) override;
-  double sum_squares() const { return sum_squares_; }
 
  private:
   const LlamaModel& model_;
   GradAccumulators* acc_;
-  double sum_squares_ = 0;
+  double* sum_squares_;
 };
 
 // The fused update: the gradient (plus the accumulated one) goes straight into Lion, then is dropped.
 class UpdateSink final : public GradSink {
  public:
-  UpdateSink(LionOptimizer& opt, GradAccumulators* acc, float lr, float grad_scale)
-      : opt_(opt), acc_(acc), lr_(lr), grad_scale_(grad_scale) {}
+  UpdateSink(LionOptimizer& opt, GradAccumulators* acc, const StepUpdate& u) : opt_(opt), acc_(acc), update_(u) {}
   void consume(int param, int64_t row0, int64_t rows, const float* g) override;
 
  private:
   LionOptimizer& opt_;
   GradAccumulators* acc_;
-  float lr_, grad_scale_;
+  StepUpdate update_;
 };
 
 }  // namespace qft

@@ -98,6 +98,8 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const Plan
       {"logits chunk", "a token chunk of full-vocabulary logits"},
       {"head activations", "final hidden states, logsumexp, residual-stream gradient"},
       {"optimizer scratch", "accumulated-gradient sums"},
+      {"reduction scratch", "partial sums of the loss and the gradient norm"},
+      {"step totals", "the step's loss and gradient norm, read once per step"},
       {"rescale counters", "per-row count of INT8 weight scale growths, u32"},
       {"batch", "token ids, targets, positions"}};
   for (const auto& [tag, bytes] : be.memory().at_peak_by_tag) {

@@ -272,8 +272,12 @@ TrainSummary TrainingRun::run() {
     const std::vector<Batch> micro = train_->next_step(cfg_.train.grad_accum, cfg_.train.batch_size);
     const double lr = learning_rate(cfg_.train, s);
     StepResult r;
+    const int64_t reads_before = backend_->host_reads();
     if (!step(s, micro, lr, r)) continue;
     backend_->synchronize();  // the step's updates may still be queued on a GPU: time them too
+    if (cfg_.debug_sync) {
+      log_->info("step {:>5}/{} | {} device-to-host reads", s + 1, cfg_.train.steps, backend_->host_reads() - reads_before);
+    }
     after_step(s + 1, r, lr, seconds_since(step_t0), positions(micro));
   }
   evaluate(cfg_.train.steps);

@@ -1,7 +1,7 @@
 #include "trainer/train_step.h"
 
-#include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "core/error.h"
 
@@ -16,25 +16,33 @@ StepResult train_step(LlamaModel& model, LionOptimizer& opt, GradAccumulators* a
   if (r.tokens == 0) throw Error("train_step: the step holds no target tokens (every label is masked)");
   const float scale = float(1.0 / double(r.tokens));
 
-  double loss_sum = 0;
+  // The step's loss and gradient norm stay in backend memory until the step is queued: one read at its end.
+  Backend& be = model.backend();
+  Buffer totals_buffer = be.alloc(sizeof(StepTotals), "step totals");
+  be.zero(totals_buffer.get(), totals_buffer.bytes());  // 0.0 in both doubles
+  auto* totals = static_cast<StepTotals*>(totals_buffer.get());
+
   for (size_t i = 0; i + 1 < micro.size(); ++i) {
     AccumulateSink sink(*acc, i == 0, uint32_t(i));
-    loss_sum += model.backward(micro[i], scale, sink).loss_sum;
+    model.backward(micro[i], scale, sink, &totals->loss_sum);
     acc->set_filled(true);
   }
   GradAccumulators* last_acc = micro.size() > 1 ? acc : nullptr;
-  float grad_scale = 1.0f;
   if (clip_norm) {
-    NormSink norm(model, last_acc);
-    model.backward(micro.back(), scale, norm);
-    r.grad_norm = std::sqrt(norm.sum_squares());
-    if (!std::isfinite(*r.grad_norm)) throw NonFiniteLoss("gradient norm is " + std::to_string(*r.grad_norm));
-    if (*r.grad_norm > *clip_norm) grad_scale = float(*clip_norm / (*r.grad_norm + 1e-6));
+    NormSink norm(model, last_acc, &totals->grad_sum_squares);
+    model.backward(micro.back(), scale, norm, nullptr);  // its loss is added by the update pass below
   }
-  UpdateSink update(opt, last_acc, lr, grad_scale);
-  loss_sum += model.backward(micro.back(), scale, update).loss_sum;
+  UpdateSink update(opt, last_acc, {lr, totals, clip_norm.value_or(0.0)});
+  model.backward(micro.back(), scale, update, &totals->loss_sum);
   if (acc) acc->set_filled(false);
-  r.loss = loss_sum / double(r.tokens);
+
+  StepTotals host;
+  be.copy_to_host(&host, totals, sizeof host);
+  r.loss = host.loss_sum / double(r.tokens);
+  if (clip_norm) r.grad_norm = std::sqrt(host.grad_sum_squares);
+  // The update skipped itself on the device (LionRowStep): every weight and momentum is as it was.
+  if (!std::isfinite(host.loss_sum)) throw NonFiniteLoss("loss is " + std::to_string(host.loss_sum));
+  if (!std::isfinite(host.grad_sum_squares)) throw NonFiniteLoss("gradient norm is " + std::to_string(*r.grad_norm));
   return r;
 }
 

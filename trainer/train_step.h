@@ -17,7 +17,9 @@ struct StepResult {
 // Micro-batches 0..k-2 accumulate into `acc` (required when k > 1); the last one's backward updates the weights.
 // With clip_norm set, a first backward of the last micro-batch only measures the global gradient norm
 // (LOMO's approach: one more backward per step). The loss is normalised by the step's total target tokens.
-// Throws NonFiniteLoss before any weight changes when the loss is NaN or infinite.
+// Nothing in it waits on the host but one read of the step's totals at its end. When the loss or the gradient
+// norm is NaN or infinite, the update skips itself on the device and this throws NonFiniteLoss: no weight, no
+// momentum changed.
 StepResult train_step(LlamaModel& model, LionOptimizer& opt, GradAccumulators* acc, const std::vector<Batch>& micro,
                       float lr, std::optional<double> clip_norm);
 
