@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "model/hf_model.h"
 #include "model/llama_internal.h"
+#include "ops/rounding.h"
 
 namespace qft {
 
@@ -66,6 +67,18 @@ LlamaModel::LlamaModel(const LlamaConfig& config, Backend& backend, const Weight
 LlamaModel::LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage)
     : LlamaModel(hf.config(), backend, storage) {
   for (size_t i = 0; i < params_.size(); ++i) load_weight(int(i), hf.read_f32(params_[i].name).data());
+}
+
+void LlamaModel::init_random(uint64_t seed, float stddev) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Param& p = params_[i];
+    std::vector<float> host(size_t(p.numel()), 1.0f);
+    if (p.role != ParamRole::Norm) {
+#pragma omp parallel for schedule(static)
+      for (int64_t j = 0; j < p.numel(); ++j) host[size_t(j)] = stddev * normal_hd(seed, uint32_t(i), uint64_t(j));
+    }
+    load_weight(int(i), host.data());
+  }
 }
 
 std::vector<float> LlamaModel::read_weight(int param) const {

@@ -23,6 +23,13 @@ QFT_HD float sr_uniform(uint64_t seed, uint64_t step, uint32_t stream, uint64_t 
   return float(h >> 40) * (1.0f / 16777216.0f);
 }
 
+// A standard normal number (Box-Muller over two 24-bit uniforms), for seeded random weights.
+QFT_HD float normal_hd(uint64_t seed, uint32_t stream, uint64_t index) {
+  const float u1 = sr_uniform(seed, 0, stream, 2 * index) + 0.5f / 16777216.0f;  // in (0, 1): log(u1) is finite
+  const float u2 = sr_uniform(seed, 0, stream, 2 * index + 1);
+  return sqrtf(-2.0f * log_hd(u1)) * cosf(6.2831853f * u2);
+}
+
 // Where the random numbers of one tensor come from; stream separates a tensor's weights from its momentum.
 struct RoundingKey {
   uint64_t seed = 0;

@@ -1,5 +1,6 @@
 // qft train end to end on a fixture model: the loss falls, outputs are written, errors exit cleanly.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -153,4 +154,47 @@ TEST_CASE("a new run refuses an output.dir that holds another run; nothing of th
   CHECK(test::read_file(tmp / "run/metrics.jsonl") == metrics);
   CHECK(test::read_file(tmp / "run/step_00000002/model.safetensors") == weights);
   CHECK(run_qft(args + " --set train.steps=3 --resume").exit_code == 0);  // continuing it is allowed
+}
+
+TEST_CASE("model.init=random trains from a config.json and a tokenizer alone, with seeded weights", "[train]") {
+  test::TempDir tmp;
+  const std::string arch = tmp / "arch";  // no weight file
+  std::filesystem::create_directories(arch);
+  for (const char* f : {"config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"}) {
+    std::filesystem::copy_file(test::source_path("models/tiny-llama") + "/" + f, arch + "/" + f);
+  }
+  const uint64_t seed = test::fresh_seed() % 100000;
+  RunConfig cfg = RunConfig::load(run_config(tmp));
+  for (const std::string& o : std::vector<std::string>{"model.path=" + arch, "model.init=random", "train.steps=2",
+                                                       "train.eval_every=0", "data.val=", "train.seed=" + std::to_string(seed)}) {
+    cfg.apply_override(o);
+  }
+  const TrainSummary s = run_training(cfg);
+  CHECK(s.steps == 2);
+  CHECK(std::fabs(s.first_loss - std::log(500.0)) < 0.05);  // small random logits: the uniform distribution's loss
+  CHECK(test::read_file(tmp / "run/train.log").find("random weights for the config of " + arch) != std::string::npos);
+
+  // The weights: N(0, 0.02) for matrices, 1 for norms; the same seed gives the same weights, another seed others.
+  const LlamaConfig config = load_llama_config(arch + "/config.json");
+  CpuBackend be;
+  LlamaModel a(config, be, WeightStorage{}), b(config, be, WeightStorage{}),
+      c(config, be, WeightStorage{});
+  a.init_random(seed);
+  b.init_random(seed);
+  c.init_random(seed + 1);
+  for (int i = 0; i < int(a.params().size()); ++i) {
+    const std::vector<float> wa = a.read_weight(i), wb = b.read_weight(i), wc = c.read_weight(i);
+    INFO(a.params()[size_t(i)].name);
+    REQUIRE(wa == wb);
+    if (a.params()[size_t(i)].role == ParamRole::Norm) {
+      REQUIRE(std::all_of(wa.begin(), wa.end(), [](float x) { return x == 1.0f; }));
+      continue;
+    }
+    REQUIRE(wa != wc);
+    double sum = 0, sq = 0;
+    for (float x : wa) sum += x, sq += double(x) * x;
+    const double n = double(wa.size()), mean = sum / n, sd = std::sqrt(sq / n - mean * mean);
+    CHECK(std::fabs(mean) < 5 * 0.02 / std::sqrt(n));
+    CHECK(std::fabs(sd - 0.02) < 5 * 0.02 / std::sqrt(2 * n));
+  }
 }

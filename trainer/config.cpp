@@ -127,6 +127,9 @@ const std::vector<KeyDef>& key_table() {
   static const std::vector<KeyDef> keys = {
       def("model.path", QFT_FIELD(model.path), "HF LLaMA directory (config.json, safetensors, tokenizer.model), or a qft checkpoint step_*/ to start from its weights with a fresh optimizer and schedule (init-from; to continue a run use --resume)"),
       arch_key(),
+      def("model.init", QFT_FIELD(model.init),
+          "pretrained: the weights in model.path; random: weights drawn from N(0, 0.02) seeded by train.seed (norms 1) "
+          "for model.path's config.json, which then needs no weight files, only the tokenizer (benchmarks)"),
       def("data.train", QFT_FIELD(data.train), "training JSONL file (required)"),
       def("data.val", QFT_FIELD(data.val), "validation JSONL file; empty: no validation"),
       def("data.format", QFT_FIELD(data.format), "record format of the JSONL files"),

@@ -16,6 +16,7 @@ namespace qft {
 
 struct ModelSection {
   std::string path;
+  ModelInit init = ModelInit::Pretrained;
   std::string arch;  // JSON text of an HF config.json, for planning before the download; empty: none
 };
 

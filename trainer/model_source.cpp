@@ -8,6 +8,7 @@
 namespace qft {
 
 std::string ModelSource::describe() const {
+  if (random_weights) return "random weights for the config of " + path;
   if (!checkpoint) return "HF model " + path;
   return "qft checkpoint " + path + " (step " + std::to_string(checkpoint->state.step) + ")";
 }
@@ -45,6 +46,16 @@ OpenModel open_model(const std::string& path, Backend& backend, const std::optio
   m.source = open_model_source(path);
   m.tokenizer = std::make_unique<Tokenizer>(path);
   m.model = load_model(m.source, backend, storage);
+  return m;
+}
+
+OpenModel open_random_model(const std::string& path, Backend& backend, const WeightStorage& storage, uint64_t seed) {
+  OpenModel m;
+  m.source = open_model_source(path);
+  m.source.random_weights = true;
+  m.tokenizer = std::make_unique<Tokenizer>(path);
+  m.model = std::make_unique<LlamaModel>(m.source.config, backend, storage);
+  m.model->init_random(seed);
   return m;
 }
 

@@ -17,7 +17,8 @@ struct ModelSource {
   LlamaConfig config;
   std::optional<CheckpointInfo> checkpoint;  // set when path is a qft checkpoint
   WeightStorage stored;                      // how the weights are stored there: HF weights count as fp32
-  std::string describe() const;              // "HF model DIR" or "qft checkpoint DIR (step N)"
+  bool random_weights = false;               // model.init=random: only the config and tokenizer come from path
+  std::string describe() const;              // "HF model DIR", "qft checkpoint DIR (step N)", ...
 };
 
 // Reads config.json and, for a checkpoint, its trainer state. Throws FileError naming the path.
@@ -40,5 +41,7 @@ struct OpenModel {
 // fails before any weight is read), then the weights, stored as `storage` asks (nullopt: as the source does).
 OpenModel open_model(const std::string& path, Backend& backend,
                      const std::optional<WeightStorage>& storage = std::nullopt);
+// The same with seeded random weights (model.init=random, LlamaModel::init_random): no weight file is read.
+OpenModel open_random_model(const std::string& path, Backend& backend, const WeightStorage& storage, uint64_t seed);
 
 }  // namespace qft

@@ -11,6 +11,7 @@
 namespace qft {
 
 enum class Device { Auto, Cpu, Cuda };
+enum class ModelInit { Pretrained, Random };
 enum class StateStorage { Fp32, Int8 };  // quant.weights, quant.momentum, quant.grad_dtype
 enum class Rounding { Stochastic, Nearest };
 enum class LrSchedule { Constant, Linear, Cosine };
@@ -24,6 +25,11 @@ template <>
 struct EnumNames<Device> {
   static constexpr std::array<std::pair<Device, const char*>, 3> items{
       {{Device::Auto, "auto"}, {Device::Cpu, "cpu"}, {Device::Cuda, "cuda"}}};
+};
+template <>
+struct EnumNames<ModelInit> {
+  static constexpr std::array<std::pair<ModelInit, const char*>, 2> items{
+      {{ModelInit::Pretrained, "pretrained"}, {ModelInit::Random, "random"}}};
 };
 template <>
 struct EnumNames<StateStorage> {

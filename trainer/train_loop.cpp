@@ -185,7 +185,9 @@ TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>&
   log_->info("effective config:\n{}", cfg_.to_json());
   log_->info("{}", format_plan(plan, cfg_, arch));
 
-  opened_ = open_model(cfg_.model.path, *backend_, cfg_.weight_storage());
+  opened_ = cfg_.model.init == ModelInit::Random
+                ? open_random_model(cfg_.model.path, *backend_, cfg_.weight_storage(), cfg_.train.seed)
+                : open_model(cfg_.model.path, *backend_, cfg_.weight_storage());
   if (opened_.source.checkpoint && !resume_) {
     log_->info("initialized from {}: its weights only; the optimizer, schedule and data order start fresh",
                opened_.source.describe());
