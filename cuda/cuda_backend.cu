@@ -36,12 +36,17 @@ struct DeviceContext {
 class CudaBackend final : public FunctorBackend<CudaBackend> {
  public:
   explicit CudaBackend(const CudaOptions& o)
-      : FunctorBackend(o.activations), opts_(o), ctx_(o.device), gemm_(ctx_.stream) {}
+      : FunctorBackend(o.activations),
+        opts_(o),
+        ctx_(o.device),
+        gemm_workspace_(alloc(kCudaGemmWorkspaceBytes, "GEMM workspace")),
+        gemm_(ctx_.stream, gemm_workspace_.get(), gemm_workspace_.bytes()) {}
   ~CudaBackend() override { cudaStreamSynchronize(ctx_.stream); }
 
   std::string name() const override { return "cuda"; }
 
   size_t reserved_bytes() const override { return kCudaReservedBytes; }
+  size_t workspace_bytes() const override { return kCudaGemmWorkspaceBytes; }
   size_t available_bytes() const override {
     size_t free_bytes = 0, total = 0;
     QFT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
@@ -92,8 +97,10 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
   }
 
  private:
+  // In this order: the stream first, the workspace before the GEMM engine that uses it (destroyed in reverse).
   CudaOptions opts_;
   DeviceContext ctx_;
+  Buffer gemm_workspace_;
   cuda::GemmEngine gemm_;
 };
 

@@ -31,9 +31,9 @@ cublasLtMatrixLayout_t layout(DType t, int64_t rows, int64_t cols, int64_t ld, i
 
 }  // namespace
 
-GemmEngine::GemmEngine(cudaStream_t stream) : stream_(stream) {
+GemmEngine::GemmEngine(cudaStream_t stream, void* workspace, size_t workspace_bytes)
+    : stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes) {
   QFT_CUDA_CHECK(cublasLtCreate(&handle_));
-  QFT_CUDA_CHECK(cudaMallocAsync(&workspace_, workspace_bytes_, stream_));
 }
 
 GemmEngine::~GemmEngine() {
@@ -43,7 +43,6 @@ GemmEngine::~GemmEngine() {
     cublasLtMatrixLayoutDestroy(p.c);
     cublasLtMatmulDescDestroy(p.op);
   }
-  cudaFreeAsync(workspace_, stream_);
   cublasLtDestroy(handle_);
 }
 

@@ -15,7 +15,8 @@ namespace qft::cuda {
 
 class GemmEngine {
  public:
-  explicit GemmEngine(cudaStream_t stream);
+  // workspace: `workspace_bytes` of device memory that the caller owns and keeps while this lives
+  GemmEngine(cudaStream_t stream, void* workspace, size_t workspace_bytes);
   ~GemmEngine();
   GemmEngine(const GemmEngine&) = delete;
   GemmEngine& operator=(const GemmEngine&) = delete;
@@ -38,7 +39,7 @@ class GemmEngine {
   cudaStream_t stream_;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
-  size_t workspace_bytes_ = 32u << 20;  // cuBLAS's recommendation for Hopper
+  size_t workspace_bytes_ = 0;
   std::map<Key, Plan> plans_;
 };
 

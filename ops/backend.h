@@ -163,6 +163,8 @@ class Backend {
   virtual size_t available_bytes() const = 0;  // what a new run may still allocate
   // Device memory in use outside tracked allocations (CUDA context, library workspaces); the planner adds it.
   virtual size_t reserved_bytes() const { return 0; }
+  // Tracked memory the backend holds from its start (the CUDA backend's GEMM workspace); the planner adds it.
+  virtual size_t workspace_bytes() const { return 0; }
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
   // Waits for the device's queued work: the hot path avoids it, and host_reads() counts every one (--debug-sync
   // logs the count per step).

@@ -70,7 +70,7 @@ TEST_CASE("qft plan for LLaMA-2-7B at seq_len 2048 meets the targets", "[plan][c
   for (const auto& b : j["buffers"]) names.insert(b["name"].get<std::string>());
   // (With bf16 compute copies, the peak falls while an fp32 weight-gradient chunk is live, not a dequantized matrix.)
   for (const char* want : {"weights", "weight outliers", "Lion momentum", "layer-input stack", "layer activations",
-                           "weight-gradient chunk", "CUDA context + workspace"}) {
+                           "weight-gradient chunk", "GEMM workspace", "CUDA context + libraries"}) {
     INFO(want);
     CHECK(names.count(want) == 1);
   }

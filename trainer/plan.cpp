@@ -41,11 +41,11 @@ Batch worst_case_batch(const RunConfig& cfg) {
 }  // namespace
 
 PlanTarget plan_target(Device device) {
-  if (device == Device::Cpu) return {DType::F32, 0};
-  return {CudaOptions{}.activations, kCudaReservedBytes};
+  if (device == Device::Cpu) return {DType::F32, 0, 0};
+  return {CudaOptions{}.activations, kCudaReservedBytes, kCudaGemmWorkspaceBytes};
 }
 
-PlanTarget plan_target(const Backend& be) { return {be.act_dtype(), be.reserved_bytes()}; }
+PlanTarget plan_target(const Backend& be) { return {be.act_dtype(), be.reserved_bytes(), be.workspace_bytes()}; }
 
 LlamaConfig plan_architecture(const RunConfig& cfg) {
   const std::string config_json = (std::filesystem::path(cfg.model.path) / "config.json").string();
@@ -57,6 +57,8 @@ LlamaConfig plan_architecture(const RunConfig& cfg) {
 
 MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const PlanTarget& target) {
   PlanningBackend be(target.activations);
+  Buffer workspace;
+  if (target.workspace_bytes) workspace = be.alloc(target.workspace_bytes, "GEMM workspace");
   LlamaModel model(arch, be, cfg.weight_storage());
   const OptimizerSettings os = cfg.optimizer_settings();
   LionOptimizer opt(model, os);
@@ -101,14 +103,15 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const Plan
       {"reduction scratch", "partial sums of the loss and the gradient norm"},
       {"step totals", "the step's loss and gradient norm, read once per step"},
       {"rescale counters", "per-row count of INT8 weight scale growths, u32"},
-      {"batch", "token ids, targets, positions"}};
+      {"batch", "token ids, targets, positions"},
+      {"GEMM workspace", "cuBLASLt's, held from the start"}};
   for (const auto& [tag, bytes] : be.memory().at_peak_by_tag) {
     if (tag == "weights" || tag == "momentum" || tag == "gradient accumulators" || bytes == 0) continue;
     auto it = notes.find(tag);
     plan.items.push_back({tag, bytes, it == notes.end() ? std::string() : it->second});
   }
   plan.allowance_bytes = target.reserved_bytes;
-  if (plan.allowance_bytes) plan.items.push_back({"CUDA context + workspace", plan.allowance_bytes, "allowance"});
+  if (plan.allowance_bytes) plan.items.push_back({"CUDA context + libraries", plan.allowance_bytes, "allowance, untracked"});
   plan.total_bytes = plan.peak_bytes + plan.allowance_bytes;
   return plan;
 }

@@ -33,7 +33,8 @@ struct MemoryPlan {
 // What a plan assumes of its device: how activations are stored, and what it uses outside tracked allocations.
 struct PlanTarget {
   DType activations = DType::F32;
-  size_t reserved_bytes = 0;
+  size_t reserved_bytes = 0;   // untracked: context, libraries
+  size_t workspace_bytes = 0;  // tracked, held from the backend's start
 };
 PlanTarget plan_target(Device device);      // qft plan: the CUDA backend's defaults, or the CPU reference's
 PlanTarget plan_target(const Backend& be);  // qft train: the backend it is about to run on
