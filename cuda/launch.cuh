@@ -31,6 +31,16 @@ struct BlockRow {
   __device__ float sum(float v) const { return reduce(v, [](float a, float b) { return a + b; }); }
   __device__ float max(float v) const { return reduce(v, [](float a, float b) { return a > b ? a : b; }); }
   __device__ void sync() const { __syncthreads(); }
+  // Groups are warps: their reductions are shuffles, with no block-wide barrier.
+  __device__ int group() const { return threadIdx.x / 32; }
+  __device__ int groups() const { return blockDim.x / 32; }
+  __device__ int group_lane() const { return threadIdx.x & 31; }
+  __device__ int group_width() const { return 32; }
+  __device__ float group_max(float v) const {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+  }
+  __device__ void group_sync() const { __syncwarp(); }
 };
 
 template <class F>

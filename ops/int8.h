@@ -69,20 +69,32 @@ struct BlockDequantRows {
 };
 
 // Requantizes one block of a row from new values v(i), i in [i0, i1): absmax = max |v|, q = round(v * 127 / absmax).
+// One group of the row's lanes (a warp on the GPU) does the block: the blocks of a row go to its groups in turn,
+// with no row-wide barrier. Each lane reads the old values of the elements it later writes before the group's
+// reduction, and the absmax is written after every lane of the group has read the old one.
 template <class Row, class Value>
 QFT_HD void requantize_block(const Row& row, BlockView b, int64_t r, int64_t blk, const RoundingKey& key,
                              int64_t row_base, const Value& v) {
   const int64_t i0 = blk * b.block, i1 = (i0 + b.block < b.cols) ? i0 + b.block : b.cols;
   float mx = 0.0f;
-  for (int64_t i = i0 + row.lane(); i < i1; i += row.width()) mx = max_hd(mx, fabsf(v(i)));
-  mx = row.max(mx);  // also orders every lane's reads of the old block before the writes below
+  for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) mx = max_hd(mx, fabsf(v(i)));
+  mx = row.group_max(mx);
   const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
-  for (int64_t i = i0 + row.lane(); i < i1; i += row.width()) {
+  for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) {
     const float x = v(i);
     b.q[r * b.cols + i] = round_int8(x * inv, key, uint64_t(row_base + r) * uint64_t(b.cols) + uint64_t(i));
   }
-  row.sync();
-  if (row.lane() == 0) b.absmax[r * b.blocks_per_row() + blk] = mx;
+  row.group_sync();
+  if (row.group_lane() == 0) b.absmax[r * b.blocks_per_row() + blk] = mx;
+}
+
+// Every block of row r through requantize_block, each by one group of lanes.
+template <class Row, class Value>
+QFT_HD void requantize_row(const Row& row, BlockView b, int64_t r, const RoundingKey& key, int64_t row_base,
+                           const Value& v) {
+  for (int64_t blk = row.group(); blk < b.blocks_per_row(); blk += row.groups()) {
+    requantize_block(row, b, r, blk, key, row_base, v);
+  }
 }
 
 // x (rows, cols) -> block-wise INT8.
@@ -94,9 +106,7 @@ struct BlockQuantizeRows {
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
     const float* xr = x + r * b.cols;
-    for (int64_t blk = 0; blk < b.blocks_per_row(); ++blk) {
-      requantize_block(row, b, r, blk, key, row_base, [&](int64_t i) { return xr[i]; });
-    }
+    requantize_row(row, b, r, key, row_base, [&](int64_t i) { return xr[i]; });
   }
 };
 
@@ -109,11 +119,8 @@ struct BlockAccumulateRows {
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
     const float* gr = g + r * acc.cols;
-    for (int64_t blk = 0; blk < acc.blocks_per_row(); ++blk) {
-      const BlockView a = acc;
-      // Each lane reads the old value of the elements it later writes, before the block's reduction.
-      requantize_block(row, acc, r, blk, key, row_base, [&](int64_t i) { return a.get(r, i) + gr[i]; });
-    }
+    const BlockView a = acc;
+    requantize_row(row, acc, r, key, row_base, [&](int64_t i) { return a.get(r, i) + gr[i]; });
   }
 };
 

@@ -2,7 +2,8 @@
 // The arithmetic of every op, written once. The CPU backend runs these functors in OpenMP loops, the CUDA
 // backend in kernels (cuda/launch.cuh). Row functors are written against a "row context": on the CPU it is
 // one thread walking the whole row (SerialRow); on the GPU it is a thread block whose reductions are block
-// reductions. Every thread of a row must call the row context's reductions, the same number of times.
+// reductions and whose groups are warps. Every thread of a row must call the row context's reductions, the same
+// number of times, and every thread of a group its group's.
 // Functors are templated on T, the storage type of activations (float or bf16): values are loaded with
 // to_f32, computed in fp32 and stored with from_f32<T>. For T = float both are the identity.
 #include <cstddef>
@@ -13,12 +14,21 @@
 
 namespace qft {
 
+// A row context: `width()` lanes walk a row together; reductions and sync() span them all. The lanes also form
+// groups() groups of group_width() lanes (a warp on the GPU) that can work on separate parts of a row, such as
+// quantization blocks, with group reductions that need no row-wide barrier.
 struct SerialRow {
   QFT_HD int lane() const { return 0; }
   QFT_HD int width() const { return 1; }
   QFT_HD float sum(float v) const { return v; }
   QFT_HD float max(float v) const { return v; }
   QFT_HD void sync() const {}
+  QFT_HD int group() const { return 0; }
+  QFT_HD int groups() const { return 1; }
+  QFT_HD int group_lane() const { return 0; }
+  QFT_HD int group_width() const { return 1; }
+  QFT_HD float group_max(float v) const { return v; }
+  QFT_HD void group_sync() const {}
 };
 
 QFT_HD float silu(float x) { return x / (1.0f + exp_hd(-x)); }

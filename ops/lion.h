@@ -80,9 +80,7 @@ struct LionRowStep {
     if (m32) {
       for (int64_t i = row.lane(); i < cols; i += row.width()) m32[r * cols + i] = new_mom(r, i);
     } else {
-      for (int64_t blk = 0; blk < m.blocks_per_row(); ++blk) {
-        requantize_block(row, m, r, blk, mkey, row_base, [&](int64_t i) { return new_mom(r, i); });
-      }
+      requantize_row(row, m, r, mkey, row_base, [&](int64_t i) { return new_mom(r, i); });
     }
   }
 

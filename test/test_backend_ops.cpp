@@ -19,6 +19,7 @@
 #include "cpu/cpu_backend.h"
 #include "quant/quantized.h"
 #include "test/helpers.h"
+#include "test/lane_backend.h"
 
 using namespace qft;
 
@@ -464,6 +465,14 @@ TEST_CASE("the CPU backend's replaced ops match the reference, fp32 and bf16 sto
   for (DType storage : {DType::F32, DType::BF16}) {
     CpuBackend cpu(storage);
     CHECK(run_harness(cpu, Coverage::ReplacedOps) >= 1);
+  }
+}
+
+// The GPU's decomposition of every row op (lanes in groups, barriers, block and group reductions), on the CPU.
+TEST_CASE("every op with its rows walked by 64 lanes in groups of 32, as on a GPU, matches the reference", "[ops]") {
+  for (DType storage : {DType::F32, DType::BF16}) {
+    test::LaneBackend lanes(storage);
+    CHECK(run_harness(lanes, Coverage::AllOps) == int(op_cases().size()));
   }
 }
 
