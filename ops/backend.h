@@ -154,6 +154,9 @@ class Backend {
   // Whether this backend runs `op` with its own implementation instead of the shared reference (tier two).
   virtual bool replaces(Op op) const = 0;
 
+  // Most bytes of fp32 attention scores at a time (narrower activations): kv heads go through them in chunks.
+  size_t attention_scores_bytes = size_t(64) << 20;
+
   // ---- memory ----
   // Tracked, by tag (a string literal naming what the memory is for); throws qft::Error on failure.
   Buffer alloc(size_t bytes, const char* tag = "scratch");

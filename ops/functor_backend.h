@@ -9,6 +9,7 @@
 // plus memory. Tier two: Self may override any op with its own kernel or library call; replaces() then reports it
 // by itself (it compares the op's member pointer with this class's), so the capability query cannot drift from
 // the code, and test/test_backend_ops.cpp checks each replacement against the reference.
+#include <algorithm>
 #include <type_traits>
 #include <cmath>
 #include <string>
@@ -242,27 +243,43 @@ class FunctorBackend : public Backend {
 
 // Causal attention with GQA from strided-batched GEMMs and the shared softmax. Query head h = g * group + j
 // reads kv head g. For each batch row b and each j, one GEMM covers the KVH heads g: their q columns lie
-// group * D apart and their k, v columns D apart. Heads of a group add into the same dk, dv in turn.
+// group * D apart and their k, v columns D apart. Raw scores are fp32 (a (KVH, T, T) scratch when activations are
+// narrower, a few heads at a time); dk and dv add up the group's heads in fp32 and are stored once.
 template <class Self>
 void FunctorBackend<Self>::attention_forward(const AttentionParams& p) {
   const int64_t T = p.T, D = p.D, H = p.H, KVH = p.KVH, group = H / KVH, TT = T * T;
   const int64_t qs = H * D, kvs = KVH * D;  // row strides of q (and out), k and v
+  const float scale = 1.0f / std::sqrt(float(D));
+  // With narrow activations the fp32 scores of `chunk` kv heads at a time go through a scratch.
+  const bool narrow = p.probs.dtype != DType::F32;
+  const int64_t fit = int64_t(attention_scores_bytes / size_t(TT * 4));
+  const int64_t chunk = narrow ? std::max<int64_t>(1, std::min<int64_t>(KVH, fit)) : KVH;
+  Buffer scratch;
+  if (narrow) scratch = alloc(size_t(chunk * TT) * sizeof(float), "attention scores");
   for (int64_t b = 0; b < p.B; ++b) {
     for (int64_t j = 0; j < group; ++j) {
-      // scores (T, T) = q (T, D) @ k (T, D)^T, per kv head
-      gemm({false, true, T, T, D, p.q + (b * T * qs + j * D), qs, p.k + b * T * kvs, kvs, 0.0f,
-            p.probs + (b * H + j) * TT, T, KVH, group * D, D, group * TT});
-    }
-  }
-  with_act_type(p.probs.dtype, [&](auto t) {
-    using TY = decltype(t);
-    rows(AttentionSoftmax<TY>{p.probs.as<TY>(), p.doc_start, T, H, 1.0f / std::sqrt(float(D))}, p.B * H * T);
-  });
-  for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t j = 0; j < group; ++j) {
-      // out (T, D) = probs (T, T) @ v (T, D)
-      gemm({false, false, T, D, T, p.probs + (b * H + j) * TT, T, p.v + b * T * kvs, kvs, 0.0f,
-            p.out + (b * T * qs + j * D), qs, KVH, group * TT, D, group * D});
+      for (int64_t g0 = 0; g0 < KVH; g0 += chunk) {
+        const int64_t n = std::min(chunk, KVH - g0);
+        const Act probs = p.probs + (b * H + g0 * group + j) * TT;  // head g0 + i at probs + i * group * TT
+        const CAct q = p.q + (b * T * qs + g0 * group * D + j * D), k = p.k + (b * T * kvs + g0 * D),
+                   v = p.v + (b * T * kvs + g0 * D);
+        const Act scores = narrow ? Act{scratch.f32()} : probs;
+        const int64_t scores_stride = narrow ? TT : group * TT;
+        // scores (T, T) = q (T, D) @ k (T, D)^T, per kv head
+        gemm({false, true, T, T, D, q, qs, k, kvs, 0.0f, scores, T, n, group * D, D, scores_stride});
+        const int32_t* doc = p.doc_start ? p.doc_start + b * T : nullptr;
+        with_act_type(p.probs.dtype, [&](auto t) {
+          using TY = decltype(t);
+          if (narrow) {
+            rows(AttentionSoftmax<float, TY>{probs.as<TY>(), scratch.f32(), doc, T, group * TT, TT, scale}, n * T);
+          } else {
+            rows(AttentionSoftmax<TY, TY>{probs.as<TY>(), probs.as<TY>(), doc, T, group * TT, group * TT, scale}, n * T);
+          }
+        });
+        // out (T, D) = probs (T, T) @ v (T, D)
+        gemm({false, false, T, D, T, probs, T, v, kvs, 0.0f, p.out + (b * T * qs + g0 * group * D + j * D), qs, n,
+              group * TT, D, group * D});
+      }
     }
   }
   done("attention_forward");
@@ -273,8 +290,17 @@ void FunctorBackend<Self>::attention_backward(const AttentionBackwardParams& p) 
   const int64_t T = p.T, D = p.D, H = p.H, KVH = p.KVH, group = H / KVH, TT = T * T;
   const int64_t qs = H * D, kvs = KVH * D;
   const float scale = 1.0f / std::sqrt(float(D));
-  zero(p.dk.ptr, size_t(p.B * T * kvs) * act_size(p.dk.dtype));
-  zero(p.dv.ptr, size_t(p.B * T * kvs) * act_size(p.dv.dtype));
+  const int64_t kv_elems = p.B * T * kvs;
+  // dk, dv sum over the heads of a group: in fp32, stored once at the end when activations are narrower.
+  const bool narrow = p.dk.dtype != DType::F32;
+  Buffer dk32, dv32;
+  if (narrow) {
+    dk32 = alloc(size_t(kv_elems) * sizeof(float), "layer gradients");
+    dv32 = alloc(size_t(kv_elems) * sizeof(float), "layer gradients");
+  }
+  const Act dk = narrow ? Act{dk32.f32()} : p.dk, dv = narrow ? Act{dv32.f32()} : p.dv;
+  zero(dk.ptr, size_t(kv_elems) * sizeof(float));
+  zero(dv.ptr, size_t(kv_elems) * sizeof(float));
   for (int64_t b = 0; b < p.B; ++b) {
     for (int64_t j = 0; j < group; ++j) {
       const int64_t qo = b * T * qs + j * D, kvo = b * T * kvs;
@@ -282,15 +308,19 @@ void FunctorBackend<Self>::attention_backward(const AttentionBackwardParams& p) 
       // dP (KVH, T, T) = dout (T, D) @ v (T, D)^T
       gemm({false, true, T, T, D, p.dout + qo, qs, p.v + kvo, kvs, 0.0f, p.scratch, T, KVH, group * D, D, TT});
       // dv (T, D) += P^T (T, T) @ dout (T, D)
-      gemm({true, false, T, D, T, probs, T, p.dout + qo, qs, 1.0f, p.dv + kvo, kvs, KVH, group * TT, group * D, D});
+      gemm({true, false, T, D, T, probs, T, p.dout + qo, qs, 1.0f, dv + kvo, kvs, KVH, group * TT, group * D, D});
       with_act_type(p.scratch.dtype, [&](auto t) {  // dP -> dS in place
         using TY = decltype(t);
         rows(AttentionSoftmaxBackward<TY>{p.scratch.as<TY>(), probs.as<TY>(), T, group * TT, scale}, KVH * T);
       });
       // dq (T, D) = dS @ k;  dk (T, D) += dS^T @ q
       gemm({false, false, T, D, T, p.scratch, T, p.k + kvo, kvs, 0.0f, p.dq + qo, qs, KVH, TT, D, group * D});
-      gemm({true, false, T, D, T, p.scratch, T, p.q + qo, qs, 1.0f, p.dk + kvo, kvs, KVH, TT, group * D, D});
+      gemm({true, false, T, D, T, p.scratch, T, p.q + qo, qs, 1.0f, dk + kvo, kvs, KVH, TT, group * D, D});
     }
+  }
+  if (narrow) {
+    convert(p.dk, dk, kv_elems);
+    convert(p.dv, dv, kv_elems);
   }
   done("attention_backward");
 }

@@ -305,6 +305,14 @@ const std::vector<OpCase>& op_cases() {
                                    b.act_in(S::N * S::KVH * S::D), b.ids_in(S::doc_start()), S::B, S::T, S::H, S::KVH,
                                    S::D});
        }},
+      {Op::attention_forward, "GQA with 4 kv heads, packed documents, scores one kv head at a time", {1e-5, 3e-2, 0},
+       [](OpBench& b) {
+         b.be().attention_scores_bytes = 1;  // the fp32 scores of bf16 activations, in chunks of one kv head
+         const int KVH = 4;
+         b.be().attention_forward({b.act_out(S::N * S::H * S::D), b.act_out(S::B * S::H * S::T * S::T),
+                                   b.act_in(S::N * S::H * S::D), b.act_in(S::N * KVH * S::D), b.act_in(S::N * KVH * S::D),
+                                   b.ids_in(S::doc_start()), S::B, S::T, S::H, KVH, S::D});
+       }},
       // A bf16 rounding of a score can move a probability by more than one rounding: looser than other ops.
       {Op::attention_backward, "GQA, packed documents, after this backend's forward", {1e-5, 3e-2, 0},
        [](OpBench& b) {

@@ -104,7 +104,8 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const Plan
       {"step totals", "the step's loss and gradient norm, read once per step"},
       {"rescale counters", "per-row count of INT8 weight scale growths, u32"},
       {"batch", "token ids, targets, positions"},
-      {"GEMM workspace", "cuBLASLt's, held from the start"}};
+      {"GEMM workspace", "cuBLASLt's, held from the start"},
+      {"attention scores", "fp32 scores of one group of heads before the softmax (bf16 activations)"}};
   for (const auto& [tag, bytes] : be.memory().at_peak_by_tag) {
     if (tag == "weights" || tag == "momentum" || tag == "gradient accumulators" || bytes == 0) continue;
     auto it = notes.find(tag);
