@@ -97,25 +97,4 @@ size_t available_bytes() {
 
 }  // namespace cpu
 
-void CpuBackend::embedding_backward(float* dtable, CAct dout, const int32_t* tokens, int N, int C, int v0, int rows) {
-  with_act_type(dout.dtype, [&](auto t) {
-    using T = decltype(t);
-    const T* d = dout.as<T>();
-    constexpr int64_t kColumnBlock = 64;  // one cache line of fp32 per block edge, and enough blocks to share
-    const int64_t blocks = (int64_t(C) + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static) if (int64_t(N) * C > 4096)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t c0 = b * kColumnBlock, c1 = std::min<int64_t>(C, c0 + kColumnBlock);
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t v = int64_t(tokens[n]) - v0;
-        if (v < 0 || v >= rows) continue;
-        float* dst = dtable + v * C;
-        const T* src = d + n * int64_t(C);
-        for (int64_t c = c0; c < c1; ++c) dst[c] += to_f32(src[c]);
-      }
-    }
-  });
-  done("embedding_backward");
-}
-
 }  // namespace qft

@@ -55,14 +55,11 @@ class CpuReference final : public HostBackend<CpuReference> {
   std::string name() const override { return "cpu-reference"; }
 };
 
+// No op is replaced at present: the reference's embedding backward (one thread per token and column) made the
+// former host replacement redundant.
 class CpuBackend final : public HostBackend<CpuBackend> {
  public:
   explicit CpuBackend(DType activations = DType::F32) : HostBackend(activations) {}
-
-  // ---- replaced ops ----
-  // Each thread takes a block of columns and walks the tokens once, adding contiguous row segments: the same
-  // sums in the same token order as the reference (bit-identical), without its column-strided reads.
-  void embedding_backward(float* dtable, CAct dout, const int32_t* tokens, int N, int C, int v0, int rows) override;
 };
 
 }  // namespace qft

@@ -1,5 +1,7 @@
 #include "model/batch.h"
 
+#include <algorithm>
+#include <numeric>
 #include <string>
 
 #include "core/error.h"
@@ -57,6 +59,27 @@ int64_t Batch::target_count() const {
   int64_t n = 0;
   for (int32_t t : targets) n += t != kIgnoreIndex;
   return n;
+}
+
+TokenGroups TokenGroups::of(const std::vector<int32_t>& tokens) {
+  TokenGroups g;
+  g.order.resize(tokens.size());
+  std::iota(g.order.begin(), g.order.end(), 0);
+  std::stable_sort(g.order.begin(), g.order.end(), [&](int32_t a, int32_t b) { return tokens[size_t(a)] < tokens[size_t(b)]; });
+  for (size_t k = 0; k < g.order.size(); ++k) {
+    const int32_t t = tokens[size_t(g.order[k])];
+    if (g.token.empty() || g.token.back() != t) {
+      g.token.push_back(t);
+      g.start.push_back(int32_t(k));
+    }
+  }
+  g.start.push_back(int32_t(g.order.size()));
+  return g;
+}
+
+void TokenGroups::range(int v0, int rows, int& first, int& count) const {
+  first = int(std::lower_bound(token.begin(), token.end(), v0) - token.begin());
+  count = int(std::lower_bound(token.begin(), token.end(), v0 + rows) - token.begin()) - first;
 }
 
 }  // namespace qft

@@ -25,6 +25,18 @@ struct Batch {
   int64_t target_count() const;         // targets that carry loss
 };
 
+// A batch's positions grouped by token id, built on the host once per batch: the embedding gradient then gives
+// each (token, column) its own thread and still adds that token's positions in order (deterministic).
+struct TokenGroups {
+  std::vector<int32_t> order;  // (N,) positions, sorted by token id, then by position
+  std::vector<int32_t> start;  // (groups + 1,) group g holds order[start[g] .. start[g + 1])
+  std::vector<int32_t> token;  // (groups,) ascending
+  static TokenGroups of(const std::vector<int32_t>& tokens);
+  int groups() const { return int(token.size()); }
+  // The groups whose token lies in [v0, v0 + rows): [first, first + count).
+  void range(int v0, int rows, int& first, int& count) const;
+};
+
 struct LossSum {
   double loss_sum = 0;  // sum of per-token cross-entropy over target tokens
   int64_t tokens = 0;   // number of target tokens

@@ -156,20 +156,20 @@ void LlamaModel::head_weight_backward(CAct weight, CAct hidden, const float* lse
       be.cross_entropy_backward(tile.act(), lse + r0, db.targets.i32() + r0, n, rows, v0, V, loss_scale);
       be.matmul_backward_weight(dw.f32(), tile.act(), hidden + int64_t(r0) * C, n, C, rows, true);
     }
-    if (dx0.ptr) be.embedding_backward(dw.f32(), dx0, db.tokens.i32(), N, C, v0, rows);
+    if (dx0.ptr) be.embedding_backward(dw.f32(), dx0, db.groups_in(v0, rows), C, v0);
     sink.consume(param, v0, rows, dw.f32());
   }
 }
 
 void LlamaModel::embedding_weight_backward(CAct dx0, const DeviceBatch& db, GradSink& sink) {
   Backend& be = backend_;
-  const int N = db.N, C = config_.hidden_size, V = config_.vocab_size;
+  const int C = config_.hidden_size, V = config_.vocab_size;
   const int vc = std::max(1, std::min(V, vocab_chunk_rows));
   Buffer dw = be.alloc(size_t(vc) * C * 4, "weight-gradient chunk");  // (vc, C)
   for (int v0 = 0; v0 < V; v0 += vc) {
     const int rows = std::min(vc, V - v0);
     be.zero(dw.get(), size_t(rows) * C * 4);
-    be.embedding_backward(dw.f32(), dx0, db.tokens.i32(), N, C, v0, rows);
+    be.embedding_backward(dw.f32(), dx0, db.groups_in(v0, rows), C, v0);
     sink.consume(embedding_param(), v0, rows, dw.f32());
   }
 }

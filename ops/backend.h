@@ -146,6 +146,14 @@ struct DecodeAttentionParams {
   int n, past, max_t, H, KVH, D;
 };
 
+// Backend memory of a batch's TokenGroups (model/batch.h), and the groups an op is to use.
+struct TokenGroupsView {
+  const int32_t* order;  // (N,) positions by token, then position
+  const int32_t* start;  // (groups + 1,)
+  const int32_t* token;  // (groups,) ascending
+  int first, count;      // groups [first, first + count)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -213,8 +221,9 @@ class Backend {
   // logits <- scale * (softmax - onehot(target)), using lse from cross_entropy_forward.
   virtual void cross_entropy_backward(Act logits, const float* lse, const int32_t* targets, int N, int cols, int v0,
                                       int V, float scale) = 0;
-  // dtable (rows, C) += scatter of dout (N, C) into the rows [v0, v0 + rows) that tokens name
-  virtual void embedding_backward(float* dtable, CAct dout, const int32_t* tokens, int N, int C, int v0, int rows) = 0;
+  // dtable (rows, C) += scatter of dout (N, C) into its rows: row token - v0 for each group of the view, whose
+  // positions add in order
+  virtual void embedding_backward(float* dtable, CAct dout, const TokenGroupsView& groups, int C, int v0) = 0;
 
   // ---- reductions ----
   // *total (one double in backend memory) += the sum of x (n,) or of its squares; the result stays on the device.

@@ -166,11 +166,10 @@ class FunctorBackend : public Backend {
     });
     done("cross_entropy_backward");
   }
-  void embedding_backward(float* dtable, CAct dout, const int32_t* tokens, int N, int C, int v0, int rows_) override {
-    // One call per column walks the tokens in order: the same sums, in the same order, on every backend.
+  void embedding_backward(float* dtable, CAct dout, const TokenGroupsView& g, int C, int v0) override {
     with_act_type(dout.dtype, [&](auto t) {
       using T = decltype(t);
-      each(EmbeddingBackward<T>{dtable, dout.as<T>(), tokens, N, C, v0, rows_}, C);
+      each(EmbeddingBackward<T>{dtable, dout.as<T>(), g.order, g.start, g.token, g.first, C, v0}, int64_t(g.count) * C);
     });
     done("embedding_backward");
   }

@@ -121,18 +121,22 @@ struct CrossEntropyBackward {
   }
 };
 
-// table gradient rows [v0, v0 + rows) from the gradient of the embedding output: one column per call.
+// Table gradient rows from the gradient of the embedding output: one call per (token group, column), adding the
+// token's positions in order, so every backend sums the same values in the same order.
 template <class T>
 struct EmbeddingBackward {
-  float* dtable;           // (rows, C), zero-filled by the caller
+  float* dtable;           // (rows, C): row token - v0
   const T* dout;           // (N, C)
-  const int32_t* tokens;   // (N,)
-  int64_t N, C, v0, rows;
-  QFT_HD void operator()(int64_t c) const {
-    for (int64_t n = 0; n < N; ++n) {
-      int64_t v = tokens[n] - v0;
-      if (v >= 0 && v < rows) dtable[v * C + c] += to_f32(dout[n * C + c]);
-    }
+  const int32_t* order;    // TokenGroupsView
+  const int32_t* start;
+  const int32_t* token;
+  int64_t first, C, v0;
+  QFT_HD void operator()(int64_t i) const {
+    const int64_t g = first + i / C, c = i % C;
+    float* dst = dtable + (int64_t(token[g]) - v0) * C + c;
+    float acc = *dst;
+    for (int64_t k = start[g]; k < start[g + 1]; ++k) acc += to_f32(dout[int64_t(order[k]) * C + c]);
+    *dst = acc;
   }
 };
 

@@ -78,6 +78,13 @@ struct GoldenCase {
       : hf(fixture(name)), golden(fixture(name + "/golden.safetensors")), batch(golden_batch(golden)), model(hf, backend) {}
 };
 
+// The view of host-built token groups for vocabulary rows [v0, v0 + rows), in host memory (CPU backends).
+inline TokenGroupsView host_view(const TokenGroups& g, int v0, int rows) {
+  TokenGroupsView v{g.order.data(), g.start.data(), g.token.data(), 0, 0};
+  g.range(v0, rows, v.first, v.count);
+  return v;
+}
+
 // model.backward, returning the batch's summed loss (read from backend memory).
 double backward_loss_sum(LlamaModel& model, const Batch& batch, float loss_scale, GradSink& sink);
 

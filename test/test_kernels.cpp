@@ -154,3 +154,28 @@ TEST_CASE("the backend allocator tracks current and peak bytes", "[kernels]") {
   REQUIRE(be.memory().peak_bytes == 4000);
   REQUIRE(be.memory().allocations == 2);
 }
+
+// The embedding gradient by token groups adds exactly what a walk over the positions in order adds, bit for bit.
+TEST_CASE("embedding_backward by token groups equals adding every position in order", "[kernels]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  CpuBackend be;
+  const int N = 300, C = 24, V = 50, v0 = 10, rows = 30;
+  std::vector<int32_t> tokens = test::random_ids(N, V, rng);  // many repeats
+  tokens[0] = v0;
+  tokens[1] = v0 + rows - 1;
+  tokens[2] = v0 + rows;  // just outside
+  const auto dout = test::random_normal(size_t(N) * C, rng);
+  const auto init = test::random_normal(size_t(rows) * C, rng);
+  std::vector<float> want = init, got = init;
+  for (int n = 0; n < N; ++n) {
+    const int v = tokens[size_t(n)] - v0;
+    if (v < 0 || v >= rows) continue;
+    for (int c = 0; c < C; ++c) want[size_t(v * C + c)] += dout[size_t(n * C + c)];
+  }
+  const TokenGroups g = TokenGroups::of(tokens);
+  REQUIRE(g.start.back() == N);
+  for (int k = 1; k < g.groups(); ++k) REQUIRE(g.token[size_t(k - 1)] < g.token[size_t(k)]);
+  be.embedding_backward(got.data(), dout.data(), test::host_view(g, v0, rows), C, v0);
+  REQUIRE(got == want);
+}
+
