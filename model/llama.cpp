@@ -74,8 +74,13 @@ void LlamaModel::init_random(uint64_t seed, float stddev) {
     const Param& p = params_[i];
     std::vector<float> host(size_t(p.numel()), 1.0f);
     if (p.role != ParamRole::Norm) {
+      const int64_t n = p.numel();
 #pragma omp parallel for schedule(static)
-      for (int64_t j = 0; j < p.numel(); ++j) host[size_t(j)] = stddev * normal_hd(seed, uint32_t(i), uint64_t(j));
+      for (int64_t pair = 0; pair < (n + 1) / 2; ++pair) {
+        const NormalPair z = normal_pair_hd(seed, uint32_t(i), uint64_t(pair));
+        host[size_t(2 * pair)] = stddev * z.first;
+        if (2 * pair + 1 < n) host[size_t(2 * pair + 1)] = stddev * z.second;
+      }
     }
     load_weight(int(i), host.data());
   }

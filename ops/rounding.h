@@ -23,11 +23,17 @@ QFT_HD float sr_uniform(uint64_t seed, uint64_t step, uint32_t stream, uint64_t 
   return float(h >> 40) * (1.0f / 16777216.0f);
 }
 
-// A standard normal number (Box-Muller over two 24-bit uniforms), for seeded random weights.
-QFT_HD float normal_hd(uint64_t seed, uint32_t stream, uint64_t index) {
-  const float u1 = sr_uniform(seed, 0, stream, 2 * index) + 0.5f / 16777216.0f;  // in (0, 1): log(u1) is finite
-  const float u2 = sr_uniform(seed, 0, stream, 2 * index + 1);
-  return sqrtf(-2.0f * log_hd(u1)) * cosf(6.2831853f * u2);
+// Two standard normal numbers for pair `index` of a stream (Box-Muller over the two 24-bit halves of one hash),
+// for seeded random weights: element 2 * index gets .first, 2 * index + 1 gets .second.
+struct NormalPair {
+  float first, second;
+};
+QFT_HD NormalPair normal_pair_hd(uint64_t seed, uint32_t stream, uint64_t index) {
+  const uint64_t h = mix64(mix64(seed ^ (uint64_t(stream) << 32)) ^ index);
+  const float u1 = (float(h >> 40) + 0.5f) * (1.0f / 16777216.0f);  // in (0, 1): log(u1) is finite
+  const float u2 = float((h >> 16) & 0xFFFFFFu) * (1.0f / 16777216.0f);
+  const float radius = sqrtf(-2.0f * log_hd(u1)), angle = 6.2831853f * u2;
+  return {radius * cosf(angle), radius * sinf(angle)};
 }
 
 // Where the random numbers of one tensor come from; stream separates a tensor's weights from its momentum.
