@@ -11,17 +11,31 @@ namespace qft {
 
 namespace {
 
+// The k-th largest of |w| (cols,), 0 < k <= cols: a min-heap of the k largest so far. With k about 1% of a row,
+// almost every value loses one comparison with the heap's top, far cheaper than a selection over the whole row.
+float kth_largest_magnitude(const float* w, int64_t cols, int64_t k, std::vector<float>& heap) {
+  heap.resize(size_t(k));
+  for (int64_t i = 0; i < k; ++i) heap[size_t(i)] = std::fabs(w[i]);
+  std::make_heap(heap.begin(), heap.end(), std::greater<float>());
+  for (int64_t i = k; i < cols; ++i) {
+    const float a = std::fabs(w[i]);
+    if (a <= heap.front()) continue;
+    std::pop_heap(heap.begin(), heap.end(), std::greater<float>());
+    heap.back() = a;
+    std::push_heap(heap.begin(), heap.end(), std::greater<float>());
+  }
+  return heap.front();
+}
+
 // One row (cols,): the k entries of largest |w| become fp32 outliers (col, val) in column order, ties going to the
-// lower column; the rest become symmetric INT8 q with scale = absmax / 127, rounded to nearest. mag is (cols,)
-// scratch. Selecting by the k-th largest magnitude keeps the comparisons on plain floats (no index indirection).
-void quantize_row(const float* w, int64_t cols, int64_t k, std::vector<float>& mag, int8_t* q, float* scale,
+// lower column; the rest become symmetric INT8 q with scale = absmax / 127, rounded to nearest. heap is scratch.
+// Selecting by the k-th largest magnitude keeps the comparisons on plain floats (no index indirection).
+void quantize_row(const float* w, int64_t cols, int64_t k, std::vector<float>& heap, int8_t* q, float* scale,
                   int32_t* col, float* val) {
   float threshold = INFINITY;  // the k-th largest |w|; every |w| above it is an outlier
   int64_t ties = 0;            // how many entries equal to the threshold are outliers too, lowest columns first
   if (k > 0) {
-    for (int64_t i = 0; i < cols; ++i) mag[size_t(i)] = std::fabs(w[i]);
-    std::nth_element(mag.begin(), mag.begin() + (k - 1), mag.end(), std::greater<float>());
-    threshold = mag[size_t(k - 1)];
+    threshold = kth_largest_magnitude(w, cols, k, heap);
     int64_t above = 0;
     for (int64_t i = 0; i < cols; ++i) above += std::fabs(w[i]) > threshold;
     ties = k - above;
@@ -42,7 +56,7 @@ void quantize_row(const float* w, int64_t cols, int64_t k, std::vector<float>& m
   }
   const float s = std::max(absmax / 127.0f, FLT_MIN);
   *scale = s;
-  for (int64_t i = 0; i < cols; ++i) q[i] = int8_t(std::lrint(std::clamp(w[i] / s, -127.0f, 127.0f)));
+  for (int64_t i = 0; i < cols; ++i) q[i] = int8_t(std::rint(std::clamp(w[i] / s, -127.0f, 127.0f)));  // to nearest even
   for (int64_t j = 0; j < k; ++j) q[col[j]] = kOutlierSlot;
 }
 
@@ -89,10 +103,10 @@ void quantize_hybrid_into(Backend& be, HybridMatrix& m, const float* w, double o
   // Rows are independent and each is a pure function of its values: how threads split them changes nothing.
 #pragma omp parallel
   {
-    std::vector<float> mag(static_cast<size_t>(cols));  // one per thread
+    std::vector<float> heap;  // one per thread
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
-      quantize_row(w + r * cols, cols, k, mag, q.data() + r * cols, &scale[size_t(r)], col32.data() + r * k,
+      quantize_row(w + r * cols, cols, k, heap, q.data() + r * cols, &scale[size_t(r)], col32.data() + r * k,
                    val.data() + r * k);
     }
   }
