@@ -19,14 +19,14 @@ import transformers
 from transformers import AutoConfig, AutoModelForCausalLM
 
 
-def build_model(path):
-    """Random bf16 weights from config.json, created on the GPU. from_config without a dtype argument works with
+def build_model(path, device="cuda"):
+    """Random bf16 weights from config.json, created on the device. from_config without a dtype argument works with
     every transformers release (the keyword was renamed from torch_dtype to dtype)."""
     config = AutoConfig.from_pretrained(path)
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
-        with torch.device("cuda"):
+        with torch.device(device):
             model = AutoModelForCausalLM.from_config(config)
     finally:
         torch.set_default_dtype(default)
