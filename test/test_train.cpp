@@ -171,7 +171,9 @@ TEST_CASE("model.init=random trains from a config.json and a tokenizer alone, wi
   }
   const TrainSummary s = run_training(cfg);
   CHECK(s.steps == 2);
-  CHECK(std::fabs(s.first_loss - std::log(500.0)) < 0.05);  // small random logits: the uniform distribution's loss
+  // Small random logits: about the uniform distribution's loss. Over 12 seeds the first loss lay within 0.12 of
+  // ln 500 (standard deviation 0.055); the pretrained tiny model starts far below it.
+  CHECK(std::fabs(s.first_loss - std::log(500.0)) < 0.3);
   CHECK(test::read_file(tmp / "run/train.log").find("random weights for the config of " + arch) != std::string::npos);
 
   // The weights: N(0, 0.02) for matrices, 1 for norms; the same seed gives the same weights, another seed others.
