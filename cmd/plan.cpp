@@ -25,12 +25,15 @@ void set_plan_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("plan", "Memory a training run needs (GPU by default), before any download");
   opts->run.add_to(sub, true);
   sub->add_flag("--json", opts->json, "Print one JSON object");
-  sub->add_flag("--cpu", opts->cpu, "Plan for the CPU backend: fp32 activations, no CUDA context allowance");
+  sub->add_flag("--cpu", opts->cpu,
+                "Plan for the CPU backend: fp32 activations, no CUDA context allowance (also when the config says "
+                "device=cpu)");
   sub->callback([opts] {
     const RunConfig cfg = opts->run.load();
     cfg.validate(false);
     const LlamaConfig arch = plan_architecture(cfg);
-    const MemoryPlan plan = plan_memory(cfg, arch, plan_target(opts->cpu ? Device::Cpu : Device::Cuda));
+    const bool cpu = opts->cpu || cfg.device == Device::Cpu;  // auto plans for the GPU it would pick
+    const MemoryPlan plan = plan_memory(cfg, arch, plan_target(cpu ? Device::Cpu : Device::Cuda));
     std::cout << (opts->json ? plan_json(plan) + "\n" : format_plan(plan, cfg, arch));
   });
 }

@@ -97,3 +97,17 @@ TEST_CASE("qft train refuses to start when the plan exceeds the memory available
   CHECK(r.output.find("MiB available") != std::string::npos);
   CHECK(r.output.find("Lower data.seq_len") != std::string::npos);
 }
+
+TEST_CASE("qft plan plans for the CPU with --cpu or device=cpu, for the GPU otherwise", "[plan][cli]") {
+  const std::string base = "plan --json --config " + test::source_path("configs/llama7b.json") + " --set model.path=/nonexistent";
+  auto allowance = [&](const std::string& extra) {
+    const auto r = test::run_qft(base + extra);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    return nlohmann::json::parse(r.output)["allowance_bytes"].get<int64_t>();
+  };
+  CHECK(allowance("") > 0);
+  CHECK(allowance(" --set device=cuda") > 0);
+  CHECK(allowance(" --cpu") == 0);
+  CHECK(allowance(" --set device=cpu") == 0);
+}
