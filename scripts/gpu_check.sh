@@ -116,11 +116,13 @@ bench() {
   "$qft" plan --json "${args[@]}" > "$work/plan.json" 2>> "$log" || record "qft plan $shape" 0
   if with_peak timeout "$3" "$qft" train "${args[@]}" >> "$log" 2>&1; then
     python3 - "$run/metrics.jsonl" "$shape" "$work/plan.json" "$(cat "$work/peak_mib")" >> "$results" <<'PY' || record "qft $shape result" 0
-import json, statistics, sys
+import json, os, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"tokens_per_s"' in l]
 timed = [r["tokens_per_s"] for r in rows[2:]] or [r["tokens_per_s"] for r in rows]  # the first steps warm up
 plan = json.load(open(sys.argv[3]))
+config = json.load(open(os.path.join(os.path.dirname(sys.argv[1]), "config.json")))
 print(json.dumps({"runner": "qft", "model": sys.argv[2], "params": plan["parameters"],
+                  "seq_len": config["data"]["seq_len"], "batch": config["train"]["batch_size"],
                   "tokens_per_s": statistics.median(timed), "setup_s": rows[0]["elapsed_s"],
                   "planned_bytes": plan["total_bytes"], "allowance_bytes": plan["allowance_bytes"],
                   "measured_peak_bytes": int(sys.argv[4]) << 20, "tracked_peak_bytes": rows[-1]["peak_mem_bytes"]}))
