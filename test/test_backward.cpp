@@ -230,7 +230,7 @@ TEST_CASE("a training step reads from the device once, with clipping and accumul
   std::mt19937_64 rng(test::fresh_seed());
   HfModel hf(test::fixture("gqa_tied"));
   CpuBackend be;
-  LlamaModel model(hf, be);
+  LlamaModel model(hf, be, WeightStorage{true, 0.01});  // INT8 weights: rescale counters
   model.vocab_chunk_rows = 96;  // several vocabulary chunks
   LionOptimizer opt(model, OptimizerSettings{});
   GradAccumulators acc(model, OptimizerSettings{});
@@ -240,4 +240,8 @@ TEST_CASE("a training step reads from the device once, with clipping and accumul
   CHECK(be.host_reads() - before == 1);
   CHECK(std::isfinite(r.loss));
   CHECK(*r.grad_norm > 0);
+  // What a log line reads: every INT8 matrix's rescale counters at once.
+  const int64_t at_log = be.host_reads();
+  opt.total_rescales();
+  CHECK(be.host_reads() - at_log == 1);
 }

@@ -34,7 +34,7 @@ struct Entry {
   std::string name;
   DType dtype;
   Shape shape;
-  Buffer* buf;
+  void* data;  // backend memory
 };
 
 // The names of a parameter's tensors in a checkpoint: its INT8 parts and its optimizer state.
@@ -49,15 +49,15 @@ std::vector<Entry> model_entries(LlamaModel& model) {
   for (size_t i = 0; i < model.params().size(); ++i) {
     Param& p = model.param(int(i));
     if (!p.quantized()) {
-      out.push_back({p.name, DType::F32, p.shape, &p.fp32});
+      out.push_back({p.name, DType::F32, p.shape, p.fp32.get()});
       continue;
     }
     HybridMatrix& m = p.int8;
-    out.push_back({int8_part(p.name, "q"), DType::I8, {m.rows, m.cols}, &m.q});
-    out.push_back({int8_part(p.name, "scale"), DType::F32, {m.rows}, &m.scale});
-    out.push_back({int8_part(p.name, "row_ptr"), DType::I32, {m.rows + 1}, &m.row_ptr});
-    out.push_back({int8_part(p.name, "col"), col_dtype(m.col_bytes), {m.nnz}, &m.col});
-    out.push_back({int8_part(p.name, "val"), DType::F32, {m.nnz}, &m.val});
+    out.push_back({int8_part(p.name, "q"), DType::I8, {m.rows, m.cols}, m.q.get()});
+    out.push_back({int8_part(p.name, "scale"), DType::F32, {m.rows}, m.scale.get()});
+    out.push_back({int8_part(p.name, "row_ptr"), DType::I32, {m.rows + 1}, m.row_ptr.get()});
+    out.push_back({int8_part(p.name, "col"), col_dtype(m.col_bytes), {m.nnz}, m.col.get()});
+    out.push_back({int8_part(p.name, "val"), DType::F32, {m.nnz}, m.val.get()});
   }
   return out;
 }
@@ -70,12 +70,12 @@ std::vector<Entry> optimizer_entries(LlamaModel& model, LionOptimizer& opt) {
     const std::string name = momentum_name(p.name);
     if (m.quantized()) {
       const BlockMatrix& b = m.int8;
-      out.push_back({int8_part(name, "q"), DType::I8, {b.rows, b.cols}, &m.int8.q});
-      out.push_back({int8_part(name, "absmax"), DType::F32, {b.rows, (b.cols + b.block - 1) / b.block}, &m.int8.absmax});
+      out.push_back({int8_part(name, "q"), DType::I8, {b.rows, b.cols}, m.int8.q.get()});
+      out.push_back({int8_part(name, "absmax"), DType::F32, {b.rows, (b.cols + b.block - 1) / b.block}, m.int8.absmax.get()});
     } else {
-      out.push_back({name, DType::F32, {p.numel()}, &m.fp32});
+      out.push_back({name, DType::F32, {p.numel()}, m.fp32.get()});
     }
-    if (p.quantized()) out.push_back({rescales_name(p.name), DType::U32, {p.rows}, &opt.rescale_counts(int(i))});
+    if (p.quantized()) out.push_back({rescales_name(p.name), DType::U32, {p.rows}, opt.rescale_counts(int(i))});
   }
   return out;
 }
@@ -86,7 +86,7 @@ void write_entries(Backend& be, const std::vector<Entry>& entries, const std::st
   std::vector<NamedTensor> named;
   for (const Entry& e : entries) {
     host.emplace_back(e.dtype, e.shape);
-    be.copy_to_host(host.back().bytes.data(), e.buf->get(), host.back().bytes.size());
+    be.copy_to_host(host.back().bytes.data(), e.data, host.back().bytes.size());
     named.emplace_back(e.name, &host.back());
   }
   write_safetensors(path, named, {{"format", "qft"}, {"qft_version", QFT_VERSION}});
@@ -102,7 +102,7 @@ void read_entries(Backend& be, const std::vector<Entry>& entries, const std::str
                                           " but this run needs " + dtype_name(e.dtype) + " " + shape_str(e.shape) +
                                           " (was the model or quantization changed?)");
     }
-    be.copy_to_device(e.buf->get(), f.data(*t), t->end - t->begin);
+    be.copy_to_device(e.data, f.data(*t), t->end - t->begin);
   }
 }
 

@@ -25,15 +25,21 @@ StateTensor make_state(Backend& be, const Param& p, bool int8, int64_t block, co
 
 LionOptimizer::LionOptimizer(LlamaModel& model, const OptimizerSettings& s) : model_(model), s_(s) {
   Backend& be = model.backend();
+  int64_t rows = 0;
   for (const Param& p : model.params()) {
     momentum_.push_back(make_state(be, p, s.momentum_int8, s.block_size, "momentum"));
-    Buffer counts;
-    if (p.quantized()) {
-      counts = be.alloc(size_t(p.rows) * sizeof(uint32_t), "rescale counters");
-      be.zero(counts.get(), counts.bytes());
-    }
-    rescales_.push_back(std::move(counts));
+    rescale_offset_.push_back(p.quantized() ? rows : -1);
+    if (p.quantized()) rows += p.rows;
   }
+  if (rows > 0) {
+    rescales_ = be.alloc(size_t(rows) * sizeof(uint32_t), "rescale counters");
+    be.zero(rescales_.get(), rescales_.bytes());
+  }
+}
+
+uint32_t* LionOptimizer::rescale_counts(int param) {
+  const int64_t at = rescale_offset_[size_t(param)];
+  return at < 0 ? nullptr : static_cast<uint32_t*>(rescales_.get()) + at;
 }
 
 void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float* g, const StepUpdate& u) {
@@ -61,7 +67,7 @@ void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float
   } else {
     st.m32 = m.fp32.f32() + off;
   }
-  if (p.quantized()) st.rescales = static_cast<uint32_t*>(rescales_[size_t(param)].get()) + row0;
+  if (p.quantized()) st.rescales = rescale_counts(param) + row0;
   be.lion_step_rows(st, rows);
 }
 
@@ -72,14 +78,9 @@ size_t LionOptimizer::state_bytes() const {
 }
 
 int64_t LionOptimizer::total_rescales() const {
-  int64_t n = 0;
-  for (const Buffer& b : rescales_) {
-    if (b.bytes() == 0) continue;
-    std::vector<uint32_t> host(b.bytes() / sizeof(uint32_t));
-    model_.backend().copy_to_host(host.data(), b.get(), b.bytes());
-    n += std::accumulate(host.begin(), host.end(), int64_t(0));
-  }
-  return n;
+  std::vector<uint32_t> host(rescales_.bytes() / sizeof(uint32_t));
+  if (!host.empty()) model_.backend().copy_to_host(host.data(), rescales_.get(), rescales_.bytes());
+  return std::accumulate(host.begin(), host.end(), int64_t(0));
 }
 
 int64_t LionOptimizer::take_rescaled_rows() {

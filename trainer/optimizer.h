@@ -34,10 +34,11 @@ class LionOptimizer {
   const OptimizerSettings& settings() const { return s_; }
   StateTensor& momentum(int param) { return momentum_[size_t(param)]; }
   size_t state_bytes() const;
-  // Per-row counts of scale growths of an INT8 weight matrix (rows,) u32 in backend memory; empty for fp32.
-  // They live on the backend so that a step never waits on the host; they are read only to log and to save.
-  Buffer& rescale_counts(int param) { return rescales_[size_t(param)]; }
-  int64_t total_rescales() const;  // over every matrix, since training began
+  // Per-row counts of scale growths of an INT8 weight matrix (rows,) u32 in backend memory; null for fp32.
+  // They live on the backend, every matrix's in one buffer, so that a step never waits on the host and a log
+  // line reads them all at once; they are read only to log and to save.
+  uint32_t* rescale_counts(int param);
+  int64_t total_rescales() const;  // over every matrix, since training began: one read
   // Scale growths since the last call.
   int64_t take_rescaled_rows();
 
@@ -45,7 +46,8 @@ class LionOptimizer {
   LlamaModel& model_;
   OptimizerSettings s_;
   std::vector<StateTensor> momentum_;
-  std::vector<Buffer> rescales_;
+  Buffer rescales_;                       // (rows of every INT8 matrix,) u32
+  std::vector<int64_t> rescale_offset_;  // per parameter: its first row in rescales_, or -1
   uint32_t step_ = 0;
   int64_t rescales_reported_ = 0;
 };
