@@ -262,18 +262,14 @@ void FunctorBackend<Self>::attention_forward(const AttentionParams& p) {
         const Act probs = p.probs + (b * H + g0 * group + j) * TT;  // head g0 + i at probs + i * group * TT
         const CAct q = p.q + (b * T * qs + g0 * group * D + j * D), k = p.k + (b * T * kvs + g0 * D),
                    v = p.v + (b * T * kvs + g0 * D);
-        const Act scores = narrow ? Act{scratch.f32()} : probs;
+        float* scores = narrow ? scratch.f32() : probs.as<float>();  // fp32 probabilities: in place
         const int64_t scores_stride = narrow ? TT : group * TT;
         // scores (T, T) = q (T, D) @ k (T, D)^T, per kv head
         gemm({false, true, T, T, D, q, qs, k, kvs, 0.0f, scores, T, n, group * D, D, scores_stride});
         const int32_t* doc = p.doc_start ? p.doc_start + b * T : nullptr;
         with_act_type(p.probs.dtype, [&](auto t) {
           using TY = decltype(t);
-          if (narrow) {
-            rows(AttentionSoftmax<float, TY>{probs.as<TY>(), scratch.f32(), doc, T, group * TT, TT, scale}, n * T);
-          } else {
-            rows(AttentionSoftmax<TY, TY>{probs.as<TY>(), probs.as<TY>(), doc, T, group * TT, group * TT, scale}, n * T);
-          }
+          rows(AttentionSoftmax<TY>{probs.as<TY>(), scores, doc, T, group * TT, scores_stride, scale}, n * T);
         });
         // out (T, D) = probs (T, T) @ v (T, D)
         gemm({false, false, T, D, T, probs, T, v, kvs, 0.0f, p.out + (b * T * qs + g0 * group * D + j * D), qs, n,

@@ -115,12 +115,12 @@ struct RmsNormForward {
 
 // Scaled, masked softmax over rows of raw attention scores of one batch row, into probabilities. Row r is query
 // t = r % T of head r / T; keys j in [lo, t] are visible, where lo is the query's document start (0 without
-// packing). Scores are fp32 (kept so before the softmax whatever the activations are), or the probabilities'
-// own storage when softmax runs in place (probs == scores).
-template <class SIn, class SOut>
+// packing). Scores are fp32 whatever the activations are; with fp32 activations they may be the probabilities
+// themselves (in place).
+template <class S>
 struct AttentionSoftmax {
-  SOut* probs;              // row r at probs + (r / T) * probs_head_stride + (r % T) * T
-  const SIn* scores;        // row r at scores + (r / T) * scores_head_stride + (r % T) * T
+  S* probs;                 // row r at probs + (r / T) * probs_head_stride + (r % T) * T
+  const float* scores;      // row r at scores + (r / T) * scores_head_stride + (r % T) * T
   const int32_t* doc_start; // (T,) of this batch row, or null
   int64_t T, probs_head_stride, scores_head_stride;
   float scale;
@@ -128,17 +128,17 @@ struct AttentionSoftmax {
   QFT_HD void operator()(const Row& row, int64_t r) const {
     const int64_t t = r % T, head = r / T;
     const int64_t lo = doc_start ? doc_start[t] : 0;
-    const SIn* s = scores + head * scores_head_stride + t * T;
-    SOut* p = probs + head * probs_head_stride + t * T;
+    const float* s = scores + head * scores_head_stride + t * T;
+    S* p = probs + head * probs_head_stride + t * T;
     float m = -INFINITY;
-    for (int64_t j = lo + row.lane(); j <= t; j += row.width()) m = max_hd(m, to_f32(s[j]) * scale);
+    for (int64_t j = lo + row.lane(); j <= t; j += row.width()) m = max_hd(m, s[j] * scale);
     m = row.max(m);
     float sum = 0.0f;
-    for (int64_t j = lo + row.lane(); j <= t; j += row.width()) sum += exp_hd(to_f32(s[j]) * scale - m);
+    for (int64_t j = lo + row.lane(); j <= t; j += row.width()) sum += exp_hd(s[j] * scale - m);
     sum = row.sum(sum);  // also orders every lane's reads of s before the writes below (in place)
     const float inv = 1.0f / sum;
     for (int64_t j = row.lane(); j < T; j += row.width()) {
-      p[j] = from_f32<SOut>((j >= lo && j <= t) ? exp_hd(to_f32(s[j]) * scale - m) * inv : 0.0f);
+      p[j] = from_f32<S>((j >= lo && j <= t) ? exp_hd(s[j] * scale - m) * inv : 0.0f);
     }
   }
 };
