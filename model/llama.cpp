@@ -130,13 +130,16 @@ size_t LlamaModel::weight_bytes() const {
   return n;
 }
 
-LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch) {
+LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch, bool token_groups) {
   batch.validate(config_.vocab_size);
-  DeviceBatch db{batch.B, batch.T, batch.B * batch.T, {}, {}, {}, {}, TokenGroups::of(batch.tokens), {}, {}, {}};
+  DeviceBatch db{batch.B, batch.T, batch.B * batch.T, {}, {}, {}, {}, {}, {}, {}, {}};
   db.tokens = upload_i32(backend_, batch.tokens);
-  db.group_order = upload_i32(backend_, db.groups.order);
-  db.group_start = upload_i32(backend_, db.groups.start);
-  db.group_token = upload_i32(backend_, db.groups.token);
+  if (token_groups) {
+    db.groups = TokenGroups::of(batch.tokens);
+    db.group_order = upload_i32(backend_, db.groups.order);
+    db.group_start = upload_i32(backend_, db.groups.start);
+    db.group_token = upload_i32(backend_, db.groups.token);
+  }
   db.targets = upload_i32(backend_, batch.targets);
   db.positions = upload_i32(backend_, batch.positions);
   if (!batch.doc_start.empty()) db.doc_start = upload_i32(backend_, batch.doc_start);

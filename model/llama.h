@@ -109,7 +109,8 @@ class LlamaModel {
  private:
   struct DeviceBatch;
   struct LayerActs;
-  DeviceBatch upload(const Batch& batch);
+  // The batch in backend memory; with token_groups, also its positions grouped by token (the embedding gradient).
+  DeviceBatch upload(const Batch& batch, bool token_groups = false);
   // x_out = layer(x_in); the activations the backward pass needs are returned. With a cache (generation, B = 1)
   // the batch's keys and values are appended to it and attention runs against everything cached.
   LayerActs layer_forward(int layer, CAct x_in, Act x_out, const DeviceBatch& db, KvCache* cache = nullptr);

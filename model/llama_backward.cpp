@@ -11,7 +11,7 @@ namespace qft {
 
 void LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink, double* loss_sum) {
   Backend& be = backend_;
-  const DeviceBatch db = upload(batch);
+  const DeviceBatch db = upload(batch, true);
   const int N = db.N, C = config_.hidden_size, V = config_.vocab_size, L = config_.num_hidden_layers;
   const int64_t NC = int64_t(N) * C;
 

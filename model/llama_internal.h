@@ -7,7 +7,7 @@ namespace qft {
 struct LlamaModel::DeviceBatch {
   int B, T, N;  // N = B * T tokens
   Buffer tokens, targets, positions, doc_start;
-  TokenGroups groups;  // on the host; their arrays below, for the embedding gradient
+  TokenGroups groups;  // on the host, and their arrays below: only for the backward pass (the embedding gradient)
   Buffer group_order, group_start, group_token;
   TokenGroupsView groups_in(int v0, int rows) const {  // the groups of vocabulary rows [v0, v0 + rows)
     TokenGroupsView v{group_order.i32(), group_start.i32(), group_token.i32(), 0, 0};
