@@ -72,8 +72,8 @@ LlamaModel::LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage&
 void LlamaModel::init_random(uint64_t seed, float stddev) {
   for (size_t i = 0; i < params_.size(); ++i) {
     const Param& p = params_[i];
-    std::vector<float> host(size_t(p.numel()), 1.0f);
-    if (p.role != ParamRole::Norm) {
+    std::vector<float> host(size_t(p.numel()), p.role == ParamRole::Bias ? 0.0f : 1.0f);
+    if (p.role != ParamRole::Norm && p.role != ParamRole::Bias) {
       const int64_t n = p.numel();
 #pragma omp parallel for schedule(static)
       for (int64_t pair = 0; pair < (n + 1) / 2; ++pair) {

@@ -80,9 +80,9 @@ class LlamaModel {
   // quantizing them when the parameter is INT8.
   std::vector<float> read_weight(int param) const;
   void load_weight(int param, const float* host);
-  // Draws every weight from a seeded N(0, stddev), norm weights 1 (transformers' LLaMA initialisation with its
-  // default initializer_range 0.02): benchmarks and tests then need no weight files. The same seed gives the
-  // same weights on every machine.
+  // Draws every weight from a seeded N(0, stddev), norm weights 1, biases 0 (transformers' LLaMA initialisation
+  // with its default initializer_range 0.02): benchmarks and tests then need no weight files. The same seed gives
+  // the same weights on every machine.
   void init_random(uint64_t seed, float stddev = 0.02f);
   // Picks each INT8 matrix's outliers again from its current values (QFT re-selects about once per epoch).
   void reselect_outliers();
