@@ -8,7 +8,7 @@
 
 #include "cmd/commands.h"
 #include "cmd/model_options.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "trainer/generate.h"
 #include "trainer/model_source.h"
 
@@ -59,8 +59,9 @@ void set_generate_command(CLI::App& app) {
   opts->model.add_to(sub);
   sub->add_option("--prompt", opts->prompt, "Prompt text")->required();
   sub->add_option("--template", opts->gen.prompt_template,
-                  "none: the prompt as plain text; plain or llama2-chat: rendered as a user turn, as in training")
-      ->check(CLI::IsMember({"none", "plain", "llama2-chat"}))
+                  "none: the prompt as plain text; a chat template (plain, llama2-chat, llama3, chatml, mistral, or "
+                  "auto: the model's own): rendered as a user turn, as in training")
+      ->check(CLI::IsMember({"none", "plain", "llama2-chat", "llama3", "chatml", "mistral", "auto"}))
       ->capture_default_str();
   sub->add_option("--max-new-tokens", opts->gen.max_new_tokens, "Tokens to generate at most")
       ->check(CLI::NonNegativeNumber)

@@ -2,7 +2,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "model/batch.h"
 #include "test/helpers.h"
 #include "trainer/data.h"

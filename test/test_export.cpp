@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "cpu/cpu_backend.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "test/helpers.h"
 #include "trainer/evaluate.h"
 #include "trainer/export.h"

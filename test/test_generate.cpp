@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cpu/cpu_backend.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "test/helpers.h"
 #include "trainer/evaluate.h"
 #include "trainer/generate.h"

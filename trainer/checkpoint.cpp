@@ -208,7 +208,8 @@ CheckpointReport inspect_checkpoint(const std::string& dir) {
 const std::vector<std::string>& model_side_files() {
   static const std::vector<std::string> files = {"config.json",           "generation_config.json",
                                                  "tokenizer.model",       "tokenizer_config.json",
-                                                 "special_tokens_map.json", "tokenizer.json"};
+                                                 "special_tokens_map.json", "tokenizer.json",
+                                                 "chat_template.jinja"};
   return files;
 }
 

@@ -125,7 +125,7 @@ KeyDef arch_key() {
 
 const std::vector<KeyDef>& key_table() {
   static const std::vector<KeyDef> keys = {
-      def("model.path", QFT_FIELD(model.path), "HF LLaMA directory (config.json, safetensors, tokenizer.model), or a qft checkpoint step_*/ to start from its weights with a fresh optimizer and schedule (init-from; to continue a run use --resume)"),
+      def("model.path", QFT_FIELD(model.path), "HF LLaMA directory (config.json, safetensors, tokenizer.json or tokenizer.model), or a qft checkpoint step_*/ to start from its weights with a fresh optimizer and schedule (init-from; to continue a run use --resume)"),
       arch_key(),
       def("model.init", QFT_FIELD(model.init),
           "pretrained: the weights in model.path; random: weights drawn from N(0, 0.02) seeded by train.seed (norms 1) "
@@ -133,8 +133,10 @@ const std::vector<KeyDef>& key_table() {
       def("data.train", QFT_FIELD(data.train), "training JSONL file (required)"),
       def("data.val", QFT_FIELD(data.val), "validation JSONL file; empty: no validation"),
       def("data.format", QFT_FIELD(data.format), "record format of the JSONL files"),
-      def("data.template", QFT_FIELD(data.prompt_template), "prompt template for alpaca, prompt_completion and chat",
-          {"plain", "llama2-chat"}),
+      def("data.template", QFT_FIELD(data.prompt_template),
+          "chat template for alpaca, prompt_completion and chat: a built-in, or auto for the one the model's own "
+          "chat template (tokenizer_config.json or chat_template.jinja) renders",
+          {"plain", "llama2-chat", "llama3", "chatml", "mistral", "auto"}),
       def("data.seq_len", QFT_FIELD(data.seq_len), "tokens per sequence; longer examples are truncated"),
       def("data.packing", QFT_FIELD(data.packing),
           "pack several examples per sequence; attention is masked and positions restart per example"),

@@ -24,7 +24,7 @@ struct DataSection {
   std::string train;
   std::string val;
   DataFormat format = DataFormat::Text;
-  std::string prompt_template = "plain";  // plain | llama2-chat
+  std::string prompt_template = "plain";  // a built-in chat template (text/chat_template.h) or auto
   int seq_len = 512;
   bool packing = false;
   bool train_on_prompt = false;

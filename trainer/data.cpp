@@ -6,7 +6,7 @@
 #include <random>
 
 #include "core/error.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "model/batch.h"
 #include "trainer/jsonl.h"
 
@@ -15,21 +15,6 @@ namespace qft {
 namespace {
 
 using nlohmann::json;
-
-const std::vector<PromptTemplate>& templates() {
-  static const std::vector<PromptTemplate> t = {
-      {"plain", "{content}\n\n", "### Instruction:\n{content}\n\n### Response:\n", "{content}", false},
-      {"llama2-chat", "<<SYS>>\n{content}\n<</SYS>>\n\n", "[INST] {content} [/INST]", " {content} ", true},
-  };
-  return t;
-}
-
-std::string fill(const std::string& fmt, const std::string& content) {
-  std::string out = fmt;
-  const auto at = out.find("{content}");
-  if (at != std::string::npos) out.replace(at, 9, content);
-  return out;
-}
 
 std::string string_field(const json& j, const char* key, bool required) {
   auto it = j.find(key);
@@ -90,42 +75,44 @@ std::vector<Turn> parse_line(const std::string& path, long lineno, const std::st
   }
 }
 
-const PromptTemplate& find_template(const std::string& name) {
-  for (const auto& t : templates()) {
-    if (t.name == name) return t;
-  }
-  throw ConfigError("config", "data.template", "unknown template '" + name + "'");
-}
-
-Example render_example(const std::vector<Turn>& turns, const PromptTemplate& tmpl, const Tokenizer& tok,
+Example render_example(const std::vector<Turn>& turns, const ChatTemplate& tmpl, const Tokenizer& tok,
                        bool train_on_prompt, bool raw_text) {
   Example ex;
-  if (tok.add_bos()) append(ex, {tok.bos_id()}, false);
   if (raw_text) {  // the "text" format: plain language modelling over the whole text, then EOS
+    if (tok.eos_id() < 0) throw Error(tok.path() + ": the tokenizer has no EOS token to end a text with");
+    append(ex, tok.prefix_ids(), false);
     append(ex, tok.encode_raw(turns.at(0).content), true);
     append(ex, {tok.eos_id()}, true);
     return ex;
   }
-  std::string system;
-  bool first_user = true;
-  for (const Turn& t : turns) {
-    if (t.role == "system") {
-      system += fill(tmpl.system, t.content);
-    } else if (t.role == "user") {
-      if (!first_user && tmpl.bos_every_turn && tok.add_bos()) append(ex, {tok.bos_id()}, false);
-      append(ex, tok.encode_raw(fill(tmpl.user, (first_user ? system : "") + t.content)), train_on_prompt);
-      first_user = false;
-    } else {
-      append(ex, tok.encode_raw(fill(tmpl.assistant, t.content)), true);
-      append(ex, {tok.eos_id()}, true);
-    }
+  // plain writes no BOS of its own: it starts with whatever the tokenizer puts before a text. The model
+  // families' templates write their BOS themselves, as their Jinja does.
+  if (tmpl.format == ChatFormat::Plain) append(ex, tok.prefix_ids(), false);
+  const RenderedChat chat = render_chat(turns, tmpl, tok.bos_token(), tok.eos_token(), false);
+  std::vector<size_t> starts;
+  const std::vector<int32_t> ids = tok.encode_raw(chat.text, &starts);
+  size_t span = 0;  // assistant spans and tokens both run left to right
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const size_t begin = starts[i], end = i + 1 < ids.size() ? std::max(starts[i + 1], begin + 1) : chat.text.size();
+    while (span < chat.assistant.size() && chat.assistant[span].second <= begin) ++span;
+    const bool assistant = span < chat.assistant.size() && chat.assistant[span].first < end;
+    ex.tokens.push_back(ids[i]);
+    ex.target.push_back(uint8_t(train_on_prompt || assistant));
   }
   return ex;
 }
 
+std::vector<int32_t> chat_prompt_tokens(const std::vector<Turn>& turns, const ChatTemplate& tmpl, const Tokenizer& tok) {
+  std::vector<int32_t> ids;
+  if (tmpl.format == ChatFormat::Plain) ids = tok.prefix_ids();
+  const auto body = tok.encode_raw(render_chat(turns, tmpl, tok.bos_token(), tok.eos_token(), true).text);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return ids;
+}
+
 std::vector<Example> load_examples(const std::string& path, const DataSection& cfg, const Tokenizer& tok,
                                    DataStats* stats) {
-  const PromptTemplate& tmpl = find_template(cfg.prompt_template);
+  const ChatTemplate tmpl = resolve_template(cfg.prompt_template, tok);
   DataStats local;
   DataStats& st = stats ? *stats : local;
   std::vector<Example> out;
@@ -138,7 +125,14 @@ std::vector<Example> load_examples(const std::string& path, const DataSection& c
       st.skipped_lines += 1;
       return;
     }
-    Example ex = render_example(turns, tmpl, tok, cfg.train_on_prompt, cfg.format == DataFormat::Text);
+    Example ex;
+    try {
+      ex = render_example(turns, tmpl, tok, cfg.train_on_prompt, cfg.format == DataFormat::Text);
+    } catch (const UnsupportedError&) {
+      throw;
+    } catch (const Error& e) {
+      throw DataError(path, lineno, std::string(e.what()) + " (template '" + tmpl.name + "')");
+    }
     if (ex.tokens.size() > size_t(cfg.seq_len)) {
       ex.tokens.resize(size_t(cfg.seq_len));
       ex.target.resize(size_t(cfg.seq_len));

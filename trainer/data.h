@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/llama.h"
+#include "text/chat_template.h"
 #include "trainer/config.h"
 
 namespace qft {
@@ -26,29 +27,18 @@ struct DataStats {
   int64_t tokens = 0;
 };
 
-// A prompt template is data: how system, user and assistant turns are written around their content.
-struct PromptTemplate {
-  std::string name;
-  std::string system;     // prepended to the first user turn's content
-  std::string user;       // "{content}" is replaced by the turn's text
-  std::string assistant;  // followed by EOS, which carries loss
-  bool bos_every_turn;    // llama2-chat starts every [INST] with BOS
-};
-const PromptTemplate& find_template(const std::string& name);
-
-// A turn of a conversation after parsing any of the formats; "text" records are one assistant turn.
-struct Turn {
-  std::string role;  // system | user | assistant
-  std::string content;
-};
-
 // Line `lineno` of the JSONL file `path`, in a data.format -> turns.
 // Throws DataError naming path:lineno and the format on malformed JSON or missing fields.
 std::vector<Turn> parse_line(const std::string& path, long lineno, const std::string& line, DataFormat format);
 
-// Renders turns into tokens and loss mask (used for every format; exposed for tests).
-Example render_example(const std::vector<Turn>& turns, const PromptTemplate& tmpl, const Tokenizer& tok,
+// Renders turns through the chat template into tokens and loss mask: the whole conversation is tokenized at once,
+// as apply_chat_template does, and a token carries loss when it overlaps an assistant turn (or always, with
+// train_on_prompt). raw_text: the "text" format, the model's own BOS + text + EOS, all of it learned.
+Example render_example(const std::vector<Turn>& turns, const ChatTemplate& tmpl, const Tokenizer& tok,
                        bool train_on_prompt, bool raw_text);
+
+// The tokens of a conversation rendered up to where the assistant's next turn begins (the generation prompt).
+std::vector<int32_t> chat_prompt_tokens(const std::vector<Turn>& turns, const ChatTemplate& tmpl, const Tokenizer& tok);
 
 // Reads and renders a JSONL file. Malformed lines throw DataError (file:line) unless data.skip_bad_lines.
 std::vector<Example> load_examples(const std::string& path, const DataSection& cfg, const Tokenizer& tok,

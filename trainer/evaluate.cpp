@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 #include "model/llama.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "model/batch.h"
 
 namespace qft {

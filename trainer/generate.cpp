@@ -6,21 +6,24 @@
 
 #include "core/error.h"
 #include "model/llama.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "trainer/data.h"
 
 namespace qft {
 
-std::vector<int32_t> prompt_tokens(const Tokenizer& tok, const std::string& prompt, const std::string& prompt_template) {
+Prompt make_prompt(const Tokenizer& tok, const std::vector<Turn>& turns, const std::string& prompt_template) {
+  Prompt p;
   if (prompt_template == "none") {
-    std::vector<int32_t> ids;
-    if (tok.add_bos()) ids.push_back(tok.bos_id());
-    const auto text = tok.encode_raw(prompt);
-    ids.insert(ids.end(), text.begin(), text.end());
-    return ids;
+    if (turns.size() != 1 || turns[0].role != "user") throw Error("generate: template 'none' takes one plain prompt");
+    p.tokens = tok.prefix_ids();
+    const auto text = tok.encode_raw(turns[0].content);
+    p.tokens.insert(p.tokens.end(), text.begin(), text.end());
+    return p;
   }
-  // A user turn rendered exactly as training renders it; the model continues with the assistant's reply.
-  return render_example({{"user", prompt}}, find_template(prompt_template), tok, false, false).tokens;
+  const ChatTemplate tmpl = resolve_template(prompt_template, tok);
+  p.tokens = chat_prompt_tokens(turns, tmpl, tok);
+  if (auto end = tok.token_id(end_of_turn(tmpl, tok.eos_token()))) p.stop_ids.push_back(*end);
+  return p;
 }
 
 int32_t sample_token(const std::vector<float>& logits, double temperature, double top_p, std::mt19937_64& rng) {
@@ -47,22 +50,22 @@ int32_t sample_token(const std::vector<float>& logits, double temperature, doubl
 
 Generation generate(LlamaModel& model, const Tokenizer& tok, const std::string& prompt, const GenerateOptions& o,
                     const std::function<void(const std::string&)>& on_text) {
-  return generate_tokens(model, tok, prompt_tokens(tok, prompt, o.prompt_template), o, on_text);
+  return generate_tokens(model, tok, make_prompt(tok, {{"user", prompt}}, o.prompt_template), o, on_text);
 }
 
-Generation generate_tokens(LlamaModel& model, const Tokenizer& tok, std::vector<int32_t> prompt,
-                           const GenerateOptions& o, const std::function<void(const std::string&)>& on_text) {
-  if (prompt.empty()) throw Error("generate: the prompt has no tokens");
+Generation generate_tokens(LlamaModel& model, const Tokenizer& tok, const Prompt& prompt, const GenerateOptions& o,
+                           const std::function<void(const std::string&)>& on_text) {
+  if (prompt.tokens.empty()) throw Error("generate: the prompt has no tokens");
   if (o.max_new_tokens < 0) throw Error("generate: max_new_tokens must not be negative");
   if (o.top_p <= 0 || o.top_p > 1) throw Error("generate: top_p must lie in (0, 1]");
   Generation g;
-  g.prompt = std::move(prompt);
+  g.prompt = prompt.tokens;
   KvCache cache = model.new_kv_cache(int(g.prompt.size()) + o.max_new_tokens);
   std::mt19937_64 rng(o.seed);
   std::vector<float> logits = model.decode(g.prompt, cache);
   for (int i = 0; i < o.max_new_tokens; ++i) {
     const int32_t next = sample_token(logits, o.temperature, o.top_p, rng);
-    if (next == tok.eos_id()) {
+    if (tok.is_stop(next) || std::find(prompt.stop_ids.begin(), prompt.stop_ids.end(), next) != prompt.stop_ids.end()) {
       g.hit_eos = true;
       break;
     }

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "model/llama.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "trainer/checkpoint.h"
 
 namespace qft {

@@ -1,7 +1,7 @@
 #include "trainer/task_eval.h"
 
 #include "core/error.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "trainer/data.h"
 #include "trainer/generate.h"
 #include "trainer/jsonl.h"
@@ -19,7 +19,6 @@ std::string trim(const std::string& s) {
 }  // namespace
 
 TaskResult score_exact_match(LlamaModel& model, const Tokenizer& tok, const std::string& path, const TaskOptions& o) {
-  const PromptTemplate& tmpl = find_template(o.prompt_template);
   GenerateOptions gen;
   gen.max_new_tokens = o.max_new_tokens;
   gen.temperature = 0;  // greedy: the score is a property of the model, not of a seed
@@ -34,7 +33,7 @@ TaskResult score_exact_match(LlamaModel& model, const Tokenizer& tok, const std:
     s.reference = turns.back().content;
     turns.pop_back();
     s.prompt = turns.back().content;
-    const Generation g = generate_tokens(model, tok, render_example(turns, tmpl, tok, false, false).tokens, gen);
+    const Generation g = generate_tokens(model, tok, make_prompt(tok, turns, o.prompt_template), gen);
     s.answer = g.text;
     s.correct = g.hit_eos && trim(g.text) == trim(s.reference);
     r.examples += 1;

@@ -14,7 +14,7 @@
 
 #include "core/error.h"
 #include "model/llama.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data.h"
 #include "trainer/device.h"
