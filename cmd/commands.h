@@ -21,5 +21,6 @@ void set_config_command(CLI::App& app);
 void set_plan_command(CLI::App& app);
 void set_export_command(CLI::App& app);
 void set_generate_command(CLI::App& app);
+void set_tokenize_command(CLI::App& app);
 
 }  // namespace qft::cmd

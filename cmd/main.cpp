@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   qft::cmd::set_plan_command(app);
   qft::cmd::set_export_command(app);
   qft::cmd::set_generate_command(app);
+  qft::cmd::set_tokenize_command(app);
   // Logs go to stderr: stdout carries only results (scores, generated text, --json), so scripts can read it.
   spdlog::set_default_logger(spdlog::stderr_color_mt("qft"));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");

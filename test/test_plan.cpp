@@ -76,7 +76,8 @@ TEST_CASE("qft plan for LLaMA-2-7B at seq_len 2048 meets the targets", "[plan][c
     INFO(want);
     CHECK(names.count(want) == 1);
   }
-  for (const char* cfg : {"configs/llama13b.json", "configs/llama3-8b.json"}) {
+  for (const char* cfg : {"configs/llama13b.json", "configs/llama3-8b.json", "configs/llama3.2-1b.json", "configs/llama3.2-3b.json",
+                          "configs/llama3.1-8b.json", "configs/smollm2-135m.json"}) {
     const auto p = test::run_qft("plan --config " + test::source_path(cfg));
     CHECK(p.exit_code == 0);
     CHECK(p.output.find("bytes/parameter") != std::string::npos);

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
+#include <exception>
 
 #include "core/error.h"
 #include "text/tokenizer.h"
@@ -115,24 +116,42 @@ std::vector<Example> load_examples(const std::string& path, const DataSection& c
   const ChatTemplate tmpl = resolve_template(cfg.prompt_template, tok);
   DataStats local;
   DataStats& st = stats ? *stats : local;
-  std::vector<Example> out;
-  for_each_jsonl_line(path, [&](const std::string& line, long lineno) {
-    std::vector<Turn> turns;
-    try {
-      turns = parse_line(path, lineno, line, cfg.format);
-    } catch (const DataError&) {
-      if (!cfg.skip_bad_lines) throw;
-      st.skipped_lines += 1;
-      return;
-    }
+  struct Line {
+    std::string text;
+    long lineno;
     Example ex;
+    bool skipped = false;        // malformed and skipped (data.skip_bad_lines)
+    std::exception_ptr error;    // malformed: the run stops here
+  };
+  std::vector<Line> lines;
+  for_each_jsonl_line(path, [&](const std::string& text, long lineno) { lines.push_back({text, lineno, {}, false, nullptr}); });
+  // Parse and tokenize on every core (the tokenizer is thread-safe); the results are then taken in file order,
+  // so that statistics and the first error are those of a sequential pass.
+#pragma omp parallel for schedule(dynamic, 16)
+  for (size_t i = 0; i < lines.size(); ++i) {
+    Line& l = lines[i];
     try {
-      ex = render_example(turns, tmpl, tok, cfg.train_on_prompt, cfg.format == DataFormat::Text);
+      const std::vector<Turn> turns = parse_line(path, l.lineno, l.text, cfg.format);
+      l.ex = render_example(turns, tmpl, tok, cfg.train_on_prompt, cfg.format == DataFormat::Text);
+    } catch (const DataError&) {
+      l.skipped = cfg.skip_bad_lines;
+      if (!l.skipped) l.error = std::current_exception();
     } catch (const UnsupportedError&) {
-      throw;
-    } catch (const Error& e) {
-      throw DataError(path, lineno, std::string(e.what()) + " (template '" + tmpl.name + "')");
+      l.error = std::current_exception();
+    } catch (const std::exception& e) {  // the template cannot write this conversation, or the text is not UTF-8
+      l.error = std::make_exception_ptr(DataError(path, l.lineno, std::string(e.what()) + " (template '" + tmpl.name + "')"));
     }
+    l.text.clear();
+    l.text.shrink_to_fit();
+  }
+  std::vector<Example> out;
+  for (Line& l : lines) {
+    if (l.error) std::rethrow_exception(l.error);
+    if (l.skipped) {
+      st.skipped_lines += 1;
+      continue;
+    }
+    Example& ex = l.ex;
     if (ex.tokens.size() > size_t(cfg.seq_len)) {
       ex.tokens.resize(size_t(cfg.seq_len));
       ex.target.resize(size_t(cfg.seq_len));
@@ -141,12 +160,12 @@ std::vector<Example> load_examples(const std::string& path, const DataSection& c
     // Token 0 of an example is never predicted, so only targets after it count.
     if (std::count(ex.target.begin() + 1, ex.target.end(), uint8_t(1)) == 0) {
       st.dropped_no_target += 1;
-      return;
+      continue;
     }
     st.examples += 1;
     st.tokens += int64_t(ex.tokens.size());
     out.push_back(std::move(ex));
-  });
+  }
   if (out.empty()) throw DataError(path, 0, "no usable examples in the file");
   return out;
 }
