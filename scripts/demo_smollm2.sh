@@ -21,7 +21,7 @@ prompt="What is the capital of Portugal?"  # a training country: the sample show
                                            # it carried over to countries it was not trained on
 score() {  # score MODEL: exact match over the 30 held-out countries, two answers shown; sets $score
   local out
-  out=$($qft eval --model "$1" --data "$val" --task exact-match --format chat --template auto --max-new-tokens 24 \
+  out=$($qft eval --model "$1" --data "$val" --task exact-match --format chat --template auto --max-new-tokens 16 \
         --show 2 --device cpu 2>/dev/null)
   echo "$out"
   score=$(echo "$out" | grep "^exact match" | cut -d' ' -f3)

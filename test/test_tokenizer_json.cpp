@@ -202,3 +202,25 @@ TEST_CASE("unsupported or malformed tokenizer.json files are refused by name", "
   Tokenizer tok(tok_dir("gpt2_bpe"));
   REQUIRE_THROWS_WITH(tok.encode_raw("ok \xC3\x28 bad"), Catch::Contains("UTF-8") && Catch::Contains("byte 3"));
 }
+
+TEST_CASE("the CLI refuses a missing chat template or an unsupported tokenizer with exit 1", "[tokenizer][cli][bad-input]") {
+  const std::string tiny = test::source_path("models/tiny-llama");  // a base model: no chat template
+  const auto gen = test::run_qft("generate --model " + tiny + " --template auto --prompt hi --device cpu");
+  CHECK(gen.exit_code == 1);
+  CHECK(gen.output.find("no chat template") != std::string::npos);
+  test::TempDir tmp;
+  const auto train = test::run_qft(test::tiny_train_args(tmp / "run") + " --set data.template=auto");
+  CHECK(train.exit_code == 1);
+  CHECK(train.output.find("no chat template") != std::string::npos);
+  CHECK(!std::filesystem::exists(tmp / "run/step_00000001"));
+  json j = json::parse(test::read_file(tok_dir("gpt2_bpe") + "/tokenizer.json"));
+  j["model"]["type"] = "WordPiece";
+  std::filesystem::create_directories(tmp / "wp");
+  test::write_file(tmp / "wp/tokenizer.json", j.dump());
+  const auto tok = test::run_qft("tokenize --model " + tmp / "wp" + " --text hello");
+  CHECK(tok.exit_code == 1);
+  CHECK(tok.output.find("wp/tokenizer.json") != std::string::npos);
+  CHECK(tok.output.find("WordPiece") != std::string::npos);
+  const auto ok = test::run_qft("tokenize --model " + tok_dir("llama3_bpe") + " --text hello --special");
+  CHECK(ok.exit_code == 0);
+}

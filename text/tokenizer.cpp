@@ -94,28 +94,33 @@ Tokenizer::Tokenizer(const std::string& model_dir) {
     if (add_eos && eos_id_ >= 0) suffix_.push_back(eos_id_);
   }
   if (eos_id_ >= 0) stop_ids_.push_back(eos_id_);
-  read_generation_config(model_dir);
+  read_stop_ids(model_dir);
 }
 
 Tokenizer::~Tokenizer() = default;
 
-void Tokenizer::read_generation_config(const std::string& dir) {
-  const fs::path p = fs::path(dir) / "generation_config.json";
-  if (!fs::exists(p)) return;
-  const json j = read_json_file(p.string());
-  const auto it = j.is_object() ? j.find("eos_token_id") : j.end();
-  if (it == j.end() || it->is_null()) return;
-  std::vector<int32_t> ids;
-  if (it->is_number_integer()) {
-    ids.push_back(it->get<int32_t>());
-  } else if (it->is_array() && std::all_of(it->begin(), it->end(), [](const json& e) { return e.is_number_integer(); })) {
-    ids = it->get<std::vector<int32_t>>();
-  } else {
-    throw ConfigError(p.string(), "eos_token_id", "must be a token id or a list of token ids");
-  }
-  for (int32_t id : ids) {
-    if (id < 0 || id >= vocab_size()) throw ConfigError(p.string(), "eos_token_id", "id " + std::to_string(id) + " is outside the vocabulary");
-    if (!is_stop(id)) stop_ids_.push_back(id);
+void Tokenizer::read_stop_ids(const std::string& dir) {
+  // eos_token_id is one id or a list (Llama-3.1: end_of_text, eom and eot), in either file.
+  for (const char* name : {"generation_config.json", "config.json"}) {
+    const fs::path p = fs::path(dir) / name;
+    if (!fs::exists(p)) continue;
+    const json j = read_json_file(p.string());
+    const auto it = j.is_object() ? j.find("eos_token_id") : j.end();
+    if (it == j.end() || it->is_null()) continue;
+    std::vector<int32_t> ids;
+    if (it->is_number_integer()) {
+      ids.push_back(it->get<int32_t>());
+    } else if (it->is_array() && std::all_of(it->begin(), it->end(), [](const json& e) { return e.is_number_integer(); })) {
+      ids = it->get<std::vector<int32_t>>();
+    } else {
+      throw ConfigError(p.string(), "eos_token_id", "must be a token id or a list of token ids");
+    }
+    for (int32_t id : ids) {
+      if (id < 0 || id >= vocab_size()) {
+        throw ConfigError(p.string(), "eos_token_id", "id " + std::to_string(id) + " is outside the vocabulary");
+      }
+      if (!is_stop(id)) stop_ids_.push_back(id);
+    }
   }
 }
 

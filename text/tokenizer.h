@@ -2,7 +2,7 @@
 // A model's tokenizer, read from its directory the way transformers' AutoTokenizer reads it: tokenizer.json
 // (HF tokenizers: byte-level BPE as in Llama-3, SmolLM2 and GPT-2, or sentencepiece-style BPE as in Llama-2 and
 // Mistral) when the directory has one, else the sentencepiece tokenizer.model; with BOS/EOS, the chat template
-// and the stop tokens from tokenizer_config.json, chat_template.jinja and generation_config.json.
+// and the stop tokens from tokenizer_config.json, chat_template.jinja, generation_config.json and config.json.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -50,7 +50,8 @@ class Tokenizer {
   bool add_eos() const { return !suffix_.empty(); }
   const std::vector<int32_t>& prefix_ids() const { return prefix_; }
   const std::vector<int32_t>& suffix_ids() const { return suffix_; }
-  // Every token that ends a generation: EOS and generation_config.json's eos_token_id (one id or a list).
+  // Every token that ends a generation: EOS and the eos_token_id (one id or a list) of generation_config.json
+  // and config.json.
   const std::vector<int32_t>& stop_ids() const { return stop_ids_; }
   bool is_stop(int32_t id) const;
   std::optional<int32_t> token_id(std::string_view token) const { return model_->token_id(token); }
@@ -64,7 +65,7 @@ class Tokenizer {
 
  private:
   void read_tokenizer_config(const std::string& dir);
-  void read_generation_config(const std::string& dir);
+  void read_stop_ids(const std::string& dir);
 
   std::unique_ptr<TokenizerModel> model_;
   std::string path_;
