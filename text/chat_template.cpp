@@ -66,7 +66,10 @@ void render_llama2(const std::vector<Turn>& turns, const std::string& bos, const
     if (turns[i].role == "user") {
       w.text(bos + "[INST] " + trim(content) + " [/INST]");
     } else {
-      w.assistant(" " + trim(content) + " " + eos);
+      std::string answer = " ";  // appended, not " " + ...: GCC 12 warns falsely (-Wrestrict) on that form
+      answer += trim(content);
+      answer += " " + eos;
+      w.assistant(answer);
     }
   }
 }
@@ -185,23 +188,46 @@ std::string end_of_turn(const ChatTemplate& tmpl, const std::string& eos) {
   }
 }
 
-std::vector<std::string> builtin_template_names() { return {"plain", "llama2-chat", "llama3", "chatml", "mistral"}; }
+namespace {
+
+struct Builtin {
+  const char* name;
+  ChatFormat format;
+};
+constexpr Builtin kBuiltins[] = {{"plain", ChatFormat::Plain},
+                                 {"llama2-chat", ChatFormat::Llama2Chat},
+                                 {"llama3", ChatFormat::Llama3},
+                                 {"chatml", ChatFormat::ChatMl},
+                                 {"mistral", ChatFormat::Mistral}};
+
+std::string builtin_list() {
+  std::string all;
+  for (const auto& b : kBuiltins) all += (all.empty() ? "" : ", ") + std::string(b.name);
+  return all;
+}
+
+}  // namespace
+
+std::vector<std::string> builtin_template_names() {
+  std::vector<std::string> out;
+  for (const auto& b : kBuiltins) out.emplace_back(b.name);
+  return out;
+}
 
 ChatTemplate builtin_template(const std::string& name) {
-  ChatTemplate t;
-  t.name = name;
-  t.source = "built-in";
-  if (name == "plain") t.format = ChatFormat::Plain;
-  else if (name == "llama2-chat") t.format = ChatFormat::Llama2Chat;
-  else if (name == "llama3") t.format = ChatFormat::Llama3, t.date_lines = true, t.date = "26 Jul 2024";
-  else if (name == "chatml") t.format = ChatFormat::ChatMl;
-  else if (name == "mistral") t.format = ChatFormat::Mistral;
-  else {
-    std::string all;
-    for (const auto& n : builtin_template_names()) all += (all.empty() ? "" : ", ") + n;
-    throw ConfigError("config", "data.template", "unknown template '" + name + "' (built-ins: " + all + ", or auto)");
+  for (const auto& b : kBuiltins) {
+    if (name != b.name) continue;
+    ChatTemplate t;
+    t.name = name;
+    t.format = b.format;
+    t.source = "built-in";
+    if (b.format == ChatFormat::Llama3) {  // as Llama-3.1's template renders without a date_string
+      t.date_lines = true;
+      t.date = "26 Jul 2024";
+    }
+    return t;
   }
-  return t;
+  throw ConfigError("config", "data.template", "unknown template '" + name + "' (built-ins: " + builtin_list() + ", or auto)");
 }
 
 ChatTemplate detect_template(const std::string& jinja, const std::string& where) {
@@ -224,9 +250,7 @@ ChatTemplate detect_template(const std::string& jinja, const std::string& where)
     t.format = ChatFormat::Mistral;
     t.name = "mistral";
   } else {
-    std::string all;
-    for (const auto& n : builtin_template_names()) all += (all.empty() ? "" : ", ") + n;
-    throw UnsupportedError(where + ": the model's chat template matches none of qft's built-in templates (" + all +
+    throw UnsupportedError(where + ": the model's chat template matches none of qft's built-in templates (" + builtin_list() +
                            "); set data.template (or --template) to one of them");
   }
   return t;

@@ -219,8 +219,9 @@ TokenizerFile open_tokenizer_json(const std::string& path, const json& tokenizer
     throw;
   } catch (const FileError&) {
     throw;
-  } catch (const Error& e) {  // messages from the stages already start with the path
-    throw FileError(path, std::string(e.what()).substr(std::string(e.what()).rfind(path + ": ", 0) == 0 ? path.size() + 2 : 0));
+  } catch (const Error& e) {  // the stages' messages already begin with the file
+    const std::string m = e.what();
+    throw FileError(path, m.rfind(path + ": ", 0) == 0 ? m.substr(path.size() + 2) : m);
   }
   return f;
 }

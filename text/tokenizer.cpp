@@ -23,6 +23,20 @@ std::optional<std::string> token_name(const json& j, const char* key, const std:
   throw ConfigError(where, key, "must be a token string or an object with \"content\"");
 }
 
+// tokenizer_config.json's chat_template: a string, or named templates of which "default" is the chat one.
+std::string config_chat_template(const json& config, const std::string& where) {
+  if (!config.is_object() || !config.contains("chat_template") || config["chat_template"].is_null()) return "";
+  const json& t = config["chat_template"];
+  if (t.is_string()) return t.get<std::string>();
+  if (!t.is_array()) throw ConfigError(where, "chat_template", "must be a string or a list of {name, template}");
+  for (const auto& e : t) {
+    if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string()) {
+      return e["template"].get<std::string>();
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 Tokenizer::Tokenizer(const std::string& model_dir) {
@@ -60,21 +74,8 @@ Tokenizer::Tokenizer(const std::string& model_dir) {
       *dst = (*j)[key].template get<bool>();
     }
   }
-  if (config.is_object() && config.contains("chat_template")) {
-    const json& t = config["chat_template"];
-    if (t.is_string()) {
-      chat_template_ = t.get<std::string>();
-    } else if (t.is_array()) {  // named templates: the "default" one is the chat template
-      for (const auto& e : t) {
-        if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string()) {
-          chat_template_ = e["template"].get<std::string>();
-        }
-      }
-    } else if (!t.is_null()) {
-      throw ConfigError(config_path.string(), "chat_template", "must be a string or a list of {name, template}");
-    }
-    if (!chat_template_.empty()) chat_template_path_ = config_path.string();
-  }
+  chat_template_ = config_chat_template(config, config_path.string());
+  if (!chat_template_.empty()) chat_template_path_ = config_path.string();
   if (fs::exists(dir / "chat_template.jinja")) {  // transformers 5 saves the template here, and prefers it
     chat_template_path_ = (dir / "chat_template.jinja").string();
     chat_template_ = read_text_file(chat_template_path_);
