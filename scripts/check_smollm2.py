@@ -12,13 +12,14 @@ Prints one line per check; exit status 0 when all pass.
 """
 import argparse
 import json
-import math
 import os
-import subprocess
 import sys
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_export import qft  # noqa: E402  (runs a qft command, exits with its stderr when it fails)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPTS = [
@@ -26,13 +27,6 @@ PROMPTS = [
     "Explain why the sky is blue in a few sentences.",
     "List five fruits and describe the taste of each one.",
 ]
-
-
-def qft(exe, *args):
-    r = subprocess.run([exe, *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"check_smollm2: `qft {' '.join(args)}` failed ({r.returncode}):\n{r.stderr}")
-    return r.stdout
 
 
 def hf_eval_loss(model, tok, data, seq_len):
