@@ -236,6 +236,13 @@ LLAMA2_TEMPLATE = ("{% if messages[0]['role'] == 'system' %}{% set loop_messages
 # mistralai/Mistral-7B-Instruct (v0.2 and v0.3 without tools): the system turn goes into the last user turn.
 MISTRAL_TEMPLATE = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "chat_templates", "mistral.jinja")).read()
 
+# mistralai/Mistral-7B-Instruct-v0.1: a space before [/INST], none before the answer, no system turn.
+MISTRAL01_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+                      "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+                      "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+                      "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}"
+                      "{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}")
+
 CONVERSATIONS = [
     [{"role": "user", "content": "What is the capital of France?"}],
     [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"},
@@ -254,6 +261,7 @@ CHAT = [
     ("chatml", "gpt2_bpe", CHATML_TEMPLATE, "chatml", {}),
     ("llama2-chat", "llama2_conv", LLAMA2_TEMPLATE, "llama2-chat", {}),
     ("mistral", "llama2_conv", MISTRAL_TEMPLATE, "mistral", {}),
+    ("mistral-v0.1", "llama2_conv", MISTRAL01_TEMPLATE, "mistral", {}),
     ("smollm2", "smollm2", None, "chatml", {}),  # its own chat_template.jinja (a default system prompt)
 ]
 
@@ -274,8 +282,13 @@ def chat_cases():
             for gen in (False, True):
                 if gen and conv[-1]["role"] == "assistant":
                     continue
-                text = hf.apply_chat_template(conv, chat_template=template, tokenize=False, add_generation_prompt=gen,
-                                              **kwargs)
+                try:
+                    text = hf.apply_chat_template(conv, chat_template=template, tokenize=False,
+                                                  add_generation_prompt=gen, **kwargs)
+                except Exception as e:  # the template refuses this conversation (e.g. a system turn)
+                    out.append({"case": name, "tokenizer": tok_name, "template_file": jinja_file, "builtin": builtin,
+                                "date": "", "messages": conv, "add_generation_prompt": gen, "refused": str(e)})
+                    continue
                 ids = hf.apply_chat_template(conv, chat_template=template, tokenize=True, add_generation_prompt=gen,
                                              return_dict=False, **kwargs)
                 if isinstance(ids, dict) or hasattr(ids, "keys"):

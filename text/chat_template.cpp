@@ -112,16 +112,19 @@ void render_chatml(const std::vector<Turn>& turns, const ChatTemplate& t, Writer
   }
 }
 
-void render_mistral(const std::vector<Turn>& turns, const std::string& bos, const std::string& eos, Writer& w) {
+void render_mistral(const std::vector<Turn>& turns, const ChatTemplate& t, const std::string& bos,
+                    const std::string& eos, Writer& w) {
   const bool has_system = !turns.empty() && turns[0].role == "system";
+  if (has_system && t.spaced_inst) throw Error("mistral (v0.1 template) has no system turn");
   require_roles(turns, has_system ? 1 : 0, "mistral");
   w.text(bos);
   for (size_t i = has_system ? 1 : 0; i < turns.size(); ++i) {
     if (turns[i].role == "user") {
       const bool last = i + 1 == turns.size();
-      w.text("[INST] " + (last && has_system ? turns[0].content + "\n\n" : "") + turns[i].content + "[/INST]");
+      w.text("[INST] " + (last && has_system ? turns[0].content + "\n\n" : "") + turns[i].content +
+             (t.spaced_inst ? " [/INST]" : "[/INST]"));
     } else {
-      w.assistant(" " + turns[i].content + eos);
+      w.assistant((t.spaced_inst ? "" : " ") + turns[i].content + eos);
     }
   }
 }
@@ -171,7 +174,7 @@ RenderedChat render_chat(const std::vector<Turn>& turns, const ChatTemplate& tmp
     case ChatFormat::Llama2Chat: render_llama2(turns, bos, eos, w); break;
     case ChatFormat::Llama3: render_llama3(turns, tmpl, bos, w); break;
     case ChatFormat::ChatMl: render_chatml(turns, tmpl, w); break;
-    case ChatFormat::Mistral: render_mistral(turns, bos, eos, w); break;
+    case ChatFormat::Mistral: render_mistral(turns, tmpl, bos, eos, w); break;
   }
   if (add_generation_prompt) {
     if (tmpl.format == ChatFormat::Llama3) w.text("<|start_header_id|>assistant<|end_header_id|>\n\n");
@@ -249,6 +252,7 @@ ChatTemplate detect_template(const std::string& jinja, const std::string& where)
   } else if (jinja.find("[INST]") != std::string::npos && jinja.find("[/INST]") != std::string::npos) {
     t.format = ChatFormat::Mistral;
     t.name = "mistral";
+    t.spaced_inst = jinja.find("' [/INST]'") != std::string::npos || jinja.find("\" [/INST]\"") != std::string::npos;
   } else {
     throw UnsupportedError(where + ": the model's chat template matches none of qft's built-in templates (" + builtin_list() +
                            "); set data.template (or --template) to one of them");

@@ -22,7 +22,7 @@ enum class ChatFormat {
   Llama3,      // <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
   ChatMl,      // <|im_start|>role\n...<|im_end|>\n (SmolLM2, Qwen)
   Mistral,     // <s>[INST] ...[/INST] answer</s>, the system turn folded into the last user turn
-};
+};                                                        // (v0.1's spacing: [INST] ... [/INST]answer</s>)
 
 struct ChatTemplate {
   ChatFormat format = ChatFormat::Plain;
@@ -30,6 +30,8 @@ struct ChatTemplate {
   std::string default_system;  // chatml: the system turn written when a conversation has none ("": none)
   bool date_lines = false;     // llama3 (3.1 and later): a system header with "Cutting Knowledge Date"/"Today Date"
   std::string date;            // with date_lines: the Today Date; "" means today's, as the template's strftime_now
+  bool spaced_inst = false;    // mistral: Mistral-7B-Instruct-v0.1's spacing (" [/INST]", no space before the
+                               // answer, no system turn)
   std::string source;          // where it came from: "built-in", or the model's template file
 };
 
