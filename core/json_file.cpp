@@ -1,15 +1,28 @@
 #include "core/json_file.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
+#include <vector>
 
 #include "core/error.h"
 
 namespace qft {
 
-std::string read_text_file(const std::string& path) {
+std::string read_text_file(const std::string& path, size_t max_bytes) {
+  // Only regular files: a FIFO would block forever and /dev/zero never ends.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw FileError(path, std::string("cannot open: ") + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) throw FileError(path, "is a directory, not a file");
+  if (!S_ISREG(st.st_mode)) throw FileError(path, "is not a regular file (a FIFO, socket or device)");
+  if (size_t(st.st_size) > max_bytes) {
+    throw FileError(path, "is " + std::to_string(st.st_size) + " bytes, more than the " + std::to_string(max_bytes) +
+                              " a file of this kind may have");
+  }
   std::ifstream f(path, std::ios::binary);
   if (!f) throw FileError(path, std::string("cannot open: ") + std::strerror(errno));
   std::stringstream ss;
@@ -19,10 +32,31 @@ std::string read_text_file(const std::string& path) {
 }
 
 nlohmann::json parse_json(std::string_view text, const std::string& where) {
+  using nlohmann::json;
+  // Checked while parsing: nesting depth (deeper documents would exhaust the stack of whatever walks them
+  // recursively later) and repeated keys (JSON parsers keep the last silently; a config must not).
+  std::vector<std::set<std::string>> keys;  // the keys seen in each open object
+  std::string problem;
+  const json::parser_callback_t check = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth > kMaxJsonDepth) {
+      problem = "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+      throw std::runtime_error(problem);
+    }
+    if (event == json::parse_event_t::object_start) keys.emplace_back();
+    if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+    if (event == json::parse_event_t::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second) {
+      problem = "the key \"" + parsed.get<std::string>() + "\" appears twice in one object";
+      throw std::runtime_error(problem);
+    }
+    return true;
+  };
   try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
+    return json::parse(text, check);
+  } catch (const json::exception& e) {
     throw FileError(where, std::string("invalid JSON: ") + e.what());
+  } catch (const std::runtime_error&) {
+    if (problem.empty()) throw;
+    throw FileError(where, "invalid JSON: " + problem);
   }
 }
 

@@ -6,8 +6,13 @@
 
 namespace qft {
 
-std::string read_text_file(const std::string& path);  // throws FileError
-// Parses a whole JSON document; `where` (a path, or "--set") names it in the error.
+// A regular file's whole contents. Throws FileError for a missing, special (FIFO, device) or directory path and
+// for a file larger than max_bytes.
+std::string read_text_file(const std::string& path, size_t max_bytes = size_t(1) << 30);
+
+constexpr int kMaxJsonDepth = 256;  // deeper than any real config, tokenizer or checkpoint state needs
+// Parses a whole JSON document; `where` (a path, or "--set") names it in the error. Refuses documents nested
+// deeper than kMaxJsonDepth and objects with a repeated key.
 nlohmann::json parse_json(std::string_view text, const std::string& where);
 inline nlohmann::json read_json_file(const std::string& path) { return parse_json(read_text_file(path), path); }
 

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace qft {
 
@@ -78,12 +79,7 @@ SafeTensorsFile::~SafeTensorsFile() {
 }
 
 void SafeTensorsFile::parse_header(std::string_view header, size_t data_size) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(header);
-  } catch (const nlohmann::json::exception& e) {
-    throw FileError(path_, std::string("header is not valid JSON: ") + e.what());
-  }
+  const nlohmann::json j = parse_json(header, path_ + " (header)");
   if (!j.is_object()) throw FileError(path_, "header is not a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& name = it.key();

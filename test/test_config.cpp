@@ -1,3 +1,5 @@
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -67,6 +69,22 @@ TEST_CASE("config errors name the key and suggest the closest one", "[config][ba
   REQUIRE_THROWS_WITH(RunConfig().apply_override("train.lr"), Catch::Contains("KEY=VALUE"));
   REQUIRE_THROWS_WITH(RunConfig().apply_override("train.l=1"), Catch::Contains("--set") && Catch::Contains("train.lr"));
   REQUIRE_THROWS_WITH(RunConfig::load("/nonexistent/run.json"), Catch::Contains("/nonexistent/run.json"));
+}
+
+TEST_CASE("JSON inputs are bounded: depth, repeated keys, special files", "[config][bad-input]") {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  REQUIRE_THROWS_WITH(RunConfig::from_json_text(R"({"model": {"arch": )" + deep + "}}", "deep.json"),
+                      Catch::Contains("deep.json") && Catch::Contains("nested deeper than"));
+  REQUIRE_THROWS_WITH(RunConfig().apply_override("model.arch=" + deep), Catch::Contains("--set model.arch") && Catch::Contains("nested"));
+  // A repeated key would silently drop the first section's keys.
+  REQUIRE_THROWS_WITH(RunConfig::from_json_text(R"({"train": {"steps": 5}, "train": {"lr": 1e-4}})", "dup.json"),
+                      Catch::Contains("dup.json") && Catch::Contains("\"train\" appears twice"));
+  test::TempDir tmp;
+  REQUIRE_THROWS_WITH(RunConfig::load(tmp.path().string()), Catch::Contains("is a directory"));
+  const std::string fifo = tmp / "fifo.json";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  REQUIRE_THROWS_WITH(RunConfig::load(fifo), Catch::Contains("fifo.json") && Catch::Contains("not a regular file"));
+  REQUIRE_THROWS_WITH(RunConfig::load("/dev/zero"), Catch::Contains("/dev/zero") && Catch::Contains("not a regular file"));
 }
 
 TEST_CASE("validation catches values no run can use", "[config][bad-input]") {

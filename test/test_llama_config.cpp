@@ -69,7 +69,9 @@ TEST_CASE("bad config.json files name the key", "[config][bad-input]") {
   fails("{" + base + R"(,"rope_scaling":{"type":"yarn","factor":4}})", "unsupported");
   fails("{" + base + R"(,"rope_parameters":{"rope_type":"dynamic","rope_theta":10000}})", "'dynamic' is unsupported");
   fails("{" + base + R"(,"model_type":"gpt2"})", "model_type");
-  fails("{" + base + R"(,"hidden_size":-64})", "must be positive");
+  fails(R"({"hidden_size":-64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100})",
+        "must be positive");
+  fails("{" + base + R"(,"hidden_size":64})", "\"hidden_size\" appears twice");  // a repeated key is refused
   fails("{" + base + R"(,"head_dim":7})", "head_dim");
   fails("{" + base + R"(,"attention_bias":true})", "attention_bias");
 }

@@ -67,7 +67,7 @@ TEST_CASE("corrupt safetensors files are rejected with a message naming the file
     expect_rejected(f, "header length");
   }
   SECTION("truncated data section") { expect_rejected(raw_file("{" + ok_entry + "}", 4), "outside the data section"); }
-  SECTION("bad JSON") { expect_rejected(raw_file("{\"w\": [1, 2", 0), "not valid JSON"); }
+  SECTION("bad JSON") { expect_rejected(raw_file("{\"w\": [1, 2", 0), "invalid JSON"); }
   SECTION("header not an object") { expect_rejected(raw_file("[1,2]", 0), "not a JSON object"); }
   SECTION("unknown dtype") {
     expect_rejected(raw_file(R"({"w":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", 8), "unknown dtype");

@@ -243,12 +243,8 @@ void RunConfig::apply_override(const std::string& assignment) {
     throw ConfigError("--set", assignment, "expected KEY=VALUE, for example train.lr=3e-5");
   }
   const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
-  json value;
-  try {
-    value = json::parse(text);
-  } catch (const json::exception&) {
-    value = text;  // not JSON: a bare string such as fp32 or runs/sweep-1
-  }
+  json value = text;  // not JSON: a bare string such as fp32 or runs/sweep-1
+  if (json::accept(text)) value = parse_json(text, "--set " + key);  // bounded depth, no repeated keys
   find_key(key, "--set").set(*this, value, "--set");
 }
 
