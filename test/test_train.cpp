@@ -104,6 +104,9 @@ TEST_CASE("a NaN loss stops the run with a clear message, or skips the step when
               " --set train.eval_every=0 --set data.val=");
   CHECK(r.exit_code == 0);
   CHECK(r.output.find("(2 skipped)") != std::string::npos);
+  // The end of a run always saves, even when its last step was skipped.
+  const std::string out = RunConfig::load(cfg).output.dir;
+  CHECK(std::filesystem::exists(out + "/step_00000002/DONE"));
 }
 
 // A statistical claim: one seed's trajectory differs from CPU to CPU (BLAS kernels differ), so the INT8-vs-fp32

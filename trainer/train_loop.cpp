@@ -168,6 +168,7 @@ class TrainingRun {
   TrainSummary summary_;
   int64_t tokens_total_ = 0;
   int start_step_ = 0;
+  int saved_step_ = -1;  // the step of the newest checkpoint this run wrote
   int reselections_ = 0;
   std::string resumed_from_;
 };
@@ -282,6 +283,9 @@ TrainSummary TrainingRun::run() {
     }
     after_step(s + 1, r, lr, seconds_since(step_t0), positions(micro));
   }
+  // The end of a run always saves, also when its last step was skipped (train.on_nonfinite=skip) and so never
+  // reached after_step's save.
+  if (cfg_.train.save_final && start_step_ < cfg_.train.steps && saved_step_ != cfg_.train.steps) save(cfg_.train.steps);
   evaluate(cfg_.train.steps);
   summary_.elapsed_s = seconds_since(t0_);
   summary_.peak_mem_bytes = backend_->memory().peak_bytes;
@@ -366,6 +370,7 @@ void TrainingRun::save(int done) {
     throw Error("step " + std::to_string(done) + ": the checkpoint could not be written: " + e.what() + "; " +
                 previous + ". Free space (or fix permissions) and continue with --resume");
   }
+  saved_step_ = done;
   prune_checkpoints(cfg_.output.dir, cfg_.train.keep_last, resumed_from_);
   log_->info("step {:>5}/{} | checkpoint {}", done, cfg_.train.steps, dir);
 }
