@@ -12,6 +12,7 @@
 #include "cmd/model_options.h"
 #include "model/llama.h"
 #include "model/safetensors.h"
+#include "text/chat_template.h"
 #include "text/tokenizer.h"
 #include "ops/backend.h"
 #include "trainer/evaluate.h"
@@ -133,7 +134,7 @@ void set_eval_command(CLI::App& app) {
       ->check(CLI::IsMember({"exact-match"}));
   add_enum_option(sub, "--format", opts->task_opts.format, "--task: record format (as data.format; default alpaca)");
   sub->add_option("--template", opts->task_opts.prompt_template, "--task: prompt template the model was trained with")
-      ->check(CLI::IsMember({"plain", "llama2-chat", "llama3", "chatml", "mistral", "auto"}))
+      ->check(CLI::IsMember(template_choices()))
       ->capture_default_str();
   sub->add_option("--max-new-tokens", opts->task_opts.max_new_tokens, "--task: answer length limit in tokens")
       ->check(CLI::PositiveNumber)

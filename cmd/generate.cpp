@@ -8,6 +8,7 @@
 
 #include "cmd/commands.h"
 #include "cmd/model_options.h"
+#include "text/chat_template.h"
 #include "text/tokenizer.h"
 #include "trainer/generate.h"
 #include "trainer/model_source.h"
@@ -61,7 +62,11 @@ void set_generate_command(CLI::App& app) {
   sub->add_option("--template", opts->gen.prompt_template,
                   "none: the prompt as plain text; a chat template (plain, llama2-chat, llama3, chatml, mistral, or "
                   "auto: the model's own): rendered as a user turn, as in training")
-      ->check(CLI::IsMember({"none", "plain", "llama2-chat", "llama3", "chatml", "mistral", "auto"}))
+      ->check(CLI::IsMember([] {
+        auto names = template_choices();
+        names.insert(names.begin(), "none");
+        return names;
+      }()))
       ->capture_default_str();
   sub->add_option("--max-new-tokens", opts->gen.max_new_tokens, "Tokens to generate at most")
       ->check(CLI::NonNegativeNumber)

@@ -22,6 +22,7 @@ bool is_word_char(char32_t c) { return is_alphanumeric(c) || c == U'_'; }
 AddedTokens::AddedTokens(std::vector<AddedToken> tokens) : tokens_(std::move(tokens)), by_first_byte_(256) {
   for (size_t i = 0; i < tokens_.size(); ++i) {
     if (!tokens_[i].content.empty()) by_first_byte_[static_cast<unsigned char>(tokens_[i].content[0])].push_back(i);
+    by_id_.emplace(tokens_[i].id, i);  // the first of a repeated id wins, as the linear search did
   }
   for (auto& list : by_first_byte_) {
     std::stable_sort(list.begin(), list.end(),
@@ -30,10 +31,8 @@ AddedTokens::AddedTokens(std::vector<AddedToken> tokens) : tokens_(std::move(tok
 }
 
 const AddedToken* AddedTokens::find(int32_t id) const {
-  for (const auto& t : tokens_) {
-    if (t.id == id) return &t;
-  }
-  return nullptr;
+  const auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : &tokens_[it->second];
 }
 
 const AddedToken* AddedTokens::find(const std::string& content) const {

@@ -5,6 +5,7 @@
 // normalized (match the normalized text rather than the raw one) flags.
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "text/pieces.h"
@@ -31,6 +32,7 @@ class AddedTokens {
   void split_piece(const Piece& piece, bool normalized, std::vector<Piece>& out) const;
   std::vector<AddedToken> tokens_;
   std::vector<std::vector<size_t>> by_first_byte_;  // token indices by first byte, longest first
+  std::unordered_map<int32_t, size_t> by_id_;        // decode looks up every id
 };
 
 }  // namespace qft

@@ -217,6 +217,12 @@ std::vector<std::string> builtin_template_names() {
   return out;
 }
 
+std::vector<std::string> template_choices() {
+  auto out = builtin_template_names();
+  out.emplace_back("auto");
+  return out;
+}
+
 ChatTemplate builtin_template(const std::string& name) {
   for (const auto& b : kBuiltins) {
     if (name != b.name) continue;

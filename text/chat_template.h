@@ -51,6 +51,7 @@ RenderedChat render_chat(const std::vector<Turn>& turns, const ChatTemplate& tmp
 std::string end_of_turn(const ChatTemplate& tmpl, const std::string& eos);
 
 std::vector<std::string> builtin_template_names();  // plain, llama2-chat, llama3, chatml, mistral
+std::vector<std::string> template_choices();        // the built-ins and auto: what data.template / --template take
 ChatTemplate builtin_template(const std::string& name);  // throws ConfigError for an unknown name
 
 // The built-in that renders a model's Jinja chat template, read from `jinja` (the text of file `where`).

@@ -138,13 +138,12 @@ class StripDecoder final : public Decoder {
 
 class MetaspaceDecoder final : public Decoder {
  public:
-  MetaspaceDecoder(std::string replacement, PrependScheme scheme) : replacement_(std::move(replacement)), scheme_(scheme) {}
+  MetaspaceDecoder(const std::string& replacement, PrependScheme scheme) : replacement_(replacement, true), scheme_(scheme) {}
   std::vector<std::string> decode(std::vector<std::string> tokens) const override {
-    const Regex re(replacement_, true);
     for (size_t i = 0; i < tokens.size(); ++i) {
       Piece p;
       p.text = std::move(tokens[i]);
-      apply_edits(p, replace_edits(p, re, " "));
+      apply_edits(p, replace_edits(p, replacement_, " "));
       if (i == 0 && scheme_ != PrependScheme::Never && p.text.rfind(' ', 0) == 0) p.text.erase(0, 1);
       tokens[i] = std::move(p.text);
     }
@@ -152,7 +151,7 @@ class MetaspaceDecoder final : public Decoder {
   }
 
  private:
-  std::string replacement_;
+  Regex replacement_;  // compiled once: generation decodes after every token
   PrependScheme scheme_;
 };
 

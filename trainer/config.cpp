@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/json_file.h"
+#include "text/chat_template.h"
 
 namespace qft {
 
@@ -136,7 +137,7 @@ const std::vector<KeyDef>& key_table() {
       def("data.template", QFT_FIELD(data.prompt_template),
           "chat template for alpaca, prompt_completion and chat: a built-in, or auto for the one the model's own "
           "chat template (tokenizer_config.json or chat_template.jinja) renders",
-          {"plain", "llama2-chat", "llama3", "chatml", "mistral", "auto"}),
+          template_choices()),
       def("data.seq_len", QFT_FIELD(data.seq_len), "tokens per sequence; longer examples are truncated"),
       def("data.packing", QFT_FIELD(data.packing),
           "pack several examples per sequence; attention is masked and positions restart per example"),

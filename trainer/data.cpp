@@ -1,10 +1,10 @@
 #include "trainer/data.h"
 
 #include <algorithm>
+#include <exception>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
-#include <exception>
 
 #include "core/error.h"
 #include "text/tokenizer.h"
@@ -61,6 +61,12 @@ std::vector<Turn> parse_record(const json& j, DataFormat format) {
   return turns;
 }
 
+// The ids before a rendered conversation. plain writes no BOS of its own: it starts with whatever the tokenizer
+// puts before a text. The model families' templates write their BOS themselves, as their Jinja does.
+std::vector<int32_t> template_prefix(const ChatTemplate& tmpl, const Tokenizer& tok) {
+  return tmpl.format == ChatFormat::Plain ? tok.prefix_ids() : std::vector<int32_t>{};
+}
+
 void append(Example& ex, const std::vector<int32_t>& ids, bool target) {
   ex.tokens.insert(ex.tokens.end(), ids.begin(), ids.end());
   ex.target.insert(ex.target.end(), ids.size(), uint8_t(target));
@@ -86,9 +92,7 @@ Example render_example(const std::vector<Turn>& turns, const ChatTemplate& tmpl,
     append(ex, {tok.eos_id()}, true);
     return ex;
   }
-  // plain writes no BOS of its own: it starts with whatever the tokenizer puts before a text. The model
-  // families' templates write their BOS themselves, as their Jinja does.
-  if (tmpl.format == ChatFormat::Plain) append(ex, tok.prefix_ids(), false);
+  append(ex, template_prefix(tmpl, tok), false);
   const RenderedChat chat = render_chat(turns, tmpl, tok.bos_token(), tok.eos_token(), false);
   std::vector<size_t> starts;
   const std::vector<int32_t> ids = tok.encode_raw(chat.text, &starts);
@@ -104,8 +108,7 @@ Example render_example(const std::vector<Turn>& turns, const ChatTemplate& tmpl,
 }
 
 std::vector<int32_t> chat_prompt_tokens(const std::vector<Turn>& turns, const ChatTemplate& tmpl, const Tokenizer& tok) {
-  std::vector<int32_t> ids;
-  if (tmpl.format == ChatFormat::Plain) ids = tok.prefix_ids();
+  std::vector<int32_t> ids = template_prefix(tmpl, tok);
   const auto body = tok.encode_raw(render_chat(turns, tmpl, tok.bos_token(), tok.eos_token(), true).text);
   ids.insert(ids.end(), body.begin(), body.end());
   return ids;
