@@ -4,12 +4,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <filesystem>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cmd/commands.h"
 #include "cmd/model_options.h"
+#include "core/error.h"
 #include "model/llama.h"
 #include "model/safetensors.h"
 #include "text/chat_template.h"
@@ -29,6 +32,7 @@ struct EvalOptions {
   std::string data;
   int seq_len = 512;
   std::string save_logits;
+  bool force = false;  // --save-logits may replace an existing file
   bool json = false;
   std::string task;  // "" (loss) | exact-match
   TaskOptions task_opts;
@@ -88,6 +92,9 @@ void run_task(LlamaModel& model, const Tokenizer& tok, const EvalOptions& o, con
 
 void run_eval(const EvalOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
+  if (!o.save_logits.empty() && !o.force && std::filesystem::exists(o.save_logits)) {
+    throw FileError(o.save_logits, "already exists; --save-logits writes only a new file (add --force to replace it)");
+  }
   // Loss mode reads its documents first, so that a bad data file fails before the model loads.
   const std::vector<std::string> texts = o.task.empty() ? read_jsonl_strings(o.data, "text") : std::vector<std::string>{};
   auto backend = o.model.backend();
@@ -105,6 +112,10 @@ void run_eval(const EvalOptions& o) {
                  src.config.parameter_count(), src.stored.int8 ? "INT8" : "fp32", backend->name(), texts.size(), o.data);
   }
   const EvalResult r = evaluate_texts(model, tok, texts, o.seq_len);
+  if (!std::isfinite(r.loss)) {
+    throw Error("the loss over " + o.data + " is " + std::to_string(r.loss) + ": " + src.describe() +
+                " computes NaN or infinite values (are its weights finite?)");
+  }
   if (!o.save_logits.empty()) save_first_logits(model, tok, texts.front(), o.seq_len, o.save_logits);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const size_t peak = backend->memory().peak_bytes;
@@ -137,15 +148,16 @@ void set_eval_command(CLI::App& app) {
       ->check(CLI::IsMember(template_choices()))
       ->capture_default_str();
   sub->add_option("--max-new-tokens", opts->task_opts.max_new_tokens, "--task: answer length limit in tokens")
-      ->check(CLI::PositiveNumber)
+      ->check(number_in(1))
       ->capture_default_str();
   sub->add_option("--limit", opts->task_opts.limit, "--task: score only the first N records (0: all)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(number_in(0))
       ->capture_default_str();
-  sub->add_option("--show", opts->show, "--task: print the first N answers")->check(CLI::NonNegativeNumber)->capture_default_str();
-  sub->add_option("--seq-len", opts->seq_len, "Window length in tokens")->check(CLI::PositiveNumber)->capture_default_str();
+  sub->add_option("--show", opts->show, "--task: print the first N answers")->check(number_in(0))->capture_default_str();
+  sub->add_option("--seq-len", opts->seq_len, "Window length in tokens")->check(number_in(1))->capture_default_str();
   sub->add_option("--save-logits", opts->save_logits,
                   "Also write the first document's input_ids and logits (first window) to this .safetensors file");
+  sub->add_flag("--force", opts->force, "Let --save-logits replace an existing file");
   sub->add_flag("--json", opts->json, "Print one JSON object");
   sub->callback([opts] { run_eval(*opts); });
 }

@@ -69,13 +69,13 @@ void set_generate_command(CLI::App& app) {
       }()))
       ->capture_default_str();
   sub->add_option("--max-new-tokens", opts->gen.max_new_tokens, "Tokens to generate at most")
-      ->check(CLI::NonNegativeNumber)
+      ->check(number_in(0))
       ->capture_default_str();
   sub->add_option("--temperature", opts->gen.temperature, "Sampling temperature; 0 is greedy")
-      ->check(CLI::NonNegativeNumber)
+      ->check(number_in(0))
       ->capture_default_str();
   sub->add_option("--top-p", opts->gen.top_p, "Nucleus sampling: keep the most likely tokens up to this mass")
-      ->check(CLI::Range(1e-9, 1.0))
+      ->check(number_in(1e-9, 1.0))
       ->capture_default_str();
   sub->add_option("--seed", opts->gen.seed, "Sampling seed: the same seed gives the same text")->capture_default_str();
   sub->add_flag("--json", opts->json, "Print one JSON object instead of streaming");

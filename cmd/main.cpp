@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <iostream>
 
 #include "cmd/commands.h"
@@ -48,6 +49,12 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 1;  // --help and --version exit 0; every bad argument exits 1
+  } catch (const qft::Interrupted& e) {
+    std::cerr << "qft: " << e.what() << "\n";
+    return 128 + e.signal();
+  } catch (const std::filesystem::filesystem_error& e) {  // a path the checks above did not foresee: still bad input
+    std::cerr << "qft: error: " << e.path1().string() << ": " << e.code().message() << "\n";
+    return 1;
   } catch (const qft::Error& e) {
     std::cerr << "qft: error: " << e.what() << "\n";
     return 1;

@@ -34,7 +34,8 @@ void set_train_command(CLI::App& app) {
     if (sub->count("--resume") > 0) resume = opts->resume;
     RunConfig cfg = opts->run.load();
     cfg.debug_sync = cfg.debug_sync || opts->debug_sync;
-    run_training(cfg, resume);
+    const StopSignals stop;  // a first Ctrl-C or SIGTERM saves a checkpoint and exits 130 / 143
+    run_training(cfg, resume, &stop);
   });
 }
 

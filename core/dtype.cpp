@@ -1,5 +1,7 @@
 #include "core/dtype.h"
 
+#include <cstring>
+
 #include "core/error.h"
 
 namespace qft {
@@ -16,6 +18,14 @@ constexpr DTypeInfo kDTypes[] = {
     {DType::I64, "I64", 8}, {DType::BOOL, "BOOL", 1}, {DType::U16, "U16", 2}, {DType::U32, "U32", 4},
 };
 const DTypeInfo& info(DType t) { return kDTypes[static_cast<int>(t)]; }
+
+// Element i of a source that may be unaligned: a mapped safetensors file places tensors at any byte offset.
+template <class T>
+T load(const void* src, size_t i) {
+  T v;
+  std::memcpy(&v, static_cast<const char*>(src) + i * sizeof(T), sizeof(T));
+  return v;
+}
 }  // namespace
 
 size_t dtype_size(DType t) { return info(t).size; }
@@ -36,21 +46,15 @@ void convert_to_f32(DType src_type, const void* src, float* dst, size_t n) {
     case DType::F32:
       std::memcpy(dst, src, n * 4);
       return;
-    case DType::BF16: {
-      const auto* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+    case DType::BF16:
+      for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load<uint16_t>(src, i));
       return;
-    }
-    case DType::F16: {
-      const auto* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+    case DType::F16:
+      for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(load<uint16_t>(src, i));
       return;
-    }
-    case DType::F64: {
-      const auto* s = static_cast<const double*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
+    case DType::F64:
+      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(load<double>(src, i));
       return;
-    }
     default:
       throw Error(std::string("cannot convert dtype ") + dtype_name(src_type) + " to F32");
   }

@@ -74,6 +74,17 @@ class NonFiniteLoss : public Error {
   using Error::Error;
 };
 
+// A command stopped on request (SIGINT, SIGTERM) at a safe point; the process exits with 128 + signal, as a shell
+// reports a command killed by it.
+class Interrupted : public Error {
+ public:
+  Interrupted(int signal, const std::string& what) : Error(what), signal_(signal) {}
+  int signal() const { return signal_; }
+
+ private:
+  int signal_;
+};
+
 // A feature that exists in the input format but that qft does not support (yet).
 class UnsupportedError : public Error {
  public:

@@ -1,6 +1,8 @@
 #include "model/llama_config.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "core/error.h"
 #include "core/json_file.h"
@@ -10,6 +12,8 @@ namespace qft {
 namespace {
 
 using nlohmann::json;
+
+constexpr int64_t kMaxContext = int64_t(1) << 24;  // 16M positions
 
 template <class T>
 T get_or(const json& j, const std::string& key, T fallback, const std::string& where) {
@@ -22,22 +26,31 @@ T get_or(const json& j, const std::string& key, T fallback, const std::string& w
   }
 }
 
-int get_positive(const json& j, const std::string& key, int fallback, const std::string& where) {
-  auto it = j.find(key);
-  if (fallback == 0 && (it == j.end() || it->is_null())) throw ConfigError(where, key, "is required");
-  if (it != j.end() && !it->is_null() && !it->is_number_integer()) {
-    throw ConfigError(where, key, "must be an integer, got " + it->dump());
+// An integer value in [lo, hi]: a fraction, a string, or a number beyond int (read modulo 2^32 otherwise) is refused.
+int checked_int(const json& v, const std::string& key, int64_t lo, int64_t hi, const std::string& where) {
+  const bool fits = v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi));
+  if (!fits || v.get<int64_t>() < lo || v.get<int64_t>() > hi) {
+    throw ConfigError(where, key, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
   }
-  int v = get_or<int>(j, key, fallback, where);
-  if (v <= 0) throw ConfigError(where, key, "must be positive, got " + std::to_string(v));
-  return v;
+  return int(v.get<int64_t>());
+}
+
+// A size of the architecture: positive, and at most `limit`, which is far beyond every released LLaMA-family
+// model and keeps every product of sizes (parameter counts, bytes) inside 64 bits.
+int get_size(const json& j, const std::string& key, int fallback, int64_t limit, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (fallback == 0) throw ConfigError(where, key, "is required");
+    return fallback;
+  }
+  return checked_int(*it, key, 1, limit, where);
 }
 
 int first_token_id(const json& j, const std::string& key, int fallback, const std::string& where) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  if (it->is_array() && !it->empty()) return get_or<int>(json{{"id", it->at(0)}}, "id", fallback, where);
-  return get_or<int>(j, key, fallback, where);
+  const json& v = it->is_array() && !it->empty() ? it->at(0) : *it;
+  return checked_int(v, key, 0, std::numeric_limits<int32_t>::max(), where);
 }
 
 RopeScaling parse_rope_scaling(const json& s, const std::string& where, const std::string& key) {
@@ -53,7 +66,7 @@ RopeScaling parse_rope_scaling(const json& s, const std::string& where, const st
   r.factor = get_or<double>(s, "factor", 8.0, where);
   r.low_freq_factor = get_or<double>(s, "low_freq_factor", 1.0, where);
   r.high_freq_factor = get_or<double>(s, "high_freq_factor", 4.0, where);
-  r.original_max_position_embeddings = get_or<int>(s, "original_max_position_embeddings", 8192, where);
+  r.original_max_position_embeddings = get_size(s, "original_max_position_embeddings", 8192, kMaxContext, where);
   if (r.factor <= 0 || r.high_freq_factor <= r.low_freq_factor || r.original_max_position_embeddings <= 0) {
     throw ConfigError(where, key, "llama3 rope scaling needs factor > 0, high_freq_factor > low_freq_factor and "
                                   "original_max_position_embeddings > 0");
@@ -78,17 +91,17 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
   }
 
   LlamaConfig c;
-  c.hidden_size = get_positive(j, "hidden_size", 0, where);
-  c.intermediate_size = get_positive(j, "intermediate_size", 0, where);
-  c.num_hidden_layers = get_positive(j, "num_hidden_layers", 0, where);
-  c.num_attention_heads = get_positive(j, "num_attention_heads", 0, where);
-  c.num_key_value_heads = get_positive(j, "num_key_value_heads", c.num_attention_heads, where);
-  c.vocab_size = get_positive(j, "vocab_size", 0, where);
-  c.max_position_embeddings = get_positive(j, "max_position_embeddings", 2048, where);
+  c.hidden_size = get_size(j, "hidden_size", 0, 1 << 17, where);
+  c.intermediate_size = get_size(j, "intermediate_size", 0, 1 << 20, where);
+  c.num_hidden_layers = get_size(j, "num_hidden_layers", 0, 4096, where);
+  c.num_attention_heads = get_size(j, "num_attention_heads", 0, 4096, where);
+  c.num_key_value_heads = get_size(j, "num_key_value_heads", c.num_attention_heads, 4096, where);
+  c.vocab_size = get_size(j, "vocab_size", 0, 1 << 22, where);
+  c.max_position_embeddings = get_size(j, "max_position_embeddings", 2048, kMaxContext, where);
   if (c.hidden_size % c.num_attention_heads != 0 && !j.contains("head_dim")) {
     throw ConfigError(where, "num_attention_heads", "does not divide hidden_size and no head_dim is given");
   }
-  c.head_dim = get_positive(j, "head_dim", c.hidden_size / c.num_attention_heads, where);
+  c.head_dim = get_size(j, "head_dim", std::max(1, c.hidden_size / c.num_attention_heads), 1 << 12, where);
   if (c.head_dim % 2 != 0) throw ConfigError(where, "head_dim", "must be even for rotary embeddings");
   if (c.num_attention_heads % c.num_key_value_heads != 0) {
     throw ConfigError(where, "num_key_value_heads", "must divide num_attention_heads (" +
@@ -99,8 +112,16 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
   c.tie_word_embeddings = get_or<bool>(j, "tie_word_embeddings", false, where);
   c.bos_token_id = first_token_id(j, "bos_token_id", 1, where);
   c.eos_token_id = first_token_id(j, "eos_token_id", 2, where);
+  for (const auto& [key, id] : {std::pair{"bos_token_id", c.bos_token_id}, std::pair{"eos_token_id", c.eos_token_id}}) {
+    if (id >= c.vocab_size) {
+      throw ConfigError(where, key, "is " + std::to_string(id) + ", outside the vocabulary of " + std::to_string(c.vocab_size));
+    }
+  }
 
   // transformers >= 5 writes rope_parameters {rope_theta, rope_type, ...}; older files rope_theta + rope_scaling.
+  if (j.contains("rope_parameters") && !j["rope_parameters"].is_null() && !j["rope_parameters"].is_object()) {
+    throw ConfigError(where, "rope_parameters", "must be an object or null, got " + j["rope_parameters"].dump());
+  }
   if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
     const json& rp = j["rope_parameters"];
     c.rope_theta = get_or<double>(rp, "rope_theta", get_or<double>(j, "rope_theta", 10000.0, where), where);

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/json_file.h"
 
 namespace qft {
@@ -176,7 +177,7 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // align the data section to 8 bytes
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temp_path_beside(path);
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw FileError(tmp, std::string("cannot create: ") + std::strerror(errno));
   uint8_t len[8];

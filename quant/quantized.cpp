@@ -150,3 +150,39 @@ BlockView BlockMatrix::view(int64_t row0) const {
 }
 
 }  // namespace qft
+
+namespace qft {
+
+std::string hybrid_problem(const HybridView& m, int64_t nnz) {
+  if (m.row_ptr[0] != 0) return "row_ptr[0] is " + std::to_string(m.row_ptr[0]) + ", not 0";
+  for (int64_t r = 0; r < m.rows; ++r) {
+    const int64_t k0 = m.row_ptr[r], k1 = m.row_ptr[r + 1];
+    if (k1 < k0 || k1 > nnz) {
+      return "row_ptr[" + std::to_string(r + 1) + "] = " + std::to_string(k1) + " is outside [" + std::to_string(k0) +
+             ", " + std::to_string(nnz) + "]";
+    }
+    if (!(m.scale[r] > 0.0f) || !std::isfinite(m.scale[r])) return "scale of row " + std::to_string(r) + " is not positive and finite";
+    int64_t marked = 0;
+    for (int64_t i = 0; i < m.cols; ++i) marked += m.q[r * m.cols + i] == kOutlierSlot;
+    if (marked != k1 - k0) return "row " + std::to_string(r) + " marks " + std::to_string(marked) + " outlier slots but lists " + std::to_string(k1 - k0);
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t c = m.col(k);
+      if (c < 0 || c >= m.cols || (k > k0 && c <= m.col(k - 1)) || m.q[r * m.cols + c] != kOutlierSlot) {
+        return "outlier column " + std::to_string(c) + " of row " + std::to_string(r) + " is out of range, repeated or unmarked";
+      }
+      if (!std::isfinite(m.val[k])) return "outlier value of row " + std::to_string(r) + " is not finite";
+    }
+  }
+  if (m.row_ptr[m.rows] != nnz) return "row_ptr ends at " + std::to_string(m.row_ptr[m.rows]) + ", not at the " + std::to_string(nnz) + " outliers stored";
+  return "";
+}
+
+std::string block_problem(const BlockView& m) {
+  const int64_t n = m.rows * m.blocks_per_row();
+  for (int64_t i = 0; i < n; ++i) {
+    if (!(m.absmax[i] >= 0.0f) || !std::isfinite(m.absmax[i])) return "absmax " + std::to_string(i) + " is not finite and non-negative";
+  }
+  return "";
+}
+
+}  // namespace qft

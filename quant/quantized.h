@@ -1,6 +1,7 @@
 #pragma once
 // Owning INT8 tensors in backend memory: hybrid weight matrices and block-wise state.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "ops/backend.h"
@@ -24,6 +25,14 @@ HybridMatrix allocate_hybrid(Backend& be, int64_t rows, int64_t cols, double out
 void quantize_hybrid_into(Backend& be, HybridMatrix& m, const float* w, double outlier_fraction);
 HybridMatrix quantize_hybrid(Backend& be, const float* w, int64_t rows, int64_t cols, double outlier_fraction);
 int64_t outliers_per_row(int64_t cols, double outlier_fraction);
+
+// Why a hybrid matrix read from a file (its parts in host memory, as HybridView lays them out) is unusable, or ""
+// when it is sound: row pointers from 0, non-decreasing, ending at nnz; each row's columns in range, increasing and
+// marked kOutlierSlot in q (and no other entry so marked); scales positive and finite; outliers finite. Kernels
+// index memory with these, so a file must pass this before any of it reaches a backend.
+std::string hybrid_problem(const HybridView& m, int64_t nnz);
+// The same for block-wise INT8 state: absmax finite and non-negative.
+std::string block_problem(const BlockView& m);
 
 struct BlockMatrix {
   int64_t rows = 0, cols = 0, block = 0;

@@ -7,6 +7,8 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git
   libsentencepiece-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev catch2
   libopenblas-dev
+  libxxhash-dev  # checkpoint content hashes (XXH3-128)
+  clang libomp-dev  # scripts/fuzz.sh: libFuzzer with ASan + UBSan
   libpcre2-dev libutf8proc-dev  # tokenizer.json: pre-tokenizer regexes (UTF + Unicode properties), NFC/NFKC normalizers
   python3 python3-matplotlib  # scripts/plot_metrics.py and the sweep/plot smoke test
 )

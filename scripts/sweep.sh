@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A grid sweep over qft config values: every combination is one `qft train` run in its own output directory.
-# A failed run is reported and the sweep goes on. At the end a summary table (also OUT/summary.tsv) gives each
+# A failed run is reported and the sweep goes on; each run's output is OUT/NAME.log, and a run directory that
+# already exists is refused by qft (start a sweep in a new --out). At the end a summary table (also OUT/summary.tsv) gives each
 # run's best val_loss, final train loss and exit status; the sweep exits 1 when any run failed.
 #
 # usage: scripts/sweep.sh --config FILE --out DIR --grid KEY=V1,V2,... [--grid KEY=...] [-- EXTRA qft train ARGS]
@@ -57,13 +58,12 @@ for c in "${combos[@]}"; do
   sets=()
   for kv in $c; do sets+=(--set "$kv"); done
   echo "== sweep run $i/${#combos[@]}: $c -> $dir"
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  "$qft" train --config "$config" "${sets[@]}" --set output.dir="$dir" "${extra[@]}" > "$dir/sweep.log" 2>&1
+  # The run's output beside its directory: qft writes only into a new or empty output.dir (or its own run's).
+  "$qft" train --config "$config" "${sets[@]}" --set output.dir="$dir" "${extra[@]}" > "$dir.log" 2>&1
   status=$?
   if [ $status -ne 0 ]; then
     failed=$((failed + 1))
-    echo "   FAILED (exit $status): $(grep -m1 -i "error" "$dir/sweep.log" || tail -n 1 "$dir/sweep.log")"
+    echo "   FAILED (exit $status): $(grep -m1 -i "error" "$dir.log" || tail -n 1 "$dir.log")"
   fi
   printf "%s\t%s\t%s\t%s\n" "$name" "$(short "$(field_min "$dir/metrics.jsonl" val_loss)")" \
     "$(short "$(field_last "$dir/metrics.jsonl" loss)")" "$status" >> "$summary"

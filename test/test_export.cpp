@@ -181,7 +181,7 @@ TEST_CASE("a checkpoint write that fails stops the run with a clear error and ke
   REQUIRE(failed.output.find("write failed") != std::string::npos);
   REQUIRE(failed.output.find("the previous checkpoint " + out + "/step_00000002 is intact") != std::string::npos);
   REQUIRE(latest_checkpoint(out) == out + "/step_00000002");
-  for (const auto& e : fs::directory_iterator(out)) REQUIRE(e.path().filename().string().rfind(".tmp", 0) != 0);
+  for (const auto& e : fs::directory_iterator(out)) REQUIRE(e.path().filename().string().find(".tmp") == std::string::npos);
   const auto resumed = test::run_qft(args + " --set train.steps=4 --resume");
   INFO(resumed.output);
   REQUIRE(resumed.exit_code == 0);

@@ -70,7 +70,22 @@ TEST_CASE("bad config.json files name the key", "[config][bad-input]") {
   fails("{" + base + R"(,"rope_parameters":{"rope_type":"dynamic","rope_theta":10000}})", "'dynamic' is unsupported");
   fails("{" + base + R"(,"model_type":"gpt2"})", "model_type");
   fails(R"({"hidden_size":-64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100})",
-        "must be positive");
+        "must be an integer in [1, 131072], got -64");
+  // Issue 15: values beyond int were read modulo 2^32 (4294967424 became 128); absurd sizes overflowed the
+  // parameter count; an ill-typed rope_parameters was ignored; a fractional or negative token id passed.
+  const std::string small = R"("intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100)";
+  fails(R"({"hidden_size":4294967424,)" + small + "}", "'hidden_size': must be an integer in [1, 131072], got 4294967424");
+  fails(R"({"hidden_size":1000000000,)" + small + "}", "'hidden_size': must be an integer in [1, 131072]");
+  fails(R"({"hidden_size":64.5,)" + small + "}", "'hidden_size'");
+  fails("{" + base + R"(,"num_hidden_layers":1000000})", "appears twice");  // duplicates are refused before sizes
+  fails(R"({"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1000000,"num_attention_heads":4,"vocab_size":100})",
+        "'num_hidden_layers': must be an integer in [1, 4096]");
+  fails(R"({"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":2147483647})",
+        "'vocab_size': must be an integer in [1, 4194304]");
+  fails("{" + base + R"(,"rope_parameters":"llama3"})", "'rope_parameters': must be an object or null");
+  fails("{" + base + R"(,"bos_token_id":-1})", "'bos_token_id'");
+  fails("{" + base + R"(,"eos_token_id":[2.5]})", "'eos_token_id'");
+  fails("{" + base + R"(,"max_position_embeddings":1e9})", "'max_position_embeddings'");
   fails("{" + base + R"(,"hidden_size":64})", "\"hidden_size\" appears twice");  // a repeated key is refused
   fails("{" + base + R"(,"head_dim":7})", "head_dim");
   fails("{" + base + R"(,"attention_bias":true})", "attention_bias");

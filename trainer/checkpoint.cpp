@@ -4,15 +4,20 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/json_file.h"
 #include "core/version.h"
 #include "model/safetensors.h"
+#include "quant/quantized.h"
+#include "trainer/checkpoint_manifest.h"
 
 namespace qft {
 
@@ -92,54 +97,107 @@ void write_entries(Backend& be, const std::vector<Entry>& entries, const std::st
   write_safetensors(path, named, {{"format", "qft"}, {"qft_version", QFT_VERSION}});
 }
 
-void read_entries(Backend& be, const std::vector<Entry>& entries, const std::string& path) {
+// Checks an entry's dtype and shape against what this run needs.
+void check_entry(const SafeTensorsFile& f, const Entry& e) {
+  const SafeTensorInfo* t = f.find(e.name);
+  if (!t) throw TensorError(f.path(), e.name, "missing from the checkpoint");
+  if (t->dtype != e.dtype || t->shape != e.shape) {
+    throw TensorError(f.path(), e.name, std::string("is ") + dtype_name(t->dtype) + " " + shape_str(t->shape) +
+                                            " but this run needs " + dtype_name(e.dtype) + " " + shape_str(e.shape) +
+                                            " (was the model or quantization changed?)");
+  }
+}
+
+// The file holds exactly these entries, each of the dtype and shape this run needs.
+void check_entries(const SafeTensorsFile& f, const std::vector<Entry>& entries) {
+  for (const Entry& e : entries) check_entry(f, e);
+  if (f.tensors().size() == entries.size()) return;
+  for (const SafeTensorInfo& t : f.tensors()) {
+    const bool known = std::any_of(entries.begin(), entries.end(), [&](const Entry& e) { return e.name == t.name; });
+    if (!known) throw TensorError(f.path(), t.name, "is not part of the model its config.json describes");
+  }
+}
+
+bool all_finite(const float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(v[i])) return false;
+  }
+  return true;
+}
+
+// Requires tensor `name` of f to be `dtype` with `numel` entries, and returns a copy: the copy is aligned for its
+// dtype, where a mapped tensor need not be (the data section packs tensors of odd byte counts).
+HostTensor require_tensor(const SafeTensorsFile& f, const std::string& name, DType dtype, int64_t numel) {
+  const SafeTensorInfo* t = f.find(name);
+  if (!t) throw TensorError(f.path(), name, "missing from the checkpoint");
+  if (t->dtype != dtype || shape_numel(t->shape) != numel) {
+    throw TensorError(f.path(), name, std::string("is ") + dtype_name(t->dtype) + " " + shape_str(t->shape) + ", not " +
+                                          dtype_name(dtype) + " with " + std::to_string(numel) + " entries");
+  }
+  return f.read(name);
+}
+
+// A hybrid matrix as stored in a file, in host memory: every part's dtype and size checked against q's shape,
+// then its structure (hybrid_problem), so that nothing reading it indexes out of bounds.
+struct StoredHybrid {
+  HostTensor q, scale, row_ptr, col, val;
+  HybridView view;
+};
+
+StoredHybrid stored_hybrid(const SafeTensorsFile& f, const std::string& param) {
+  const SafeTensorInfo* q = f.find(int8_part(param, "q"));
+  if (!q || q->dtype != DType::I8 || q->shape.size() != 2) throw TensorError(f.path(), int8_part(param, "q"), "is not an INT8 matrix");
+  const int64_t rows = q->shape[0], cols = q->shape[1];
+  const SafeTensorInfo* col = f.find(int8_part(param, "col"));
+  if (!col || col->shape.size() != 1) throw TensorError(f.path(), int8_part(param, "col"), "missing or not a vector");
+  const int64_t nnz = col->shape[0];
+  const int col_bytes = col->dtype == DType::U8 ? 1 : col->dtype == DType::U16 ? 2 : 4;
+  StoredHybrid m{f.read(int8_part(param, "q")),
+                 require_tensor(f, int8_part(param, "scale"), DType::F32, rows),
+                 require_tensor(f, int8_part(param, "row_ptr"), DType::I32, rows + 1),
+                 require_tensor(f, int8_part(param, "col"), col_dtype(col_bytes), nnz),
+                 require_tensor(f, int8_part(param, "val"), DType::F32, nnz),
+                 {}};
+  m.view = {m.q.data<int8_t>(), m.scale.data<float>(), m.row_ptr.data<int32_t>(), m.col.bytes.data(), col_bytes,
+            m.val.data<float>(), rows, cols};
+  const std::string problem = hybrid_problem(m.view, nnz);
+  if (!problem.empty()) throw TensorError(f.path(), param, "INT8 weights are damaged: " + problem);
+  return m;
+}
+
+// A value the kernels would index memory with, or that would poison training, is refused before it reaches a
+// backend.
+void check_values(const SafeTensorsFile& f, const Entry& e, const HostTensor& h) {
+  if (e.dtype == DType::F32 && !all_finite(h.data<float>(), h.numel())) {
+    throw TensorError(f.path(), e.name, "holds NaN or infinite values");
+  }
+  const size_t absmax = e.name.rfind(".absmax");
+  if (absmax != std::string::npos && absmax + 7 == e.name.size()) {
+    const std::string problem = block_problem({nullptr, const_cast<float*>(h.data<float>()), h.numel(), 1, 1});
+    if (!problem.empty()) throw TensorError(f.path(), e.name, "INT8 momentum is damaged: " + problem);
+  }
+}
+
+// `hybrids`: the model whose INT8 weight matrices the file holds (the weights file), or nullptr.
+void read_entries(Backend& be, const std::vector<Entry>& entries, const std::string& path, const LlamaModel* hybrids) {
   const SafeTensorsFile f(path);
-  for (const Entry& e : entries) {
-    const SafeTensorInfo* t = f.find(e.name);
-    if (!t) throw TensorError(path, e.name, "missing from the checkpoint");
-    if (t->dtype != e.dtype || t->shape != e.shape) {
-      throw TensorError(path, e.name, std::string("is ") + dtype_name(t->dtype) + " " + shape_str(t->shape) +
-                                          " but this run needs " + dtype_name(e.dtype) + " " + shape_str(e.shape) +
-                                          " (was the model or quantization changed?)");
+  check_entries(f, entries);
+  if (hybrids) {
+    for (const Param& p : hybrids->params()) {
+      if (p.quantized()) stored_hybrid(f, p.name);
     }
-    be.copy_to_device(e.data, f.data(*t), t->end - t->begin);
   }
-}
-
-void fsync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
+  for (const Entry& e : entries) {
+    const HostTensor h = f.read(e.name);
+    check_values(f, e, h);
+    be.copy_to_device(e.data, h.bytes.data(), h.bytes.size());
   }
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  {
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f << text;
-    f.flush();
-    if (!f) throw FileError(path, "write failed");
-  }
-  fsync_path(path);
 }
 
 std::string step_dir_name(int step) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "step_%08d", step);
   return buf;
-}
-
-// Complete checkpoints under dir, oldest first.
-std::vector<fs::path> complete_checkpoints(const std::string& dir) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_directory() && name.rfind("step_", 0) == 0 && fs::exists(e.path() / "DONE")) out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
 }
 
 // FNV-1a over "key=value" lines of the resume-critical settings: a short fingerprint users can compare.
@@ -157,28 +215,21 @@ std::string settings_hash(const std::string& config_json) {
   return buf;
 }
 
-template <class T>
-const T* typed(const SafeTensorsFile& f, const std::string& name) {
-  const SafeTensorInfo* t = f.find(name);
-  if (!t) throw TensorError(f.path(), name, "missing from the checkpoint");
-  return static_cast<const T*>(f.data(*t));
-}
-
 // One INT8 matrix: its outliers, the range of its row scales, and how often its rows' scales had to grow.
 MatrixStats matrix_stats(const SafeTensorsFile& weights, const SafeTensorsFile& opt, const std::string& name) {
-  const SafeTensorInfo* q = weights.find(int8_part(name, "q"));
+  const StoredHybrid stored = stored_hybrid(weights, name);
+  const HybridView& w = stored.view;
   MatrixStats m;
   m.name = name;
-  m.rows = q->shape[0];
-  m.cols = q->shape[1];
-  const float* scale = typed<float>(weights, int8_part(name, "scale"));
-  const int32_t* row_ptr = typed<int32_t>(weights, int8_part(name, "row_ptr"));
-  const uint32_t* rescales = typed<uint32_t>(opt, rescales_name(name));
-  m.outliers = row_ptr[m.rows];
-  m.scale_min = m.scale_max = scale[0];
+  m.rows = w.rows;
+  m.cols = w.cols;
+  const HostTensor rescale_counts = require_tensor(opt, rescales_name(name), DType::U32, m.rows);
+  const auto* rescales = rescale_counts.data<uint32_t>();
+  m.outliers = w.row_ptr[m.rows];
+  m.scale_min = m.scale_max = m.rows > 0 ? w.scale[0] : 0.0f;
   for (int64_t r = 0; r < m.rows; ++r) {
-    m.scale_min = std::min(m.scale_min, scale[r]);
-    m.scale_max = std::max(m.scale_max, scale[r]);
+    m.scale_min = std::min(m.scale_min, w.scale[r]);
+    m.scale_max = std::max(m.scale_max, w.scale[r]);
     m.rescales += rescales[r];
     m.rows_rescaled += rescales[r] > 0;
   }
@@ -190,6 +241,7 @@ MatrixStats matrix_stats(const SafeTensorsFile& weights, const SafeTensorsFile& 
 CheckpointReport inspect_checkpoint(const std::string& dir) {
   CheckpointReport rep;
   rep.info = read_checkpoint_info(dir);
+  verify_manifest(dir, true);
   rep.config = load_llama_config((fs::path(dir) / "config.json").string());
   const SafeTensorsFile weights((fs::path(dir) / "model.safetensors").string());
   const SafeTensorsFile opt((fs::path(dir) / "optimizer.safetensors").string());
@@ -215,54 +267,112 @@ const std::vector<std::string>& model_side_files() {
 
 bool is_checkpoint(const std::string& dir) { return fs::is_regular_file(fs::path(dir) / "trainer_state.json"); }
 
+namespace {
+
+// An integer field of trainer_state.json within [lo, hi]; anything else (absent, fractional, a string) is refused.
+int64_t state_field(const nlohmann::json& j, const char* key, int64_t lo, int64_t hi, const std::string& where) {
+  if (!j.contains(key)) throw FileError(where, std::string("the trainer state lacks '") + key + "'");
+  const nlohmann::json& v = j[key];
+  const bool integral = v.is_number_integer() && (v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(hi) : true);
+  if (!integral || v.get<int64_t>() < lo || v.get<int64_t>() > hi) {
+    throw FileError(where, std::string("'") + key + "' is " + v.dump() + "; the trainer state needs an integer in [" +
+                               std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return v.get<int64_t>();
+}
+
+void check_format_version(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object() || !j.contains("format_version") || j["format_version"] != kCheckpointFormat) {
+    throw FileError(where, "unknown checkpoint format version " +
+                               (j.is_object() && j.contains("format_version") ? j["format_version"].dump() : std::string("(none)")) +
+                               "; this qft reads version " + std::to_string(kCheckpointFormat));
+  }
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << text;
+  f.flush();
+  if (!f) throw FileError(path, "write failed");
+}
+
+}  // namespace
+
+std::optional<int> checkpoint_step(const std::string& name) {
+  if (name.size() < 13 || name.size() > 15 || name.rfind("step_", 0) != 0) return std::nullopt;
+  int64_t step = 0;
+  for (size_t i = 5; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return std::nullopt;
+    step = step * 10 + (name[i] - '0');
+  }
+  if (step > std::numeric_limits<int32_t>::max()) return std::nullopt;
+  return int(step);
+}
+
+CheckpointInfo parse_trainer_state(const std::string& text, const std::string& where, std::optional<int> folder_step) {
+  const nlohmann::json j = parse_json(text, where);
+  check_format_version(j, where);
+  constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max(), kMaxCount = std::numeric_limits<int64_t>::max();
+  CheckpointInfo info;
+  TrainerState& s = info.state;
+  s.step = int(state_field(j, "step", 1, kMaxInt, where));
+  if (folder_step && *folder_step != s.step) {
+    throw FileError(where, "says step " + std::to_string(s.step) + " but its folder is step_" + std::to_string(*folder_step));
+  }
+  s.tokens = state_field(j, "tokens", 0, kMaxCount, where);
+  s.cursor = {state_field(j, "epoch", 0, kMaxCount, where), state_field(j, "row", 0, kMaxCount, where)};
+  s.reselections = int(state_field(j, "outlier_reselections", 0, kMaxInt, where));
+  if (!j.contains("config") || !j["config"].is_object()) throw FileError(where, "the trainer state lacks its run's 'config'");
+  s.config_json = j["config"].dump();
+  const RunConfig cfg = RunConfig::from_json_text(s.config_json, where);
+  info.storage = cfg.weight_storage();
+  if (s.step > cfg.train.steps) {
+    throw FileError(where, "says step " + std::to_string(s.step) + ", beyond its run's train.steps " + std::to_string(cfg.train.steps));
+  }
+  if (j.value("seed", nlohmann::json()) != j["config"]["train"]["seed"]) throw FileError(where, "'seed' differs from its config's train.seed");
+  if (!j.contains("settings_hash") || !j["settings_hash"].is_string() || j["settings_hash"] != settings_hash(s.config_json)) {
+    throw FileError(where, "'settings_hash' does not match its config");
+  }
+  info.settings_hash = j["settings_hash"].get<std::string>();
+  return info;
+}
+
 CheckpointInfo read_checkpoint_info(const std::string& dir) {
-  if (!fs::is_directory(dir)) throw FileError(dir, "checkpoint directory does not exist");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw FileError(dir, ec ? "cannot open: " + ec.message() : "checkpoint directory does not exist");
+  if (!is_checkpoint(dir)) {
+    throw FileError(dir, "is not a qft checkpoint (no trainer_state.json); to start a run from a model's weights, set "
+                         "model.path to it");
+  }
   if (!fs::exists(fs::path(dir) / "DONE")) {
     throw FileError(dir, "incomplete checkpoint (no DONE marker): it was still being written when the run stopped");
   }
   const std::string state_path = (fs::path(dir) / "trainer_state.json").string();
-  const nlohmann::json j = read_json_file(state_path);
-  if (!j.is_object() || !j.contains("format_version") || j["format_version"] != kCheckpointFormat) {
-    throw FileError(state_path, "unknown checkpoint format version " + (j.is_object() && j.contains("format_version")
-                                                                           ? j["format_version"].dump()
-                                                                           : std::string("(none)")) +
-                                    "; this qft reads version " + std::to_string(kCheckpointFormat));
-  }
-  CheckpointInfo info;
+  const std::string text = read_text_file(state_path, size_t(64) << 20);
+  // The version first: a checkpoint of another format is named as such, not as damaged.
+  check_format_version(nlohmann::json::parse(text, nullptr, false), state_path);
+  verify_manifest(dir, false);
+  CheckpointInfo info = parse_trainer_state(text, state_path, checkpoint_step(fs::path(dir).filename().string()));
   info.dir = dir;
-  try {
-    TrainerState& s = info.state;
-    s.step = j.at("step").get<int>();
-    s.tokens = j.at("tokens").get<int64_t>();
-    s.cursor = {j.at("epoch").get<int64_t>(), j.at("row").get<int64_t>()};
-    s.reselections = j.at("outlier_reselections").get<int>();
-    s.config_json = j.at("config").dump();
-    info.settings_hash = j.at("settings_hash").get<std::string>();
-    const RunConfig cfg = RunConfig::from_json_text(s.config_json, state_path);
-    info.storage = cfg.weight_storage();
-  } catch (const nlohmann::json::exception& e) {
-    throw FileError(state_path, std::string("malformed trainer state: ") + e.what());
-  }
   return info;
 }
-
 
 std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, LionOptimizer& opt,
                             const TrainerState& state, const std::string& model_dir) {
   const fs::path final_dir = fs::path(output_dir) / step_dir_name(state.step);
-  const fs::path tmp = fs::path(output_dir) / (".tmp_" + step_dir_name(state.step));
   std::error_code ec;
+  if (fs::exists(final_dir, ec)) throw FileError(final_dir.string(), "already exists; qft never replaces a checkpoint");
+  const fs::path tmp = temp_path_beside(final_dir.string());
   fs::remove_all(tmp, ec);
   if (!fs::create_directories(tmp, ec) || ec) throw FileError(tmp.string(), "cannot create checkpoint directory: " + ec.message());
   try {
-    write_entries(model.backend(), model_entries(model), (tmp / "model.safetensors").string());
+    write_checkpoint_weights((tmp / "model.safetensors").string(), model);
     write_entries(model.backend(), optimizer_entries(model, opt), (tmp / "optimizer.safetensors").string());
     for (const std::string& f : model_side_files()) {
       const fs::path src = fs::path(model_dir) / f;
       if (!fs::exists(src)) continue;
       fs::copy_file(src, tmp / f, fs::copy_options::overwrite_existing, ec);
       if (ec) throw FileError((tmp / f).string(), "cannot copy from the model directory: " + ec.message());
-      fsync_path((tmp / f).string());
     }
     nlohmann::ordered_json j = {{"format_version", kCheckpointFormat},
                                 {"qft_version", QFT_VERSION},
@@ -275,9 +385,9 @@ std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, Li
                                 {"settings_hash", settings_hash(state.config_json)},
                                 {"config", nlohmann::json::parse(state.config_json)}};
     write_text((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
-    write_text((tmp / "DONE").string(), "");
+    for (const auto& e : fs::directory_iterator(tmp)) fsync_path(e.path().string());
+    write_manifest(tmp.string());  // last: DONE makes the checkpoint complete
     fsync_path(tmp.string());
-    fs::remove_all(final_dir, ec);
     fs::rename(tmp, final_dir, ec);
     if (ec) throw FileError(final_dir.string(), "cannot move the checkpoint into place: " + ec.message());
     fsync_path(output_dir);
@@ -288,32 +398,63 @@ std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, Li
   return final_dir.string();
 }
 
+void write_checkpoint_weights(const std::string& path, LlamaModel& model) {
+  write_entries(model.backend(), model_entries(model), path);
+}
+
+void read_checkpoint_weights(const std::string& path, LlamaModel& model) {
+  read_entries(model.backend(), model_entries(model), path, &model);
+}
+
 TrainerState load_checkpoint(const std::string& dir, LlamaModel& model, LionOptimizer& opt) {
   const CheckpointInfo info = read_checkpoint_info(dir);
-  read_entries(model.backend(), model_entries(model), (fs::path(dir) / "model.safetensors").string());
-  read_entries(model.backend(), optimizer_entries(model, opt), (fs::path(dir) / "optimizer.safetensors").string());
+  verify_manifest(dir, true);
+  read_checkpoint_weights((fs::path(dir) / "model.safetensors").string(), model);
+  read_entries(model.backend(), optimizer_entries(model, opt), (fs::path(dir) / "optimizer.safetensors").string(), nullptr);
   return info.state;
 }
 
 void load_checkpoint_weights(const std::string& dir, LlamaModel& model) {
   read_checkpoint_info(dir);
-  read_entries(model.backend(), model_entries(model), (fs::path(dir) / "model.safetensors").string());
+  verify_manifest(dir, true);
+  read_checkpoint_weights((fs::path(dir) / "model.safetensors").string(), model);
+}
+
+std::vector<std::string> complete_checkpoints(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (checkpoint_step(it->path().filename().string()) && fs::exists(it->path() / "DONE")) out.push_back(it->path().string());
+  }
+  std::sort(out.begin(), out.end());  // step_%08d: by name is by step
+  return out;
 }
 
 std::string latest_checkpoint(const std::string& output_dir) {
   const auto all = complete_checkpoints(output_dir);
   if (all.empty()) throw FileError(output_dir, "no complete checkpoint (step_*/DONE) to resume from");
-  return all.back().string();
+  return all.back();
+}
+
+void discard_checkpoint(const std::string& dir) {
+  // Renamed away first, in one step: a kill during the deletion leaves a hidden leftover (removed when the run next
+  // starts), never a step folder that still says DONE but lacks files.
+  const std::string away = (fs::path(dir).parent_path() / (".discarded_" + fs::path(dir).filename().string())).string();
+  std::error_code ec;
+  fs::remove_all(away, ec);
+  fs::rename(dir, away, ec);
+  if (ec) throw FileError(dir, "cannot remove the old checkpoint: " + ec.message());
+  fsync_path(fs::path(dir).parent_path().string());
+  fs::remove_all(away, ec);
 }
 
 void prune_checkpoints(const std::string& output_dir, int keep_last, const std::string& protect) {
   if (keep_last <= 0) return;
-  auto all = complete_checkpoints(output_dir);
-  const fs::path keep = protect.empty() ? fs::path() : fs::weakly_canonical(protect);
+  const auto all = complete_checkpoints(output_dir);
   std::error_code ec;
   for (size_t i = 0; i + size_t(keep_last) < all.size(); ++i) {
-    if (!protect.empty() && fs::weakly_canonical(all[i]) == keep) continue;
-    fs::remove_all(all[i], ec);
+    if (!protect.empty() && fs::equivalent(all[i], protect, ec)) continue;
+    discard_checkpoint(all[i]);
   }
 }
 

@@ -4,6 +4,7 @@
 // files, and a DONE marker written last. A checkpoint is built in a temporary directory and renamed into
 // place, so a crash at any moment leaves the previous one complete.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,7 +14,7 @@
 
 namespace qft {
 
-constexpr int kCheckpointFormat = 1;
+constexpr int kCheckpointFormat = 2;  // 2: DONE is a manifest of content hashes
 
 // The files a model directory may hold besides its weights; checkpoints and exports carry them along.
 const std::vector<std::string>& model_side_files();
@@ -36,7 +37,14 @@ struct CheckpointInfo {
 
 // A directory is a checkpoint when it holds trainer_state.json (HF model directories never do).
 bool is_checkpoint(const std::string& dir);
-// Refuses a checkpoint without DONE or of another format version, naming the directory or file.
+// The step of a checkpoint folder's name ("step_00000012" -> 12); nullopt for any other name.
+std::optional<int> checkpoint_step(const std::string& name);
+// trainer_state.json's text: every field's type and range, its settings hash, and its step against its folder's
+// (folder_step, when the folder is named step_N). `where` names the file in errors.
+CheckpointInfo parse_trainer_state(const std::string& text, const std::string& where, std::optional<int> folder_step);
+// Refuses a checkpoint without DONE, of another format version, with a damaged or foreign small file (config,
+// trainer state, tokenizer: hashed against the manifest) or a malformed trainer state, naming the file. Tensor
+// files are hashed and validated when loaded.
 CheckpointInfo read_checkpoint_info(const std::string& dir);
 
 // Quantization statistics of one INT8 matrix of a checkpoint.
@@ -64,13 +72,22 @@ CheckpointReport inspect_checkpoint(const std::string& dir);
 // checkpoints untouched.
 std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, LionOptimizer& opt,
                             const TrainerState& state, const std::string& model_dir);
-// Restores weights, momentum and trainer state. Refuses what read_checkpoint_info refuses, and tensors that
-// do not match the model and optimizer built from the current config.
+// Restores weights, momentum and trainer state. Refuses what read_checkpoint_info refuses, a file whose content
+// hash differs from the manifest's, and tensors that do not match the model and optimizer built from the current
+// config exactly (none missing, none extra), hold non-finite values or a broken outlier structure.
 TrainerState load_checkpoint(const std::string& dir, LlamaModel& model, LionOptimizer& opt);
+// A checkpoint's weights file (model.safetensors) alone: written as save_checkpoint writes it, and read with every
+// check that load_checkpoint makes of it except the manifest's hash (so a fuzzer reaches the checks behind it).
+void write_checkpoint_weights(const std::string& path, LlamaModel& model);
+void read_checkpoint_weights(const std::string& path, LlamaModel& model);
 // Restores only the weights; the model must store them as the checkpoint does (CheckpointInfo::storage).
 void load_checkpoint_weights(const std::string& dir, LlamaModel& model);
+// The complete checkpoints (step_N with DONE) under dir, oldest first.
+std::vector<std::string> complete_checkpoints(const std::string& dir);
 // The newest complete checkpoint (with DONE) under output_dir; throws FileError when there is none.
 std::string latest_checkpoint(const std::string& output_dir);
+// Removes a checkpoint so that no moment of it leaves a damaged checkpoint behind (it is renamed away first).
+void discard_checkpoint(const std::string& dir);
 // Keeps the newest keep_last complete checkpoints and removes older ones, never `protect`.
 void prune_checkpoints(const std::string& output_dir, int keep_last, const std::string& protect);
 // Whether a change of this config key ("data.seq_len") makes a resume meaningless; such changes are refused.

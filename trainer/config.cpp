@@ -265,6 +265,13 @@ void RunConfig::validate(bool for_training) const {
   at_least("train.eval_every", train.eval_every, 0);
   at_least("train.eval_batches", train.eval_batches, 0);
   at_least("train.log_every", train.log_every, 1);
+  // Bounds that keep every size product in range and refuse what no machine holds before anything is allocated.
+  constexpr int64_t kMaxTokensPerMicroBatch = int64_t(1) << 24;
+  if (int64_t(train.batch_size) * data.seq_len > kMaxTokensPerMicroBatch) {
+    throw ConfigError(where, "train.batch_size", "times data.seq_len is " + std::to_string(int64_t(train.batch_size) * data.seq_len) +
+                                                     " tokens per micro-batch; qft accepts at most " +
+                                                     std::to_string(kMaxTokensPerMicroBatch) + " (use train.grad_accum for larger batches)");
+  }
   if (!(train.lr > 0)) throw ConfigError(where, "train.lr", "must be positive");
   for (double b : train.betas) {
     if (!(b >= 0 && b < 1)) throw ConfigError(where, "train.betas", "each beta must lie in [0, 1)");

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/json_file.h"
 #include "cpu/cpu_backend.h"
 #include "model/safetensors.h"
@@ -95,8 +96,9 @@ ExportSummary export_hf(const std::string& source, const std::string& out_dir, c
   for (const Param& p : params) sizes.push_back(size_t(p.numel()) * dtype_size(opts.dtype));
   const auto shards = plan_shards(sizes, opts.shard_bytes);
 
-  const fs::path tmp = out.parent_path() / (".tmp_export_" + out.filename().string());
-  fs::remove_all(tmp, ec);
+  // Unique to this process: a user's folder of any name, or another export's, is never touched.
+  const fs::path tmp = temp_path_beside(out.string());
+  if (fs::exists(tmp, ec)) throw FileError(tmp.string(), "exists; remove it (a leftover of an export of this process id)");
   fs::create_directories(tmp, ec);
   if (ec) throw FileError(tmp.string(), "cannot create the export directory: " + ec.message());
   ExportSummary summary;

@@ -57,13 +57,22 @@ Generation generate_tokens(LlamaModel& model, const Tokenizer& tok, const Prompt
                            const std::function<void(const std::string&)>& on_text) {
   if (prompt.tokens.empty()) throw Error("generate: the prompt has no tokens");
   if (o.max_new_tokens < 0) throw Error("generate: max_new_tokens must not be negative");
-  if (o.top_p <= 0 || o.top_p > 1) throw Error("generate: top_p must lie in (0, 1]");
+  if (!(o.top_p > 0 && o.top_p <= 1)) throw Error("generate: top_p must lie in (0, 1]");  // NaN too
+  if (!(o.temperature >= 0) || !std::isfinite(o.temperature)) throw Error("generate: temperature must be finite and >= 0");
+  const int64_t context = model.config().max_position_embeddings;
+  if (int64_t(prompt.tokens.size()) + int64_t(o.max_new_tokens) > context) {
+    throw Error("generate: the prompt's " + std::to_string(prompt.tokens.size()) + " tokens plus max_new_tokens " +
+                std::to_string(o.max_new_tokens) + " exceed the model's context of " + std::to_string(context) +
+                " tokens (max_position_embeddings in config.json)");
+  }
   Generation g;
   g.prompt = prompt.tokens;
   KvCache cache = model.new_kv_cache(int(g.prompt.size()) + o.max_new_tokens);
   std::mt19937_64 rng(o.seed);
   std::vector<float> logits = model.decode(g.prompt, cache);
   for (int i = 0; i < o.max_new_tokens; ++i) {
+    // A model's vocabulary may be padded beyond its tokenizer's: those ids have no text, so they are never drawn.
+    if (int64_t(logits.size()) > tok.vocab_size()) logits.resize(size_t(tok.vocab_size()));
     const int32_t next = sample_token(logits, o.temperature, o.top_p, rng);
     if (tok.is_stop(next) || std::find(prompt.stop_ids.begin(), prompt.stop_ids.end(), next) != prompt.stop_ids.end()) {
       g.hit_eos = true;

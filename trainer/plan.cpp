@@ -86,7 +86,8 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const Plan
   if (acc) plan.items.push_back({"gradient accumulators", acc->bytes(), enum_name(cfg.quant.grad_dtype)});
   plan.state_bytes = model.weight_bytes() + opt.state_bytes() + (acc ? acc->bytes() : 0);
 
-  const std::vector<Batch> micro(size_t(cfg.train.grad_accum), worst_case_batch(cfg));
+  // Two micro-batches allocate what any number does (the accumulators exist once): a step is planned with at most two.
+  const std::vector<Batch> micro(size_t(std::min(cfg.train.grad_accum, 2)), worst_case_batch(cfg));
   train_step(model, opt, acc.get(), micro, 1e-4f, cfg.train.clip_grad_norm);
   model.forward_loss(micro[0]);  // validation: a forward pass only
   plan.peak_bytes = be.memory().peak_bytes;

@@ -1,6 +1,7 @@
 #include "trainer/train_loop.h"
 
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -20,6 +21,7 @@
 #include "trainer/device.h"
 #include "trainer/model_source.h"
 #include "trainer/plan.h"
+#include "trainer/run_dir.h"
 #include "trainer/train_step.h"
 
 namespace qft {
@@ -70,14 +72,32 @@ class MetricsWriter {
   std::ofstream f_;
 };
 
-std::shared_ptr<spdlog::logger> make_logger(const std::string& log_path, bool append) {
-  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();  // stdout stays for results
+constexpr const char* kLogFilePattern = "[%Y-%m-%d %H:%M:%S.%e] [%l] %v";
+
+// Logs to stderr (stdout stays for results) and, once the run directory is committed, to its train.log. Until
+// then the lines wait in memory: nothing is written into the directory before every check has passed.
+std::shared_ptr<spdlog::logger> make_logger() {
+  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   console->set_pattern("%v");
-  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_path, !append);  // a new run starts a new log
-  file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
-  auto log = std::make_shared<spdlog::logger>("qft.train", spdlog::sinks_init_list{console, file});
+  auto pending = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
+  pending->set_pattern(kLogFilePattern);
+  auto log = std::make_shared<spdlog::logger>("qft.train", spdlog::sinks_init_list{console, pending});
   log->flush_on(spdlog::level::info);
   return log;
+}
+
+// Replaces the logger's pending sink by the log file, writing what it held first.
+void attach_log_file(spdlog::logger& log, const std::string& path, bool append) {
+  auto& sinks = log.sinks();
+  auto pending = std::dynamic_pointer_cast<spdlog::sinks::ringbuffer_sink_mt>(sinks.back());
+  {
+    std::ofstream f(path, append ? std::ios::app : std::ios::trunc);
+    for (const std::string& line : pending->last_formatted()) f << line;
+    if (!f) throw FileError(path, "cannot write the run's log");
+  }
+  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);
+  file->set_pattern(kLogFilePattern);
+  sinks.back() = file;
 }
 
 // Refuses a resume whose config differs in a key that would make it meaningless; logs harmless changes.
@@ -113,19 +133,6 @@ double validate(LlamaModel& model, const DataLoader& val, const TrainSection& t)
   return total.mean();
 }
 
-// A new run never writes into another's directory: its metrics would replace the old ones and its checkpoints
-// and pruning would mix with, or delete, the old run's.
-void refuse_existing_run(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    const bool logged = name == "metrics.jsonl" && fs::file_size(e.path(), ec) > 0;
-    if (logged || name.rfind("step_", 0) == 0) {
-      throw FileError(dir, "already holds a run (" + name + "); continue it with --resume, or choose another output.dir");
-    }
-  }
-}
-
 int64_t positions(const std::vector<Batch>& micro) {
   int64_t n = 0;
   for (const Batch& b : micro) n += int64_t(b.B) * b.T;
@@ -137,13 +144,13 @@ int64_t positions(const std::vector<Batch>& micro) {
 // checkpoints.
 class TrainingRun {
  public:
-  TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume);
+  TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop);
   ~TrainingRun() { spdlog::drop("qft.train"); }
   TrainSummary run();
 
  private:
   void check_fits(const MemoryPlan& plan, const LlamaConfig& arch) const;
-  void prepare_output_dir() const;
+  void commit_run_dir();
   void load_data();
   void log_state_sizes() const;
   void restore(const std::string& resume);
@@ -153,12 +160,15 @@ class TrainingRun {
   void log_progress(int done, const StepResult& r, double lr, double step_s, int64_t step_positions);
   void evaluate(int step);
   void save(int done);
+  void stop_if_requested(int done);
 
   const RunConfig& cfg_;
   const std::optional<std::string> resume_;
+  const StopSignals* stop_;
   const Clock::time_point t0_ = Clock::now();
   Clock::time_point loop_t0_;
   std::unique_ptr<Backend> backend_;  // first: a device that cannot run fails before anything is written
+  std::unique_ptr<RunDirectory> run_dir_;  // locked for the life of the run
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<MetricsWriter> metrics_;
   OpenModel opened_;
@@ -173,16 +183,13 @@ class TrainingRun {
   std::string resumed_from_;
 };
 
-TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume)
-    : cfg_(cfg), resume_(resume), backend_(make_backend(cfg.device, cfg.debug_sync)) {
+TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop)
+    : cfg_(cfg), resume_(resume), stop_(stop), backend_(make_backend(cfg.device, cfg.debug_sync)) {
   const LlamaConfig arch = plan_architecture(cfg_);
   const MemoryPlan plan = plan_memory(cfg_, arch, plan_target(*backend_));
   check_fits(plan, arch);
-  if (!resume_) refuse_existing_run(cfg_.output.dir);
-  prepare_output_dir();
-  const fs::path dir(cfg_.output.dir);
-  log_ = make_logger((dir / "train.log").string(), resume_.has_value());
-  metrics_ = std::make_unique<MetricsWriter>((dir / "metrics.jsonl").string(), resume_.has_value());
+  run_dir_ = std::make_unique<RunDirectory>(cfg_.output.dir, resume_);
+  log_ = make_logger();
   log_->info("effective config:\n{}", cfg_.to_json());
   log_->info("{}", format_plan(plan, cfg_, arch));
 
@@ -198,7 +205,8 @@ TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>&
   opt_ = std::make_unique<LionOptimizer>(model, cfg_.optimizer_settings());
   if (cfg_.train.grad_accum > 1) acc_ = std::make_unique<GradAccumulators>(model, cfg_.optimizer_settings());
   log_state_sizes();
-  if (resume_) restore(*resume_);
+  if (resume_) restore(run_dir_->checkpoint());
+  commit_run_dir();
 }
 
 // Will it fit? The plan is a dry run of this very run's allocations.
@@ -211,14 +219,18 @@ void TrainingRun::check_fits(const MemoryPlan& plan, const LlamaConfig& arch) co
               "quant.weights=int8 and quant.momentum=int8.");
 }
 
-void TrainingRun::prepare_output_dir() const {
-  std::error_code ec;
-  fs::create_directories(cfg_.output.dir, ec);
-  if (ec) throw FileError(cfg_.output.dir, "cannot create the output directory: " + ec.message());
-  const std::string path = (fs::path(cfg_.output.dir) / "config.json").string();
-  std::ofstream f(path);
-  f << cfg_.to_json() << "\n";
-  if (!f) throw FileError(path, "cannot write the effective config");
+// Every check has passed: the directory becomes this run's, and its log and metrics start.
+void TrainingRun::commit_run_dir() {
+  run_dir_->commit(cfg_.to_json(), start_step_);
+  const fs::path dir(cfg_.output.dir);
+  attach_log_file(*log_, (dir / "train.log").string(), resume_.has_value());
+  if (!run_dir_->discarded().empty()) {
+    std::string names;
+    for (const std::string& n : run_dir_->discarded()) names += (names.empty() ? "" : ", ") + n;
+    log_->warn("{} held a run stopped before its first checkpoint; it was taken over and its {} discarded",
+               cfg_.output.dir, names);
+  }
+  metrics_ = std::make_unique<MetricsWriter>((dir / "metrics.jsonl").string(), resume_.has_value());
 }
 
 void TrainingRun::load_data() {
@@ -257,10 +269,15 @@ void TrainingRun::log_state_sizes() const {
              backend_->name());
 }
 
-void TrainingRun::restore(const std::string& resume) {
-  resumed_from_ = resume.empty() ? latest_checkpoint(cfg_.output.dir) : resume;
+void TrainingRun::restore(const std::string& checkpoint) {
+  resumed_from_ = checkpoint;
   const TrainerState st = load_checkpoint(resumed_from_, *opened_.model, *opt_);
   check_resume_config(st.config_json, cfg_, *log_);
+  if (st.step >= cfg_.train.steps) {
+    throw ConfigError("--resume", "train.steps", "is " + std::to_string(cfg_.train.steps) + " but " + resumed_from_ +
+                                                     " is already at step " + std::to_string(st.step) +
+                                                     ": nothing to train. Raise train.steps to continue the run");
+  }
   train_->restore(st.cursor);
   start_step_ = st.step;
   tokens_total_ = st.tokens;
@@ -270,18 +287,21 @@ void TrainingRun::restore(const std::string& resume) {
 
 TrainSummary TrainingRun::run() {
   loop_t0_ = Clock::now();
+  stop_if_requested(start_step_);
   for (int s = start_step_; s < cfg_.train.steps; ++s) {
     const auto step_t0 = Clock::now();
     const std::vector<Batch> micro = train_->next_step(cfg_.train.grad_accum, cfg_.train.batch_size);
     const double lr = learning_rate(cfg_.train, s);
     StepResult r;
     const int64_t reads_before = backend_->host_reads();
-    if (!step(s, micro, lr, r)) continue;
-    backend_->synchronize();  // the step's updates may still be queued on a GPU: time them too
-    if (cfg_.debug_sync) {
-      log_->info("step {:>5}/{} | {} device-to-host reads", s + 1, cfg_.train.steps, backend_->host_reads() - reads_before);
+    if (step(s, micro, lr, r)) {
+      backend_->synchronize();  // the step's updates may still be queued on a GPU: time them too
+      if (cfg_.debug_sync) {
+        log_->info("step {:>5}/{} | {} device-to-host reads", s + 1, cfg_.train.steps, backend_->host_reads() - reads_before);
+      }
+      after_step(s + 1, r, lr, seconds_since(step_t0), positions(micro));
     }
-    after_step(s + 1, r, lr, seconds_since(step_t0), positions(micro));
+    if (s + 1 < cfg_.train.steps) stop_if_requested(s + 1);
   }
   // The end of a run always saves, also when its last step was skipped (train.on_nonfinite=skip) and so never
   // reached after_step's save.
@@ -356,6 +376,20 @@ void TrainingRun::evaluate(int step) {
   metrics_->write({{"step", step}, {"val_loss", vl}, {"elapsed_s", seconds_since(t0_)}});
 }
 
+// A stop request (SIGINT, SIGTERM) ends the run after a whole step, with a checkpoint of it.
+void TrainingRun::stop_if_requested(int done) {
+  const int sig = stop_ ? stop_->received() : 0;
+  if (sig == 0) return;
+  std::string saved = "nothing was trained, so nothing was saved";
+  if (done > start_step_) {
+    if (saved_step_ != done) save(done);
+    saved = "checkpoint " + (fs::path(cfg_.output.dir) / fmt::format("step_{:08d}", done)).string() +
+            " holds it; continue with the same command and --resume";
+  }
+  log_->warn("stopped by {} after step {}/{}: {}", signal_name(sig), done, cfg_.train.steps, saved);
+  throw Interrupted(sig, fmt::format("stopped by {} after step {}/{}; {}", signal_name(sig), done, cfg_.train.steps, saved));
+}
+
 void TrainingRun::save(int done) {
   std::string dir;
   try {
@@ -377,9 +411,9 @@ void TrainingRun::save(int done) {
 
 }  // namespace
 
-TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>& resume) {
+TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop) {
   cfg.validate();
-  return TrainingRun(cfg, resume).run();
+  return TrainingRun(cfg, resume, stop).run();
 }
 
 }  // namespace qft

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "core/stop_signals.h"
 #include "trainer/config.h"
 
 namespace qft {
@@ -20,9 +21,11 @@ struct TrainSummary {
 // The learning rate at 0-based step `step`: linear warmup, then constant, linear or cosine decay towards 0.
 double learning_rate(const TrainSection& t, int step);
 
-// Runs qft train. Writes output.dir/{config.json, metrics.jsonl, train.log} and checkpoints. With `resume`
-// set, continues exactly from that checkpoint ("" = the latest complete one in output.dir).
-// Throws qft::Error on failure.
-TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>& resume = std::nullopt);
+// Runs qft train. Writes output.dir/{config.json, metrics.jsonl, train.log} and checkpoints, holding the
+// directory's lock (RunDirectory). With `resume` set, continues exactly from that checkpoint ("" = the latest
+// complete one in output.dir). With `stop`, a SIGINT/SIGTERM ends the run after its current step with a checkpoint
+// and throws Interrupted. Throws qft::Error on failure.
+TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>& resume = std::nullopt,
+                          const StopSignals* stop = nullptr);
 
 }  // namespace qft
