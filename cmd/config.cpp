@@ -6,6 +6,7 @@
 
 #include "cmd/commands.h"
 #include "cmd/run_config_options.h"
+#include "core/error.h"
 #include "trainer/config.h"
 
 namespace qft::cmd {
@@ -30,6 +31,9 @@ void set_config_command(CLI::App& app) {
   opts->run.add_to(sub, false);
   sub->add_flag("--docs", opts->docs, "Print a Markdown table of every key, its default and meaning");
   sub->callback([opts] {
+    if (opts->docs && (!opts->run.config.empty() || !opts->run.overrides.empty())) {
+      throw Error("config --docs documents every key and takes no --config or --set");
+    }
     if (opts->docs) return print_docs();
     std::cout << opts->run.load().to_json() << "\n";
   });

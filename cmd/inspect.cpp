@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "model/hf_model.h"
 #include "trainer/checkpoint.h"
+#include "trainer/run_dir.h"
 
 namespace qft::cmd {
 
@@ -90,6 +91,7 @@ void print_checkpoint(const InspectOptions& o) {
 void run_inspect(const InspectOptions& o) {
   if (std::filesystem::is_regular_file(o.path)) return inspect_file(o);
   if (is_checkpoint(o.path)) return print_checkpoint(o);
+  refuse_run_directory(o.path);
   HfModel m(o.path);
   const LlamaConfig& c = m.config();
   const int64_t params = c.parameter_count();

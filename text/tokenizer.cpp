@@ -37,6 +37,21 @@ std::string config_chat_template(const json& config, const std::string& where) {
   return "";
 }
 
+// The tokenizer_config.json keys qft reads, each of the JSON type transformers gives it (or null): a value of
+// another type is refused rather than ignored.
+void check_tokenizer_config(const json& config, const std::string& where) {
+  const std::pair<const char*, json::value_t> typed[] = {
+      {"tokenizer_class", json::value_t::string}, {"add_prefix_space", json::value_t::boolean},
+      {"legacy", json::value_t::boolean},         {"add_bos_token", json::value_t::boolean},
+      {"add_eos_token", json::value_t::boolean}};
+  for (const auto& [key, type] : typed) {
+    const auto it = config.find(key);
+    if (it == config.end() || it->is_null() || it->type() == type) continue;
+    throw ConfigError(where, key, std::string("must be ") + (type == json::value_t::string ? "a string" : "true or false") +
+                                      ", got " + it->dump());
+  }
+}
+
 }  // namespace
 
 Tokenizer::Tokenizer(const std::string& model_dir) {
@@ -46,6 +61,7 @@ Tokenizer::Tokenizer(const std::string& model_dir) {
   if (fs::exists(config_path)) {
     config = read_json_file(config_path.string());
     if (!config.is_object()) throw FileError(config_path.string(), "expected a JSON object");
+    check_tokenizer_config(config, config_path.string());
   }
   TokenizerFile file;
   // AutoTokenizer's default is the fast tokenizer, built from tokenizer.json whenever the directory has one.
@@ -108,19 +124,20 @@ void Tokenizer::read_stop_ids(const std::string& dir) {
     const json j = read_json_file(p.string());
     const auto it = j.is_object() ? j.find("eos_token_id") : j.end();
     if (it == j.end() || it->is_null()) continue;
-    std::vector<int32_t> ids;
-    if (it->is_number_integer()) {
-      ids.push_back(it->get<int32_t>());
-    } else if (it->is_array() && std::all_of(it->begin(), it->end(), [](const json& e) { return e.is_number_integer(); })) {
-      ids = it->get<std::vector<int32_t>>();
+    std::vector<int64_t> ids;  // 64-bit: a value beyond int32 must not wrap into the vocabulary
+    const auto is_id = [](const json& e) { return e.is_number_integer() && !(e.is_number_unsigned() && e.get<uint64_t>() > (uint64_t(1) << 62)); };
+    if (is_id(*it)) {
+      ids.push_back(it->get<int64_t>());
+    } else if (it->is_array() && std::all_of(it->begin(), it->end(), is_id)) {
+      ids = it->get<std::vector<int64_t>>();
     } else {
       throw ConfigError(p.string(), "eos_token_id", "must be a token id or a list of token ids");
     }
-    for (int32_t id : ids) {
+    for (int64_t id : ids) {
       if (id < 0 || id >= vocab_size()) {
         throw ConfigError(p.string(), "eos_token_id", "id " + std::to_string(id) + " is outside the vocabulary");
       }
-      if (!is_stop(id)) stop_ids_.push_back(id);
+      if (!is_stop(int32_t(id))) stop_ids_.push_back(int32_t(id));
     }
   }
 }

@@ -169,7 +169,17 @@ std::vector<Example> load_examples(const std::string& path, const DataSection& c
     st.tokens += int64_t(ex.tokens.size());
     out.push_back(std::move(ex));
   }
-  if (out.empty()) throw DataError(path, 0, "no usable examples in the file");
+  if (out.empty()) {
+    std::string why = "no usable examples in the file";
+    if (st.dropped_no_target > 0) {
+      why = "no usable examples: " + std::to_string(st.dropped_no_target) + " of " + std::to_string(lines.size()) +
+            " lost every answer token to truncation at data.seq_len=" + std::to_string(cfg.seq_len) +
+            " (the prompt fills the window); raise data.seq_len";
+    } else if (st.skipped_lines > 0) {
+      why = "no usable examples: all " + std::to_string(st.skipped_lines) + " lines were malformed and skipped (data.skip_bad_lines)";
+    }
+    throw DataError(path, 0, why);
+  }
   return out;
 }
 

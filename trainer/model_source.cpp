@@ -2,8 +2,10 @@
 
 #include <filesystem>
 
+#include "core/error.h"
 #include "cpu/cpu_backend.h"
 #include "model/hf_model.h"
+#include "trainer/run_dir.h"
 
 namespace qft {
 
@@ -17,6 +19,7 @@ ModelSource open_model_source(const std::string& path) {
   ModelSource src;
   src.path = path;
   require_model_dir(path);
+  refuse_run_directory(path);
   if (is_checkpoint(path)) {
     src.checkpoint = read_checkpoint_info(path);
     src.stored = src.checkpoint->storage;
@@ -41,10 +44,23 @@ std::unique_ptr<LlamaModel> load_model(const ModelSource& src, Backend& backend,
   return model;
 }
 
+namespace {
+
+// Checked at load, not at the first batch: a tokenizer with ids the model has no embedding for is not its own.
+void check_tokenizer_fits(const Tokenizer& tok, const ModelSource& src) {
+  if (tok.vocab_size() <= src.config.vocab_size) return;
+  throw FileError(tok.path(), "has " + std::to_string(tok.vocab_size()) + " tokens but " + src.path +
+                                  "/config.json gives the model a vocabulary of " + std::to_string(src.config.vocab_size) +
+                                  " (vocab_size): is this the model's own tokenizer?");
+}
+
+}  // namespace
+
 OpenModel open_model(const std::string& path, Backend& backend, const std::optional<WeightStorage>& storage) {
   OpenModel m;
   m.source = open_model_source(path);
   m.tokenizer = std::make_unique<Tokenizer>(path);
+  check_tokenizer_fits(*m.tokenizer, m.source);
   m.model = load_model(m.source, backend, storage);
   return m;
 }
@@ -54,6 +70,7 @@ OpenModel open_random_model(const std::string& path, Backend& backend, const Wei
   m.source = open_model_source(path);
   m.source.random_weights = true;
   m.tokenizer = std::make_unique<Tokenizer>(path);
+  check_tokenizer_fits(*m.tokenizer, m.source);
   m.model = std::make_unique<LlamaModel>(m.source.config, backend, storage);
   m.model->init_random(seed);
   return m;

@@ -77,6 +77,13 @@ bool is_run_entry(const std::string& name) {
          name == "train.log" || starts_with(name, "step_") || is_leftover(name);
 }
 
+void refuse_run_directory(const std::string& path) {
+  if (!fs::exists(fs::path(path) / kRunMarker)) return;
+  const std::vector<std::string> done = complete_checkpoints(path);
+  throw FileError(path, "is a qft run directory, not a model or checkpoint: give one of its checkpoints" +
+                            (done.empty() ? std::string(" (it holds none yet)") : " (the newest is " + done.back() + ")"));
+}
+
 RunDirectory::RunDirectory(const std::string& dir, const std::optional<std::string>& resume) : dir_(dir) {
   std::error_code ec;
   const fs::file_status st = fs::status(dir, ec);

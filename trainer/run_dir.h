@@ -46,6 +46,9 @@ class RunDirectory {
   int lock_fd_ = -1;
 };
 
+// Where a model or checkpoint is expected: a run directory is refused with a message that points to its checkpoints.
+void refuse_run_directory(const std::string& path);
+
 // The entries of a run directory that belong to qft (the lock and marker, logs, config, checkpoints and their
 // temporary folders): what a takeover may discard. Anything else makes a directory a user's.
 bool is_run_entry(const std::string& name);

@@ -386,7 +386,7 @@ void TrainingRun::stop_if_requested(int done) {
     saved = "checkpoint " + (fs::path(cfg_.output.dir) / fmt::format("step_{:08d}", done)).string() +
             " holds it; continue with the same command and --resume";
   }
-  log_->warn("stopped by {} after step {}/{}: {}", signal_name(sig), done, cfg_.train.steps, saved);
+  log_->warn("stopped by {} after step {}/{}", signal_name(sig), done, cfg_.train.steps);
   throw Interrupted(sig, fmt::format("stopped by {} after step {}/{}; {}", signal_name(sig), done, cfg_.train.steps, saved));
 }
 
