@@ -1,6 +1,7 @@
 #include "core/file_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +14,13 @@
 namespace qft {
 
 namespace fs = std::filesystem;
+
+void require_regular_file(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw FileError(path, "cannot open " + what + ": " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) throw FileError(path, "is a directory, not " + what);
+  if (!S_ISREG(st.st_mode)) throw FileError(path, "is not a regular file (a FIFO, socket or device), not " + what);
+}
 
 std::string temp_path_beside(const std::string& path) {
   const fs::path p(path);

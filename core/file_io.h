@@ -6,6 +6,10 @@
 
 namespace qft {
 
+// Refuses (FileError naming the path) anything but an existing regular file: a FIFO would block the reader forever,
+// a device never ends, a directory or a symlink loop is a mistake. `what` says what the file should be.
+void require_regular_file(const std::string& path, const std::string& what);
+
 // ".NAME.tmp.PID" beside `path`: unique to this process, and hidden.
 std::string temp_path_beside(const std::string& path);
 // Flushes a file's or directory's contents to disk; failures are ignored (some filesystems refuse fsync).

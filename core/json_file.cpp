@@ -4,23 +4,22 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <vector>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace qft {
 
 std::string read_text_file(const std::string& path, size_t max_bytes) {
-  // Only regular files: a FIFO would block forever and /dev/zero never ends.
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw FileError(path, std::string("cannot open: ") + std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) throw FileError(path, "is a directory, not a file");
-  if (!S_ISREG(st.st_mode)) throw FileError(path, "is not a regular file (a FIFO, socket or device)");
-  if (size_t(st.st_size) > max_bytes) {
-    throw FileError(path, "is " + std::to_string(st.st_size) + " bytes, more than the " + std::to_string(max_bytes) +
+  require_regular_file(path, "a file");
+  const uintmax_t size = std::filesystem::file_size(path);
+  if (size > max_bytes) {
+    throw FileError(path, "is " + std::to_string(size) + " bytes, more than the " + std::to_string(max_bytes) +
                               " a file of this kind may have");
   }
   std::ifstream f(path, std::ios::binary);

@@ -29,6 +29,7 @@ size_t checked_offset(const nlohmann::json& v, const std::string& path, const st
 }  // namespace
 
 SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
+  require_regular_file(path, "a safetensors file");
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw FileError(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};

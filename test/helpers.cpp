@@ -178,6 +178,15 @@ std::string tiny_train_args(const std::string& output_dir) {
 
 CliResult run_qft(const std::string& args) { return run_shell(std::string(QFT_BINARY) + " " + args); }
 
+std::string expect_cli_error(const std::string& args, const std::string& what) {
+  const auto r = run_qft(args);
+  INFO("qft " << args << "\n" << r.output);
+  REQUIRE(r.exit_code == 1);
+  REQUIRE(r.output.find("qft: error: ") != std::string::npos);
+  REQUIRE(r.output.find(what) != std::string::npos);
+  return r.output;
+}
+
 CliResult run_shell(const std::string& command) {
   const std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");

@@ -114,5 +114,7 @@ struct CliResult {
 };
 CliResult run_qft(const std::string& args);
 CliResult run_shell(const std::string& command);  // stdout and stderr together
+// A failing command exits 1 (not a crash) and prints an error line that contains `what`; returns its output.
+std::string expect_cli_error(const std::string& args, const std::string& what);
 
 }  // namespace qft::test

@@ -10,18 +10,7 @@ using namespace qft;
 using test::run_qft;
 namespace fs = std::filesystem;
 
-namespace {
-
-// A failing command exits 1 (not a crash) and prints exactly one error line that contains `what`.
-void expect_error(const std::string& args, const std::string& what) {
-  const auto r = run_qft(args);
-  INFO("qft " << args << "\n" << r.output);
-  REQUIRE(r.exit_code == 1);
-  REQUIRE(r.output.find("qft: error: ") != std::string::npos);
-  REQUIRE(r.output.find(what) != std::string::npos);
-}
-
-}  // namespace
+using test::expect_cli_error;
 
 TEST_CASE("qft --version says whether CUDA is compiled in and whether a GPU is visible", "[cli]") {
   const auto r = run_qft("--version");
@@ -66,46 +55,46 @@ TEST_CASE("bad input gives one clear message and exit code 1", "[cli][bad-input]
   test::TempDir tmp;
   const std::string tiny = test::source_path("models/tiny-llama"), data = test::source_path("data/eval.jsonl");
 
-  SECTION("missing model directory") { expect_error("inspect /nonexistent/dir", "/nonexistent/dir"); }
+  SECTION("missing model directory") { expect_cli_error("inspect /nonexistent/dir", "/nonexistent/dir"); }
   SECTION("corrupt safetensors") {
     const std::string dir = tmp / "m";
     test::copy_dir(tiny, dir);
     const std::string st = dir + "/model.safetensors";
     fs::resize_file(st, fs::file_size(st) / 2);
-    expect_error("inspect " + dir, "model.safetensors");
+    expect_cli_error("inspect " + dir, "model.safetensors");
   }
   SECTION("bad config.json") {
     const std::string dir = tmp / "m";
     test::copy_dir(tiny, dir);
     test::write_file(dir + "/config.json", R"({"hidden_size": 128})");
-    expect_error("inspect " + dir, "intermediate_size");
+    expect_cli_error("inspect " + dir, "intermediate_size");
   }
   SECTION("missing tokenizer") {
     const std::string dir = tmp / "m";
     test::copy_dir(tiny, dir);
     fs::remove(dir + "/tokenizer.model");
-    expect_error("eval --device cpu --model " + dir + " --data " + data, "tokenizer.model");
+    expect_cli_error("eval --device cpu --model " + dir + " --data " + data, "tokenizer.model");
   }
   SECTION("malformed data line") {
     test::write_file(tmp / "d.jsonl", "{\"text\": \"fine\"}\n{\"text\": broken}\n");
-    expect_error("eval --device cpu --model " + tiny + " --data " + (tmp / "d.jsonl"), "d.jsonl:2");
+    expect_cli_error("eval --device cpu --model " + tiny + " --data " + (tmp / "d.jsonl"), "d.jsonl:2");
   }
   SECTION("data line without text") {
     test::write_file(tmp / "d.jsonl", "{\"text\": \"fine\"}\n\n{\"prompt\": \"x\"}\n");
-    expect_error("eval --device cpu --model " + tiny + " --data " + (tmp / "d.jsonl"), "d.jsonl:3: missing the \"text\" field");
+    expect_cli_error("eval --device cpu --model " + tiny + " --data " + (tmp / "d.jsonl"), "d.jsonl:3: missing the \"text\" field");
   }
   SECTION("empty data file") {
     test::write_file(tmp / "empty.jsonl", "");
-    expect_error("eval --device cpu --model " + tiny + " --data " + (tmp / "empty.jsonl"), "empty");
+    expect_cli_error("eval --device cpu --model " + tiny + " --data " + (tmp / "empty.jsonl"), "empty");
   }
   SECTION("data path is a directory") {
-    expect_error("eval --device cpu --model " + tiny + " --data " + tmp.path().string(), "is a directory");
+    expect_cli_error("eval --device cpu --model " + tiny + " --data " + tmp.path().string(), "is a directory");
   }
   SECTION("model path is a file") {
-    expect_error("eval --device cpu --model " + data + " --data " + data, "is not a directory");
+    expect_cli_error("eval --device cpu --model " + data + " --data " + data, "is not a directory");
   }
   SECTION("missing data file") {
-    expect_error("eval --device cpu --model " + tiny + " --data " + (tmp / "nope.jsonl"), "nope.jsonl");
+    expect_cli_error("eval --device cpu --model " + tiny + " --data " + (tmp / "nope.jsonl"), "nope.jsonl");
   }
 }
 

@@ -67,6 +67,9 @@ TEST_CASE("config errors name the key and suggest the closest one", "[config][ba
   fails(R"({"train": {"betas": [0.9]}})", "list of two numbers");
   fails(R"({"model": {"path": "m"},)", "invalid JSON");
   REQUIRE_THROWS_WITH(RunConfig().apply_override("train.lr"), Catch::Contains("KEY=VALUE"));
+  // Found by fuzz/fuzz_run_config: a value that is neither JSON nor UTF-8 ended in an uncaught exception.
+  REQUIRE_THROWS_WITH(RunConfig().apply_override("train.seed={\"hidden\x8a\x8a"), Catch::Contains("not valid UTF-8"));
+  REQUIRE_THROWS_WITH(RunConfig().apply_override("output.dir=runs/\xff"), Catch::Contains("not valid UTF-8"));
   REQUIRE_THROWS_WITH(RunConfig().apply_override("train.l=1"), Catch::Contains("--set") && Catch::Contains("train.lr"));
   REQUIRE_THROWS_WITH(RunConfig::load("/nonexistent/run.json"), Catch::Contains("/nonexistent/run.json"));
 }

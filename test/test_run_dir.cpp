@@ -97,7 +97,7 @@ TEST_CASE("a run directory is written by one process at a time", "[run-dir][bad-
   REQUIRE(fs::exists(dir + "/step_00000002/DONE"));
 }
 
-TEST_CASE("--resume never replaces a checkpoint, never mixes two runs, and writes nothing when refused",
+TEST_CASE("a resume never replaces a checkpoint, never mixes two runs, and writes nothing when refused",
           "[run-dir][checkpoint][bad-input]") {
   test::TempDir tmp;
   const std::string x = tmp / "x", y = tmp / "y";

@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "text/tokenizer_files.h"
 
 namespace qft {
@@ -12,6 +13,7 @@ namespace {
 class SentencePieceModel final : public TokenizerModel {
  public:
   explicit SentencePieceModel(const std::string& path) : path_(path) {
+    require_regular_file(path, "a sentencepiece model");  // a FIFO would block its reader
     const auto status = sp_.Load(path);
     if (!status.ok()) throw FileError(path, "not a valid sentencepiece model: " + status.ToString());
     for (int id = 0; id < sp_.GetPieceSize(); ++id) {

@@ -245,7 +245,15 @@ void RunConfig::apply_override(const std::string& assignment) {
   }
   const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
   json value = text;  // not JSON: a bare string such as fp32 or runs/sweep-1
-  if (json::accept(text)) value = parse_json(text, "--set " + key);  // bounded depth, no repeated keys
+  if (json::accept(text)) {
+    value = parse_json(text, "--set " + key);  // bounded depth, no repeated keys
+  } else {
+    try {
+      (void)value.dump();  // a config holds only UTF-8 text, as a JSON file does
+    } catch (const json::type_error&) {
+      throw ConfigError("--set", key, "the value is not valid UTF-8 text");
+    }
+  }
   find_key(key, "--set").set(*this, value, "--set");
 }
 

@@ -5,11 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace qft {
 
 void for_each_jsonl_line(const std::string& path, const std::function<void(const std::string&, long)>& fn) {
-  if (std::filesystem::is_directory(path)) throw FileError(path, "is a directory, not a JSONL data file");
+  require_regular_file(path, "a JSONL data file");
   std::ifstream f(path);
   if (!f) throw FileError(path, "cannot open data file");
   std::string line;
