@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test:
 #   1. the normal build (CUDA sources compiled when nvcc is present; required when CI is set), all tests;
-#   2. a CPU-only build under AddressSanitizer + UBSan, all tests again.
+#   2. a CPU-only build under AddressSanitizer + UBSan, all tests again;
+#   3. every fuzz target for a short while (scripts/fuzz.sh; the long runs are reported in the README).
 # ctest fails when no test ran; [cuda] tests without a GPU are reported as skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +30,6 @@ echo "== test: CPU-only, AddressSanitizer + UBSan =="
 # and the same code paths run under the sanitizers in every other training test.
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --no-tests=error --output-on-failure -j "$(nproc)" -E "INT8 training state matches fp32 quality")
+
+echo "== fuzz: every parser of user files, 10 s each (clang, libFuzzer, ASan + UBSan) =="
+bash scripts/fuzz.sh --seconds 10
