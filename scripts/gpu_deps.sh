@@ -10,7 +10,7 @@ QFT_DEPS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QFT_DEPS_PACKAGES=(libsentencepiece-dev libsentencepiece0 nlohmann-json3-dev libcli11-dev libspdlog-dev libspdlog1.10
                    libfmt-dev libfmt9 catch2 libopenblas-pthread-dev libopenblas0-pthread libgfortran5 libquadmath0
                    libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libutf8proc-dev libutf8proc2
-                   pkgconf pkgconf-bin libpkgconf3)
+                   libxxhash-dev libxxhash0 pkgconf pkgconf-bin libpkgconf3)
 QFT_DEPS_PREFIX=/opt/qftdeps
 
 qft_deps_download() {

@@ -112,7 +112,7 @@ TEST_CASE("a resume never replaces a checkpoint, never mixes two runs, and write
     CHECK(b == yb);
   };
   // An older checkpoint of the same run: continuing from it would write step_3 and replace step_4.
-  REQUIRE_THROWS_WITH(run_training(quick_run(x, 6, 2), x + "/step_00000002"),
+  REQUIRE_THROWS_WITH(run_training(quick_run(x, 6, 2), x + "/step_00000002/"),
                       Catch::Contains("step_00000004 is newer") && Catch::Contains("--set output.dir=NEW"));
   // Another run's checkpoint into this run's directory.
   REQUIRE_THROWS_WITH(run_training(quick_run(y, 6, 2), x + "/step_00000004"), Catch::Contains("mix two runs"));
@@ -125,7 +125,7 @@ TEST_CASE("a resume never replaces a checkpoint, never mixes two runs, and write
                       Catch::Contains("already at step 4") && Catch::Contains("Raise train.steps"));
   unchanged();
   // The older checkpoint continues in a new directory (a fork), and the original run is untouched.
-  run_training(quick_run(tmp / "fork", 3, 2), x + "/step_00000002");
+  run_training(quick_run(tmp / "fork", 3, 2), x + "/step_00000002/");  // a trailing slash names the same folder
   CHECK(fs::exists(tmp / "fork/step_00000003/DONE"));
   CHECK(metric_steps(tmp / "fork") == std::vector<int>{3});
   unchanged();

@@ -352,7 +352,9 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
   // The version first: a checkpoint of another format is named as such, not as damaged.
   check_format_version(nlohmann::json::parse(text, nullptr, false), state_path);
   verify_manifest(dir, false);
-  CheckpointInfo info = parse_trainer_state(text, state_path, checkpoint_step(fs::path(dir).filename().string()));
+  fs::path folder(dir);
+  if (!folder.has_filename()) folder = folder.parent_path();  // "runs/x/step_00000200/"
+  CheckpointInfo info = parse_trainer_state(text, state_path, checkpoint_step(folder.filename().string()));
   info.dir = dir;
   return info;
 }

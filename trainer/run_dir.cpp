@@ -165,8 +165,10 @@ void RunDirectory::check_resume(const std::string& resume) {
     checkpoint_ = resume;
   }
   const CheckpointInfo info = read_checkpoint_info(checkpoint_);
-  const bool inside = same_directory(fs::path(checkpoint_).parent_path().empty() ? "." : fs::path(checkpoint_).parent_path(), dir_);
-  if (!inside) {
+  fs::path folder = fs::absolute(checkpoint_);
+  if (!folder.has_filename()) folder = folder.parent_path();  // "runs/x/step_00000200/"
+  const fs::path parent = folder.parent_path();
+  if (!same_directory(parent, dir_)) {
     if (is_run) {
       throw FileError(dir_, "holds another run; resuming " + checkpoint_ + " into it would mix two runs. Resume into "
                             "the checkpoint's own output.dir, or into a new or empty one");
