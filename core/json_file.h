@@ -10,6 +10,7 @@ namespace qft {
 // for a file larger than max_bytes.
 std::string read_text_file(const std::string& path, size_t max_bytes = size_t(1) << 30);
 
+constexpr size_t kMaxConfigBytes = size_t(16) << 20;  // a run config or config.json: real ones are a few KiB
 constexpr int kMaxJsonDepth = 256;  // deeper than any real config, tokenizer or checkpoint state needs
 // Parses a whole JSON document; `where` (a path, or "--set") names it in the error. Refuses documents nested
 // deeper than kMaxJsonDepth and objects with a repeated key.

@@ -134,7 +134,9 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
   return c;
 }
 
-LlamaConfig load_llama_config(const std::string& path) { return parse_llama_config(read_text_file(path), path); }
+LlamaConfig load_llama_config(const std::string& path) {
+  return parse_llama_config(read_text_file(path, kMaxConfigBytes), path);
+}
 
 std::vector<float> LlamaConfig::rope_inv_freq() const {
   const int half = head_dim / 2;

@@ -88,6 +88,9 @@ TEST_CASE("JSON inputs are bounded: depth, repeated keys, special files", "[conf
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   REQUIRE_THROWS_WITH(RunConfig::load(fifo), Catch::Contains("fifo.json") && Catch::Contains("not a regular file"));
   REQUIRE_THROWS_WITH(RunConfig::load("/dev/zero"), Catch::Contains("/dev/zero") && Catch::Contains("not a regular file"));
+  // What a config read may consume is bounded: 16 MiB, where real configs are a few KiB.
+  test::write_file(tmp / "huge.json", "{\"model\": {\"path\": \"" + std::string(size_t(17) << 20, 'm') + "\"}}");
+  REQUIRE_THROWS_WITH(RunConfig::load(tmp / "huge.json"), Catch::Contains("huge.json") && Catch::Contains("bytes, more than"));
 }
 
 TEST_CASE("validation catches values no run can use", "[config][bad-input]") {

@@ -236,7 +236,9 @@ RunConfig RunConfig::from_json_text(const std::string& text, const std::string& 
   return c;
 }
 
-RunConfig RunConfig::load(const std::string& path) { return from_json_text(read_text_file(path), path); }
+RunConfig RunConfig::load(const std::string& path) {
+  return from_json_text(read_text_file(path, kMaxConfigBytes), path);
+}
 
 void RunConfig::apply_override(const std::string& assignment) {
   const auto eq = assignment.find('=');
