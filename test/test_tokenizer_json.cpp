@@ -202,6 +202,16 @@ TEST_CASE("unsupported or malformed tokenizer.json files are refused by name", "
   json vocab = j;
   vocab["model"]["vocab"]["x"] = "seven";
   refuse(vocab, "vocab");
+  // Found by fuzz/fuzz_tokenizer_json: tables are sized by the largest id, so a huge one asked for 20 GB.
+  json huge = j;
+  huge["model"]["vocab"]["x"] = 2147483000;
+  refuse(huge, "model.vocab['x']: expected an integer id in [0, 4194304)");
+  json wrapped = j;
+  wrapped["model"]["vocab"]["x"] = 4294967296ll + 5;  // would wrap to 5 as int32
+  refuse(wrapped, "model.vocab['x']");
+  json added = j;
+  added["added_tokens"] = json::array({{{"id", 1ll << 40}, {"content", "<big>"}}});
+  refuse(added, "added_tokens");
   // Invalid UTF-8 in a text to encode: an error, never undefined behaviour in the regex engine.
   Tokenizer tok(tok_dir("gpt2_bpe"));
   REQUIRE_THROWS_WITH(tok.encode_raw("ok \xC3\x28 bad"), Catch::Contains("UTF-8") && Catch::Contains("byte 3"));

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "text/tokenizer.h"
 #include "text/byte_level.h"
 #include "text/unicode.h"
 
@@ -23,7 +24,7 @@ BpeModel::BpeModel(TokenIds vocab, const std::vector<std::pair<std::string, std:
     : vocab_(std::move(vocab)), options_(options) {
   int32_t max_id = -1;
   for (const auto& [tok, id] : vocab_) {
-    if (id < 0) throw FileError(where, "model.vocab: token '" + tok + "' has a negative id");
+    if (id < 0 || id >= kMaxVocab) throw FileError(where, "model.vocab: token '" + tok + "' has an id outside [0, " + std::to_string(kMaxVocab) + ")");
     max_id = std::max(max_id, id);
   }
   tokens_.resize(size_t(max_id + 1));

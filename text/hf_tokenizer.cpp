@@ -15,6 +15,12 @@ namespace {
 
 using nlohmann::json;
 
+// A token id as tokenizer.json may give it: an integer below kMaxVocab (a larger one would size tables by it).
+bool is_token_id(const json& id) {
+  return id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < kMaxVocab &&
+         !(id.is_number_unsigned() && id.get<uint64_t>() >= uint64_t(kMaxVocab));
+}
+
 std::vector<std::pair<std::string, std::string>> read_merges(const json& merges, const std::string& where) {
   if (!merges.is_array()) throw FileError(where, "model.merges: expected a list");
   std::vector<std::pair<std::string, std::string>> out;
@@ -60,7 +66,7 @@ BpeModel read_bpe(const json& model, bool byte_level, const std::string& where) 
   TokenIds vocab;
   vocab.reserve(vocab_it->size());
   for (const auto& [tok, id] : vocab_it->items()) {
-    if (!id.is_number_integer()) throw FileError(where, "model.vocab['" + tok + "']: expected an integer id");
+    if (!is_token_id(id)) throw FileError(where, "model.vocab['" + tok + "']: expected an integer id in [0, " + std::to_string(kMaxVocab) + ")");
     vocab.emplace(tok, id.get<int32_t>());
   }
   BpeOptions o;
@@ -84,8 +90,9 @@ std::vector<AddedToken> read_added_tokens(const json& j, const std::string& wher
   for (size_t i = 0; i < j.size(); ++i) {
     const json& t = j[i];
     const std::string at = "added_tokens[" + std::to_string(i) + "]";
-    if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() || !t.contains("content") || !t["content"].is_string()) {
-      throw FileError(where, at + ": expected an object with an integer \"id\" and a string \"content\"");
+    if (!t.is_object() || !t.contains("id") || !is_token_id(t["id"]) || !t.contains("content") || !t["content"].is_string()) {
+      throw FileError(where, at + ": expected an object with an integer \"id\" in [0, " + std::to_string(kMaxVocab) +
+                                 ") and a string \"content\"");
     }
     AddedToken a;
     a.content = t["content"].get<std::string>();

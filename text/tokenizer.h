@@ -12,6 +12,10 @@
 
 namespace qft {
 
+// The largest vocabulary qft reads (as config.json's vocab_size bound): a token id at or above it is refused, since
+// tables are sized by the largest id.
+inline constexpr int32_t kMaxVocab = int32_t(1) << 22;
+
 // One tokenizer file's text <-> ids (text/hf_tokenizer.cpp, text/sentencepiece_model.cpp).
 class TokenizerModel {
  public:
