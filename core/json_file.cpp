@@ -59,4 +59,12 @@ nlohmann::json parse_json(std::string_view text, const std::string& where) {
   }
 }
 
+std::optional<int64_t> json_integer_in(const nlohmann::json& v, int64_t lo, int64_t hi) {
+  if (!v.is_number_integer()) return std::nullopt;
+  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)) return std::nullopt;
+  const int64_t i = v.get<int64_t>();
+  if (i < lo || i > hi) return std::nullopt;
+  return i;
+}
+
 }  // namespace qft

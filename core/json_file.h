@@ -1,6 +1,8 @@
 #pragma once
 // Reading JSON documents with errors that name their file. Include only from .cpp files: the JSON header is heavy.
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -15,6 +17,10 @@ constexpr int kMaxJsonDepth = 256;  // deeper than any real config, tokenizer or
 // Parses a whole JSON document; `where` (a path, or "--set") names it in the error. Refuses documents nested
 // deeper than kMaxJsonDepth and objects with a repeated key.
 nlohmann::json parse_json(std::string_view text, const std::string& where);
+// v as an integer in [lo, hi], or nullopt for anything else: a fraction, a string, or a value beyond int64 that
+// get<int64_t> would wrap. Every integer qft reads from JSON goes through it, so none is read modulo 2^n.
+std::optional<int64_t> json_integer_in(const nlohmann::json& v, int64_t lo, int64_t hi);
+
 inline nlohmann::json read_json_file(const std::string& path) { return parse_json(read_text_file(path), path); }
 
 }  // namespace qft

@@ -28,11 +28,9 @@ T get_or(const json& j, const std::string& key, T fallback, const std::string& w
 
 // An integer value in [lo, hi]: a fraction, a string, or a number beyond int (read modulo 2^32 otherwise) is refused.
 int checked_int(const json& v, const std::string& key, int64_t lo, int64_t hi, const std::string& where) {
-  const bool fits = v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi));
-  if (!fits || v.get<int64_t>() < lo || v.get<int64_t>() > hi) {
-    throw ConfigError(where, key, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
-  }
-  return int(v.get<int64_t>());
+  const std::optional<int64_t> i = json_integer_in(v, lo, hi);
+  if (!i) throw ConfigError(where, key, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
+  return int(*i);
 }
 
 // A size of the architecture: positive, and at most `limit`, which is far beyond every released LLaMA-family

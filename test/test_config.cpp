@@ -62,6 +62,7 @@ TEST_CASE("config errors name the key and suggest the closest one", "[config][ba
   fails(R"({"trian": {"steps": 10}})", "did you mean 'train.steps'?");
   fails(R"({"train": {"steps": "ten"}})", "'train.steps': expected an integer");
   fails(R"({"train": {"steps": 1.5}})", "'train.steps': expected an integer");
+  fails(R"({"data": {"seq_len": 18446744073709551615}})", "'data.seq_len': integer out of range");  // not -1
   fails(R"({"data": {"packing": "yes"}})", "expected true or false");
   fails(R"({"data": {"format": "sharegpt"}})", "'sharegpt' is not one of");
   fails(R"({"train": {"betas": [0.9]}})", "list of two numbers");

@@ -16,10 +16,7 @@ namespace {
 using nlohmann::json;
 
 // A token id as tokenizer.json may give it: an integer below kMaxVocab (a larger one would size tables by it).
-bool is_token_id(const json& id) {
-  return id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < kMaxVocab &&
-         !(id.is_number_unsigned() && id.get<uint64_t>() >= uint64_t(kMaxVocab));
-}
+bool is_token_id(const json& id) { return json_integer_in(id, 0, kMaxVocab - 1).has_value(); }
 
 std::vector<std::pair<std::string, std::string>> read_merges(const json& merges, const std::string& where) {
   if (!merges.is_array()) throw FileError(where, "model.merges: expected a list");

@@ -125,7 +125,7 @@ void Tokenizer::read_stop_ids(const std::string& dir) {
     const auto it = j.is_object() ? j.find("eos_token_id") : j.end();
     if (it == j.end() || it->is_null()) continue;
     std::vector<int64_t> ids;  // 64-bit: a value beyond int32 must not wrap into the vocabulary
-    const auto is_id = [](const json& e) { return e.is_number_integer() && !(e.is_number_unsigned() && e.get<uint64_t>() > (uint64_t(1) << 62)); };
+    const auto is_id = [](const json& e) { return json_integer_in(e, INT64_MIN, INT64_MAX).has_value(); };
     if (is_id(*it)) {
       ids.push_back(it->get<int64_t>());
     } else if (it->is_array() && std::all_of(it->begin(), it->end(), is_id)) {

@@ -8,7 +8,6 @@
 #include <limits>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -272,13 +271,12 @@ namespace {
 // An integer field of trainer_state.json within [lo, hi]; anything else (absent, fractional, a string) is refused.
 int64_t state_field(const nlohmann::json& j, const char* key, int64_t lo, int64_t hi, const std::string& where) {
   if (!j.contains(key)) throw FileError(where, std::string("the trainer state lacks '") + key + "'");
-  const nlohmann::json& v = j[key];
-  const bool integral = v.is_number_integer() && (v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(hi) : true);
-  if (!integral || v.get<int64_t>() < lo || v.get<int64_t>() > hi) {
-    throw FileError(where, std::string("'") + key + "' is " + v.dump() + "; the trainer state needs an integer in [" +
+  const std::optional<int64_t> v = json_integer_in(j[key], lo, hi);
+  if (!v) {
+    throw FileError(where, std::string("'") + key + "' is " + j[key].dump() + "; the trainer state needs an integer in [" +
                                std::to_string(lo) + ", " + std::to_string(hi) + "]");
   }
-  return v.get<int64_t>();
+  return *v;
 }
 
 void check_format_version(const nlohmann::json& j, const std::string& where) {
@@ -287,13 +285,6 @@ void check_format_version(const nlohmann::json& j, const std::string& where) {
                                (j.is_object() && j.contains("format_version") ? j["format_version"].dump() : std::string("(none)")) +
                                "; this qft reads version " + std::to_string(kCheckpointFormat));
   }
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f << text;
-  f.flush();
-  if (!f) throw FileError(path, "write failed");
 }
 
 }  // namespace
@@ -386,7 +377,7 @@ std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, Li
                                 {"seed", nlohmann::json::parse(state.config_json)["train"]["seed"]},
                                 {"settings_hash", settings_hash(state.config_json)},
                                 {"config", nlohmann::json::parse(state.config_json)}};
-    write_text((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
+    write_file_atomic((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
     for (const auto& e : fs::directory_iterator(tmp)) fsync_path(e.path().string());
     write_manifest(tmp.string());  // last: DONE makes the checkpoint complete
     fsync_path(tmp.string());

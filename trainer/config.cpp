@@ -21,9 +21,9 @@ T convert(const json& j, const std::string& where, const std::string& key);
 template <>
 int convert<int>(const json& j, const std::string& where, const std::string& key) {
   if (!j.is_number_integer()) throw ConfigError(where, key, "expected an integer, got " + j.dump());
-  const auto v = j.get<int64_t>();
-  if (v < INT32_MIN || v > INT32_MAX) throw ConfigError(where, key, "integer out of range: " + j.dump());
-  return int(v);
+  const std::optional<int64_t> v = json_integer_in(j, INT32_MIN, INT32_MAX);
+  if (!v) throw ConfigError(where, key, "integer out of range: " + j.dump());
+  return int(*v);
 }
 template <>
 uint64_t convert<uint64_t>(const json& j, const std::string& where, const std::string& key) {
