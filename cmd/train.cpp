@@ -14,6 +14,7 @@ struct TrainOptions {
   RunConfigOptions run;
   std::string resume;
   bool debug_sync = false;
+  bool profile = false;
 };
 
 }  // namespace
@@ -29,11 +30,14 @@ void set_train_command(CLI::App& app) {
       ->expected(0, 1);
   sub->add_flag("--debug-sync", opts->debug_sync, "CUDA: synchronize after every op so that a fault names its op; "
                                                   "log each step's device-to-host reads (the same as --set debug_sync=true)");
+  sub->add_flag("--profile", opts->profile, "Time every op of the training steps and log each op kind's share of the "
+                                            "step time at the end (the same as --set profile=true)");
   sub->callback([opts, sub] {
     std::optional<std::string> resume;
     if (sub->count("--resume") > 0) resume = opts->resume;
     RunConfig cfg = opts->run.load();
     cfg.debug_sync = cfg.debug_sync || opts->debug_sync;
+    cfg.profile = cfg.profile || opts->profile;
     const StopSignals stop;  // a first Ctrl-C or SIGTERM saves a checkpoint and exits 130 / 143
     run_training(cfg, resume, &stop);
   });

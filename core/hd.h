@@ -6,6 +6,9 @@
 #define QFT_HD inline
 #endif
 
+// Pointers a loop's stores cannot alias (int8 stores alias everything in C++, which keeps loops scalar).
+#define QFT_RESTRICT __restrict__
+
 #include <cmath>
 #include <cstdint>
 

@@ -13,19 +13,29 @@ namespace qft {
 
 namespace {
 
-// Row-major C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta C, with the M rows split across the OpenMP threads.
-// OpenBLAS runs single-threaded inside (cpu::use_one_blas_thread): one thread pool for BLAS and the loops, not two
-// pools spinning against each other, which measured 3x slower on 2 cores.
+// Row-major C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta C, split across the OpenMP threads by rows of C, or by
+// columns when there are too few rows to share (decoding: M = 1). OpenBLAS runs single-threaded inside
+// (cpu::use_one_blas_thread): one thread pool for BLAS and the loops, not two pools spinning against each other,
+// which measured 3x slower on 2 cores. scripts/bench_gemm_split.cpp measured the split: by rows runs as fast as
+// OpenBLAS's own threading from 256 rows up; at one row, only a split by columns uses the second core.
 void sgemm(const GemmArgs& g, const float* A, const float* B, float* C) {
-  const int64_t work = g.M * g.N * g.K;
-  const int64_t parts = work < (int64_t(1) << 18) ? 1 : std::min<int64_t>(g.M, omp_get_max_threads());
+  constexpr int64_t kMinPerThread = 64;  // rows or columns per part, so that each part fills OpenBLAS's tiles
+  const int64_t threads = omp_get_max_threads(), work = g.M * g.N * g.K;
+  const bool by_rows = g.M >= kMinPerThread * threads || g.M >= g.N;
+  const int64_t extent = by_rows ? g.M : g.N;
+  const int64_t parts = work < (int64_t(1) << 18) ? 1 : std::clamp<int64_t>(extent / kMinPerThread, 1, threads);
+  const CBLAS_TRANSPOSE ta = g.trans_a ? CblasTrans : CblasNoTrans, tb = g.trans_b ? CblasTrans : CblasNoTrans;
 #pragma omp parallel for schedule(static) if (parts > 1)
   for (int64_t p = 0; p < parts; ++p) {
-    const int64_t m0 = g.M * p / parts, m1 = g.M * (p + 1) / parts;
-    if (m1 == m0) continue;
-    cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans,
-                int(m1 - m0), int(g.N), int(g.K), 1.0f, g.trans_a ? A + m0 : A + m0 * g.lda, int(g.lda), B,
-                int(g.ldb), g.beta, C + m0 * g.ldc, int(g.ldc));
+    const int64_t i0 = extent * p / parts, i1 = extent * (p + 1) / parts;
+    if (i1 == i0) continue;
+    if (by_rows) {  // rows [i0, i1) of C and op(A)
+      cblas_sgemm(CblasRowMajor, ta, tb, int(i1 - i0), int(g.N), int(g.K), 1.0f, g.trans_a ? A + i0 : A + i0 * g.lda,
+                  int(g.lda), B, int(g.ldb), g.beta, C + i0 * g.ldc, int(g.ldc));
+    } else {  // columns [i0, i1) of C and op(B)
+      cblas_sgemm(CblasRowMajor, ta, tb, int(g.M), int(i1 - i0), int(g.K), 1.0f, A, int(g.lda),
+                  g.trans_b ? B + i0 * g.ldb : B + i0, int(g.ldb), g.beta, C + i0, int(g.ldc));
+    }
   }
 }
 

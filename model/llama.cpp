@@ -147,14 +147,21 @@ LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch, bool token_groups
 }
 
 LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out, const DeviceBatch& db,
-                                                KvCache* cache) {
+                                                KvCache* cache, LayerWeights* keep) {
   Backend& be = backend_;
   const LlamaConfig& c = config_;
   const int N = db.N, C = c.hidden_size, I = c.intermediate_size, H = c.num_attention_heads,
             KVH = c.num_key_value_heads, D = c.head_dim;
   const float eps = float(c.rms_norm_eps);
-  // Each matrix is dequantized right before its GEMM and dropped after it: one matrix of workspace at a time.
+  // Each matrix is dequantized right before its GEMM and, unless kept, dropped after it: one matrix of workspace.
   const LayerParams& P = layer_params(layer);
+  DenseWeight dropped;
+  auto matrix = [&](int param, DenseWeight LayerWeights::*slot) {
+    DenseWeight& d = keep ? keep->*slot : dropped;
+    d = DenseWeight{};  // the previous matrix goes before the next is made
+    d = dense(param);
+    return d.get();
+  };
   LayerActs a;
   a.xn1 = be.alloc_act(int64_t(N) * C, "layer activations");                      // (N, C)
   a.rstd1 = be.alloc(size_t(N) * 4, "layer activations");                         // (N,)
@@ -167,9 +174,9 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   Buffer proj = be.alloc_act(int64_t(N) * C, "layer activations");                // (N, C)
 
   be.rmsnorm_forward(a.xn1.act(), a.rstd1.f32(), x_in, norm_weight(P.attn_norm), N, C, eps);
-  be.matmul_forward(a.q.act(), a.xn1.act(), dense(P.q).get(), N, C, c.q_dim());
-  be.matmul_forward(a.k.act(), a.xn1.act(), dense(P.k).get(), N, C, c.kv_dim());
-  be.matmul_forward(a.v.act(), a.xn1.act(), dense(P.v).get(), N, C, c.kv_dim());
+  be.matmul_forward(a.q.act(), a.xn1.act(), matrix(P.q, &LayerWeights::q), N, C, c.q_dim());
+  be.matmul_forward(a.k.act(), a.xn1.act(), matrix(P.k, &LayerWeights::k), N, C, c.kv_dim());
+  be.matmul_forward(a.v.act(), a.xn1.act(), matrix(P.v, &LayerWeights::v), N, C, c.kv_dim());
   be.rope(a.q.act(), db.positions.i32(), inv_freq_.f32(), N, H, D, false);
   be.rope(a.k.act(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, false);
   if (cache) {
@@ -184,7 +191,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
     be.attention_forward({a.att_out.act(), a.probs.act(), a.q.act(), a.k.act(), a.v.act(), db.doc_start.i32(), db.B,
                           db.T, H, KVH, D});
   }
-  be.matmul_forward(proj.act(), a.att_out.act(), dense(P.o).get(), N, c.q_dim(), C);
+  be.matmul_forward(proj.act(), a.att_out.act(), matrix(P.o, &LayerWeights::o), N, c.q_dim(), C);
   be.copy(a.x_mid.get(), x_in.ptr, be.act_bytes(int64_t(N) * C));
   be.residual_add(a.x_mid.act(), proj.act(), int64_t(N) * C);
 
@@ -194,11 +201,11 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   a.up = be.alloc_act(int64_t(N) * I, "layer activations");   // (N, I)
   a.act = be.alloc_act(int64_t(N) * I, "layer activations");  // (N, I) silu(gate) * up
   be.rmsnorm_forward(a.xn2.act(), a.rstd2.f32(), a.x_mid.act(), norm_weight(P.mlp_norm), N, C, eps);
-  be.matmul_forward(a.gate.act(), a.xn2.act(), dense(P.gate).get(), N, C, I);
-  be.matmul_forward(a.up.act(), a.xn2.act(), dense(P.up).get(), N, C, I);
+  be.matmul_forward(a.gate.act(), a.xn2.act(), matrix(P.gate, &LayerWeights::gate), N, C, I);
+  be.matmul_forward(a.up.act(), a.xn2.act(), matrix(P.up, &LayerWeights::up), N, C, I);
   be.swiglu_forward(a.act.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
   if (x_out.ptr) {
-    be.matmul_forward(proj.act(), a.act.act(), dense(P.down).get(), N, I, C);
+    be.matmul_forward(proj.act(), a.act.act(), matrix(P.down, &LayerWeights::down), N, I, C);
     be.copy(x_out.ptr, a.x_mid.get(), be.act_bytes(int64_t(N) * C));
     be.residual_add(x_out, proj.act(), int64_t(N) * C);
   }

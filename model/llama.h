@@ -105,15 +105,22 @@ class LlamaModel {
   int logits_chunk_tokens = 256;
   // Vocabulary rows per chunk of the LM-head / embedding gradient.
   int vocab_chunk_rows = 4096;
+  // Backward keeps a layer's matrices as its recompute dequantized them until their last GEMM: each INT8 matrix
+  // is dequantized twice per step instead of three times, for one layer's matrices of memory (the planner's
+  // choice, trainer/plan.cpp). Either way the GEMMs read the same values.
+  bool keep_layer_weights = true;
 
  private:
   struct DeviceBatch;
   struct LayerActs;
+  struct LayerWeights;
   // The batch in backend memory; with token_groups, also its positions grouped by token (the embedding gradient).
   DeviceBatch upload(const Batch& batch, bool token_groups = false);
   // x_out = layer(x_in); the activations the backward pass needs are returned. With a cache (generation, B = 1)
-  // the batch's keys and values are appended to it and attention runs against everything cached.
-  LayerActs layer_forward(int layer, CAct x_in, Act x_out, const DeviceBatch& db, KvCache* cache = nullptr);
+  // the batch's keys and values are appended to it and attention runs against everything cached. With `keep`,
+  // the dequantized matrices stay there (the backward pass reads them); else each is dropped after its GEMM.
+  LayerActs layer_forward(int layer, CAct x_in, Act x_out, const DeviceBatch& db, KvCache* cache = nullptr,
+                          LayerWeights* keep = nullptr);
   // Backward through one layer: dx (N, C) holds d x_out on entry and d x_in on exit.
   void layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch& db, GradSink& sink);
   // (N, C) final-normed hidden states; with a cache, as layer_forward, for the batch's positions after it.

@@ -70,13 +70,28 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   const int N = db.N, C = c.hidden_size, I = c.intermediate_size, H = c.num_attention_heads,
             KVH = c.num_key_value_heads, D = c.head_dim, QD = c.q_dim(), KVD = c.kv_dim();
   const LayerParams& P = layer_params(layer);
-  // Matrices are dequantized where each GEMM needs them and dropped after (dequantizing is cheap next to a GEMM).
-  LayerActs a = layer_forward(layer, x_in, nullptr, db);
+  // The recompute's dequantized matrices are kept for the backward GEMMs when keep_layer_weights is set, each
+  // dropped after its last read; else every matrix is dequantized again where a GEMM needs it.
+  LayerWeights kept;
+  LayerActs a = layer_forward(layer, x_in, nullptr, db, nullptr, keep_layer_weights ? &kept : nullptr);
+  DenseWeight dropped;
+  auto matrix = [&](int param, DenseWeight LayerWeights::*slot) {
+    DenseWeight& d = kept.*slot;
+    if (d.get().ptr) return d.get();
+    dropped = DenseWeight{};
+    dropped = dense(param);
+    return dropped.get();
+  };
+  auto release = [&](std::initializer_list<DenseWeight LayerWeights::*> slots) {
+    for (auto slot : slots) kept.*slot = DenseWeight{};
+    dropped = DenseWeight{};
+  };
 
   // ---- MLP: x_out = x_mid + act @ w_down^T, act = silu(gate) * up ----
   {
     Buffer dact = be.alloc_act(int64_t(N) * I, "layer gradients");  // (N, I)
-    be.matmul_backward_input(dact.act(), dx, dense(P.down).get(), N, I, C, false);
+    be.matmul_backward_input(dact.act(), dx, matrix(P.down, &LayerWeights::down), N, I, C, false);
+    release({&LayerWeights::down});
     Buffer dw = be.alloc(size_t(C) * I * 4, "weight-gradient chunk");  // (C, I)
     be.matmul_backward_weight(dw.f32(), dx, a.act.act(), N, I, C, false);
     sink.consume(P.down, 0, C, dw.f32());
@@ -85,8 +100,9 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   }
   {
     Buffer dxn = be.alloc_act(int64_t(N) * C, "layer gradients");  // (N, C)
-    be.matmul_backward_input(dxn.act(), a.gate.act(), dense(P.gate).get(), N, C, I, false);
-    be.matmul_backward_input(dxn.act(), a.up.act(), dense(P.up).get(), N, C, I, true);
+    be.matmul_backward_input(dxn.act(), a.gate.act(), matrix(P.gate, &LayerWeights::gate), N, C, I, false);
+    be.matmul_backward_input(dxn.act(), a.up.act(), matrix(P.up, &LayerWeights::up), N, C, I, true);
+    release({&LayerWeights::gate, &LayerWeights::up});
     Buffer dw = be.alloc(size_t(I) * C * 4, "weight-gradient chunk");  // (I, C)
     be.matmul_backward_weight(dw.f32(), a.gate.act(), a.xn2.act(), N, C, I, false);
     sink.consume(P.gate, 0, I, dw.f32());
@@ -102,7 +118,8 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
 
   // ---- attention: x_mid = x_in + att_out @ w_o^T ----
   Buffer datt = be.alloc_act(int64_t(N) * QD, "layer gradients");  // (N, H, D)
-  be.matmul_backward_input(datt.act(), dx, dense(P.o).get(), N, QD, C, false);
+  be.matmul_backward_input(datt.act(), dx, matrix(P.o, &LayerWeights::o), N, QD, C, false);
+  release({&LayerWeights::o});
   {
     Buffer dw = be.alloc(size_t(C) * QD * 4, "weight-gradient chunk");  // (C, QD)
     be.matmul_backward_weight(dw.f32(), dx, a.att_out.act(), N, QD, C, false);
@@ -121,9 +138,10 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   be.rope(dq.act(), db.positions.i32(), inv_freq_.f32(), N, H, D, true);
   be.rope(dk.act(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, true);
   Buffer dxn = be.alloc_act(int64_t(N) * C, "layer gradients");  // (N, C)
-  be.matmul_backward_input(dxn.act(), dq.act(), dense(P.q).get(), N, C, QD, false);
-  be.matmul_backward_input(dxn.act(), dk.act(), dense(P.k).get(), N, C, KVD, true);
-  be.matmul_backward_input(dxn.act(), dv.act(), dense(P.v).get(), N, C, KVD, true);
+  be.matmul_backward_input(dxn.act(), dq.act(), matrix(P.q, &LayerWeights::q), N, C, QD, false);
+  be.matmul_backward_input(dxn.act(), dk.act(), matrix(P.k, &LayerWeights::k), N, C, KVD, true);
+  be.matmul_backward_input(dxn.act(), dv.act(), matrix(P.v, &LayerWeights::v), N, C, KVD, true);
+  release({&LayerWeights::q, &LayerWeights::k, &LayerWeights::v});
   {
     Buffer dw = be.alloc(size_t(QD) * C * 4, "weight-gradient chunk");  // (QD, C), large enough for k and v too
     be.matmul_backward_weight(dw.f32(), dq.act(), a.xn1.act(), N, C, QD, false);

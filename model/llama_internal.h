@@ -21,6 +21,11 @@ struct LlamaModel::LayerActs {
   Buffer xn1, rstd1, q, k, v, probs, att_out, x_mid, xn2, rstd2, gate, up, act;
 };
 
+// One layer's matrices in the form its GEMMs read (DenseWeight), kept from the recompute for the backward pass.
+struct LlamaModel::LayerWeights {
+  DenseWeight q, k, v, o, gate, up, down;
+};
+
 // Sums the per-token losses (N,) of a batch over its target tokens, on the host.
 LossSum sum_losses(Backend& be, const Buffer& loss, const Batch& batch);
 

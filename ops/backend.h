@@ -17,6 +17,7 @@
 #include "core/dtype.h"
 #include "ops/int8.h"
 #include "ops/lion.h"
+#include "ops/op_profile.h"
 
 namespace qft {
 
@@ -185,6 +186,8 @@ class Backend {
   }
   int64_t host_reads() const { return host_reads_; }
   virtual void synchronize() {}
+  // Times every op into `profile` (null: stop); on an asynchronous device each op then waits for its end.
+  void set_profile(OpProfile* profile) { profile_ = profile; }
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within backend memory
   virtual void zero(void* dst, size_t bytes) = 0;
   // Between storage types, in backend memory (rounding to nearest even into bf16).
@@ -238,6 +241,8 @@ class Backend {
 
  protected:
   explicit Backend(DType act_dtype = DType::F32);  // F32 or BF16
+  OpProfile* profile_ = nullptr;
+  int op_depth_ = 0;  // ops running, nested: only the outermost is profiled
   virtual void* raw_alloc(size_t bytes) = 0;  // nullptr when out of memory
   virtual void raw_free(void* p) = 0;
   virtual void raw_copy_to_host(void* dst, const void* src, size_t bytes) = 0;

@@ -5,11 +5,12 @@
 //   template <class F> void launch_elementwise(const F& f, int64_t n);   // f(i), i in [0, n)
 //   template <class F> void launch_rows(const F& f, int64_t rows);       // f(row_ctx, r)
 //   void run_gemm(const GemmArgs& g);
-//   void after_op(const char* op);                                       // e.g. --debug-sync
+//   void after_op(const char* op);                                       // e.g. --debug-sync, at every op's end
 // plus memory. Tier two: Self may override any op with its own kernel or library call; replaces() then reports it
 // by itself (it compares the op's member pointer with this class's), so the capability query cannot drift from
 // the code, and test/test_backend_ops.cpp checks each replacement against the reference.
 #include <algorithm>
+#include <exception>
 #include <type_traits>
 #include <cmath>
 #include <string>
@@ -59,6 +60,7 @@ class FunctorBackend : public Backend {
   }
 
   void convert(Act dst, CAct src, int64_t n) override {
+    const OpScope scope(*this, "convert");
     with_act_type(dst.dtype, [&](auto d) {
       with_act_type(src.dtype, [&](auto s) {
         using TD = decltype(d);
@@ -66,78 +68,78 @@ class FunctorBackend : public Backend {
         each(Convert<TD, TS>{dst.as<TD>(), src.as<TS>()}, n);
       });
     });
-    done("convert");
   }
 
   // ---- forward ----
   void matmul_forward(Act out, CAct inp, CAct weight, int N, int I, int O) override {
+    const OpScope scope(*this, "matmul_forward");
     gemm({false, true, N, O, I, inp, I, weight, I, 0.0f, out, O});  // (N, I) @ (O, I)^T -> (N, O)
-    done("matmul_forward");
   }
   void embedding_forward(Act out, const int32_t* tokens, CAct table, int N, int C) override {
+    const OpScope scope(*this, "embedding_forward");
     with_act_type(common_dtype("embedding_forward", {out.dtype, table.dtype}), [&](auto t) {
       using T = decltype(t);
       each(EmbeddingForward<T>{out.as<T>(), tokens, table.as<T>(), C}, int64_t(N) * C);
     });
-    done("embedding_forward");
   }
   void rmsnorm_forward(Act y, float* rstd, CAct x, const float* w, int N, int C, float eps) override {
+    const OpScope scope(*this, "rmsnorm_forward");
     with_act_type(common_dtype("rmsnorm_forward", {y.dtype, x.dtype}), [&](auto t) {
       using T = decltype(t);
       rows(RmsNormForward<T>{y.as<T>(), rstd, x.as<T>(), w, C, eps}, N);
     });
-    done("rmsnorm_forward");
   }
   void rope(Act x, const int32_t* pos, const float* inv_freq, int N, int H, int D, bool backward) override {
+    const OpScope scope(*this, "rope");
     with_act_type(x.dtype, [&](auto t) {
       using T = decltype(t);
       each(Rope<T>{x.as<T>(), pos, inv_freq, H, D, backward ? -1.0f : 1.0f}, int64_t(N) * H * (D / 2));
     });
-    done("rope");
   }
   void attention_forward(const AttentionParams& p) override;
   void attention_decode(const DecodeAttentionParams& p) override {
+    const OpScope scope(*this, "attention_decode");
     with_act_type(common_dtype("attention_decode", {p.out.dtype, p.q.dtype, p.k.dtype, p.v.dtype}), [&](auto t) {
       using T = decltype(t);
       rows(DecodeAttention<T>{p.out.as<T>(), p.scores, p.q.as<T>(), p.k.as<T>(), p.v.as<T>(), p.past, p.H, p.KVH,
                               p.D, p.max_t, 1.0f / std::sqrt(float(p.D))},
            int64_t(p.n) * p.H);
     });
-    done("attention_decode");
   }
   void swiglu_forward(Act out, CAct gate, CAct up, int64_t n) override {
+    const OpScope scope(*this, "swiglu_forward");
     with_act_type(common_dtype("swiglu_forward", {out.dtype, gate.dtype, up.dtype}), [&](auto t) {
       using T = decltype(t);
       each(SwigluForward<T>{out.as<T>(), gate.as<T>(), up.as<T>()}, n);
     });
-    done("swiglu_forward");
   }
   void residual_add(Act x, CAct y, int64_t n) override {
+    const OpScope scope(*this, "residual_add");
     with_act_type(common_dtype("residual_add", {x.dtype, y.dtype}), [&](auto t) {
       using T = decltype(t);
       each(ResidualAdd<T>{x.as<T>(), y.as<T>()}, n);
     });
-    done("residual_add");
   }
   void cross_entropy_forward(float* loss, float* lse, CAct logits, const int32_t* targets, int N, int V) override {
+    const OpScope scope(*this, "cross_entropy_forward");
     with_act_type(logits.dtype, [&](auto t) {
       using T = decltype(t);
       rows(CrossEntropyForward<T>{loss, lse, logits.as<T>(), targets, V}, N);
     });
-    done("cross_entropy_forward");
   }
 
   // ---- backward ----
   void matmul_backward_input(Act dinp, CAct dout, CAct weight, int N, int I, int O, bool accumulate) override {
+    const OpScope scope(*this, "matmul_backward_input");
     gemm({false, false, N, I, O, dout, O, weight, I, accumulate ? 1.0f : 0.0f, dinp, I});  // (N, O) @ (O, I)
-    done("matmul_backward_input");
   }
   void matmul_backward_weight(float* dweight, CAct dout, CAct inp, int N, int I, int O, bool accumulate) override {
+    const OpScope scope(*this, "matmul_backward_weight");
     gemm({true, false, O, I, N, dout, O, inp, I, accumulate ? 1.0f : 0.0f, dweight, I});  // (N, O)^T @ (N, I)
-    done("matmul_backward_weight");
   }
   void rmsnorm_backward(Act dx, float* dw, CAct dy, CAct x, const float* w, const float* rstd, int N, int C,
                         bool accumulate_dx) override {
+    const OpScope scope(*this, "rmsnorm_backward");
     with_act_type(common_dtype("rmsnorm_backward", {dx.dtype, dy.dtype, x.dtype}), [&](auto t) {
       using T = decltype(t);
       rows(RmsNormBackwardInput<T>{dx.as<T>(), dy.as<T>(), x.as<T>(), w, rstd, C, accumulate_dx}, N);
@@ -147,41 +149,41 @@ class FunctorBackend : public Backend {
       each(RmsNormBackwardWeightPartial<T>{partial.f32(), dy.as<T>(), x.as<T>(), rstd, N, C}, blocks * C);
       each(ColumnSum{dw, partial.f32(), blocks, C}, C);
     });
-    done("rmsnorm_backward");
   }
   void attention_backward(const AttentionBackwardParams& p) override;
   void swiglu_backward(Act dgate, Act dup, CAct dout, CAct gate, CAct up, int64_t n) override {
+    const OpScope scope(*this, "swiglu_backward");
     with_act_type(common_dtype("swiglu_backward", {dgate.dtype, dup.dtype, dout.dtype, gate.dtype, up.dtype}),
                   [&](auto t) {
                     using T = decltype(t);
                     each(SwigluBackward<T>{dgate.as<T>(), dup.as<T>(), dout.as<T>(), gate.as<T>(), up.as<T>()}, n);
                   });
-    done("swiglu_backward");
   }
   void cross_entropy_backward(Act logits, const float* lse, const int32_t* targets, int N, int cols, int v0, int V,
                               float scale) override {
+    const OpScope scope(*this, "cross_entropy_backward");
     with_act_type(logits.dtype, [&](auto t) {
       using T = decltype(t);
       each(CrossEntropyBackward<T>{logits.as<T>(), lse, targets, V, v0, cols, scale}, int64_t(N) * cols);
     });
-    done("cross_entropy_backward");
   }
   void embedding_backward(float* dtable, CAct dout, const TokenGroupsView& g, int C, int v0) override {
+    const OpScope scope(*this, "embedding_backward");
     with_act_type(dout.dtype, [&](auto t) {
       using T = decltype(t);
       each(EmbeddingBackward<T>{dtable, dout.as<T>(), g.order, g.start, g.token, g.first, C, v0}, int64_t(g.count) * C);
     });
-    done("embedding_backward");
   }
 
   // ---- reductions ----
   void add_sum(double* total, const float* x, int64_t n, SumOf what) override {
+    const OpScope scope(*this, "add_sum");
     // Sums of 1024 values, then sums of 1024 of those, and so on, each in order: one order on every backend.
     constexpr int64_t kGroup = 1024;
     const bool squares = what == SumOf::Squares;
     if (n <= kGroup) {
       each(OrderedGroupSum<float>{total, x, n, kGroup, squares, true}, 1);
-      return done("add_sum");
+      return;
     }
     int64_t parts = (n + kGroup - 1) / kGroup;
     Buffer partial = alloc(size_t(parts) * sizeof(double), "reduction scratch");
@@ -196,32 +198,31 @@ class FunctorBackend : public Backend {
       parts = next;
     }
     each(OrderedGroupSum<double>{total, static_cast<const double*>(partial.get()), parts, kGroup, false, true}, 1);
-    done("add_sum");
   }
 
   // ---- INT8 state and the Lion step ----
   void dequantize_hybrid(Act out, const HybridView& w) override {
+    const OpScope scope(*this, "dequantize_hybrid");
     with_act_type(out.dtype, [&](auto t) {
       using T = decltype(t);
       rows(HybridDequantRows<T>{out.as<T>(), w}, w.rows);
     });
-    done("dequantize_hybrid");
   }
   void dequantize_blocks(float* out, const BlockView& b) override {
+    const OpScope scope(*this, "dequantize_blocks");
     rows(BlockDequantRows{out, b}, b.rows);
-    done("dequantize_blocks");
   }
   void quantize_blocks(const BlockView& b, const float* x, const RoundingKey& key, int64_t row_base) override {
+    const OpScope scope(*this, "quantize_blocks");
     rows(BlockQuantizeRows{b, x, key, row_base}, b.rows);
-    done("quantize_blocks");
   }
   void accumulate_blocks(const BlockView& acc, const float* g, const RoundingKey& key, int64_t row_base) override {
+    const OpScope scope(*this, "accumulate_blocks");
     rows(BlockAccumulateRows{acc, g, key, row_base}, acc.rows);
-    done("accumulate_blocks");
   }
   void lion_step_rows(const LionRowStep& step, int64_t rows_) override {
+    const OpScope scope(*this, "lion_step_rows");
     rows(step, rows_);
-    done("lion_step_rows");
   }
 
  protected:
@@ -230,7 +231,26 @@ class FunctorBackend : public Backend {
   void each(const F& f, int64_t n) { self().launch_elementwise(f, n); }
   template <class F>
   void rows(const F& f, int64_t n) { self().launch_rows(f, n); }
-  void done(const char* op) { self().after_op(op); }
+  // Brackets one op: Self::after_op at its end (unless the op threw) and, when profiling, its time.
+  class OpScope {
+   public:
+    OpScope(FunctorBackend& be, const char* op)
+        : be_(be), op_(op), exceptions_(std::uncaught_exceptions()), timer_(be.op_depth_++ == 0 ? be.profile_ : nullptr) {}
+    OpScope(const OpScope&) = delete;
+    OpScope& operator=(const OpScope&) = delete;
+    ~OpScope() noexcept(false) {  // after_op may report a device fault (CUDA --debug-sync)
+      be_.op_depth_ -= 1;
+      if (std::uncaught_exceptions() != exceptions_) return;
+      be_.self().after_op(op_);
+      timer_.stop(op_, be_);
+    }
+
+   private:
+    FunctorBackend& be_;
+    const char* op_;
+    int exceptions_;
+    OpTimer timer_;
+  };
 
  private:
   Self& self() { return static_cast<Self&>(*this); }
@@ -246,6 +266,7 @@ class FunctorBackend : public Backend {
 // narrower, a few heads at a time); dk and dv add up the group's heads in fp32 and are stored once.
 template <class Self>
 void FunctorBackend<Self>::attention_forward(const AttentionParams& p) {
+  const OpScope scope(*this, "attention_forward");
   const int64_t T = p.T, D = p.D, H = p.H, KVH = p.KVH, group = H / KVH, TT = T * T;
   const int64_t qs = H * D, kvs = KVH * D;  // row strides of q (and out), k and v
   const float scale = 1.0f / std::sqrt(float(D));
@@ -277,11 +298,11 @@ void FunctorBackend<Self>::attention_forward(const AttentionParams& p) {
       }
     }
   }
-  done("attention_forward");
 }
 
 template <class Self>
 void FunctorBackend<Self>::attention_backward(const AttentionBackwardParams& p) {
+  const OpScope scope(*this, "attention_backward");
   const int64_t T = p.T, D = p.D, H = p.H, KVH = p.KVH, group = H / KVH, TT = T * T;
   const int64_t qs = H * D, kvs = KVH * D;
   const float scale = 1.0f / std::sqrt(float(D));
@@ -317,7 +338,6 @@ void FunctorBackend<Self>::attention_backward(const AttentionBackwardParams& p) 
     convert(p.dk, dk, kv_elems);
     convert(p.dv, dv, kv_elems);
   }
-  done("attention_backward");
 }
 
 }  // namespace qft

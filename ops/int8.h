@@ -35,9 +35,8 @@ struct BlockView {
   float* absmax;   // (rows, blocks_per_row)
   int64_t rows, cols, block;
   QFT_HD int64_t blocks_per_row() const { return (cols + block - 1) / block; }
-  QFT_HD float get(int64_t r, int64_t i) const {
-    return float(q[r * cols + i]) * absmax[r * blocks_per_row() + i / block] * (1.0f / 127.0f);
-  }
+  QFT_HD float step(int64_t r, int64_t blk) const { return absmax[r * blocks_per_row() + blk] * (1.0f / 127.0f); }
+  QFT_HD float get(int64_t r, int64_t i) const { return float(q[r * cols + i]) * step(r, i / block); }
 };
 
 // out (rows, cols) = dense q * scale, with the outliers scattered in.
@@ -48,14 +47,12 @@ struct HybridDequantRows {
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
     const float s = w.scale[r];
-    for (int64_t i = row.lane(); i < w.cols; i += row.width()) {
-      const int8_t q = w.q[r * w.cols + i];
-      out[r * w.cols + i] = from_f32<T>(q == kOutlierSlot ? 0.0f : float(q) * s);
-    }
+    const int8_t* q = w.q + r * w.cols;
+    T* o = out + r * w.cols;
+    // An outlier's slot gets a zero here (a product with a 0/1 mask, not a branch, so that g++ vectorizes).
+    for (int64_t i = row.lane(); i < w.cols; i += row.width()) o[i] = from_f32<T>(float(q[i]) * s * float(q[i] != kOutlierSlot));
     row.sync();
-    for (int64_t k = w.row_ptr[r] + row.lane(); k < w.row_ptr[r + 1]; k += row.width()) {
-      out[r * w.cols + w.col(k)] = from_f32<T>(w.val[k]);
-    }
+    for (int64_t k = w.row_ptr[r] + row.lane(); k < w.row_ptr[r + 1]; k += row.width()) o[w.col(k)] = from_f32<T>(w.val[k]);
   }
 };
 
@@ -64,36 +61,42 @@ struct BlockDequantRows {
   BlockView b;
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
-    for (int64_t i = row.lane(); i < b.cols; i += row.width()) out[r * b.cols + i] = b.get(r, i);
+    const int8_t* q = b.q + r * b.cols;
+    float* o = out + r * b.cols;
+    for (int64_t blk = row.group(); blk < b.blocks_per_row(); blk += row.groups()) {
+      const int64_t i0 = blk * b.block, i1 = (i0 + b.block < b.cols) ? i0 + b.block : b.cols;
+      const float step = b.step(r, blk);
+      for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) o[i] = float(q[i]) * step;
+    }
   }
 };
 
-// Requantizes one block of a row from new values v(i), i in [i0, i1): absmax = max |v|, q = round(v * 127 / absmax).
-// One group of the row's lanes (a warp on the GPU) does the block: the blocks of a row go to its groups in turn,
-// with no row-wide barrier. Each lane reads the old values of the elements it later writes before the group's
-// reduction, and the absmax is written after every lane of the group has read the old one.
+// Requantizes block blk of row r from its new values v(i, blk), i in [i0, i1): absmax = max |v|,
+// q = round(v * 127 / absmax). One group of the row's lanes (a warp on the GPU) does the block: the blocks of a
+// row go to its groups in turn, with no row-wide barrier. Each lane reads the old values of the elements it later
+// writes before the group's reduction, and the absmax is written after every lane of the group has read the old one.
 template <class Row, class Value>
-QFT_HD void requantize_block(const Row& row, BlockView b, int64_t r, int64_t blk, const RoundingKey& key,
-                             int64_t row_base, const Value& v) {
+QFT_HD void requantize_block(const Row& row, BlockView b, int64_t r, int64_t blk, const RowRandom& random,
+                             const Value& v) {
   const int64_t i0 = blk * b.block, i1 = (i0 + b.block < b.cols) ? i0 + b.block : b.cols;
-  float mx = 0.0f;
-  for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) mx = max_hd(mx, fabsf(v(i)));
-  mx = row.group_max(mx);
+  int32_t top = 0;
+  for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) top = max_i32(top, magnitude_bits(v(i, blk)));
+  const float mx = row.group_max(magnitude_of(top));
   const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
-  for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) {
-    const float x = v(i);
-    b.q[r * b.cols + i] = round_int8(x * inv, key, uint64_t(row_base + r) * uint64_t(b.cols) + uint64_t(i));
-  }
+  int8_t* q = b.q + r * b.cols;
+  for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) q[i] = random.round(v(i, blk) * inv, uint32_t(i));
   row.group_sync();
   if (row.group_lane() == 0) b.absmax[r * b.blocks_per_row() + blk] = mx;
 }
 
-// Every block of row r through requantize_block, each by one group of lanes.
+// Every block of row r through requantize_block, each by one group of lanes. row_base is the global index of
+// row 0, so that the random numbers of a row do not depend on the chunk of rows a call covers.
 template <class Row, class Value>
 QFT_HD void requantize_row(const Row& row, BlockView b, int64_t r, const RoundingKey& key, int64_t row_base,
                            const Value& v) {
+  const RowRandom random(key, uint64_t(row_base + r));
   for (int64_t blk = row.group(); blk < b.blocks_per_row(); blk += row.groups()) {
-    requantize_block(row, b, r, blk, key, row_base, v);
+    requantize_block(row, b, r, blk, random, v);
   }
 }
 
@@ -102,11 +105,11 @@ struct BlockQuantizeRows {
   BlockView b;
   const float* x;
   RoundingKey key;
-  int64_t row_base;  // global index of row 0, so random numbers differ across row chunks
+  int64_t row_base;
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
     const float* xr = x + r * b.cols;
-    requantize_row(row, b, r, key, row_base, [&](int64_t i) { return xr[i]; });
+    requantize_row(row, b, r, key, row_base, [&](int64_t i, int64_t) { return xr[i]; });
   }
 };
 
@@ -119,8 +122,9 @@ struct BlockAccumulateRows {
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
     const float* gr = g + r * acc.cols;
+    const int8_t* q = acc.q + r * acc.cols;
     const BlockView a = acc;
-    requantize_row(row, acc, r, key, row_base, [&](int64_t i) { return a.get(r, i) + gr[i]; });
+    requantize_row(row, acc, r, key, row_base, [&](int64_t i, int64_t blk) { return float(q[i]) * a.step(r, blk) + gr[i]; });
   }
 };
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch peer for scripts/bench_cpu.sh: a full fine-tune of the same model with AdamW on the same shapes.
 
-Prints one JSON line: tokens/s (median over the timed steps, B*T tokens per step) and peak RSS.
-Needs torch and transformers (see scripts/make_fixtures.py for the environment).
+A model directory with weights is loaded; one with only config.json (scripts/make_bench_model.py) gets random
+weights, as qft's model.init=random does. --checkpointing recomputes each layer in backward, as qft does.
+Prints one JSON line: tokens/s (median over the timed steps, B*T tokens per step), the median step time and
+peak RSS. Needs torch and transformers (see scripts/make_fixtures.py for the environment).
 """
 import argparse
 import json
@@ -12,7 +14,15 @@ import statistics
 import time
 
 import torch
-from transformers import LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def load(path):
+    if any(os.path.exists(os.path.join(path, f)) for f in ("model.safetensors", "model.safetensors.index.json")):
+        return LlamaForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+    config = LlamaConfig.from_pretrained(path)
+    config._attn_implementation = "sdpa"
+    return LlamaForCausalLM(config).to(torch.float32)
 
 
 def main():
@@ -23,10 +33,14 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (recompute per layer)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = LlamaForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="sdpa")
+    model = load(args.model)
+    if args.checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     vocab = model.config.vocab_size
@@ -41,8 +55,9 @@ def main():
         if step >= args.warmup:
             times.append(time.perf_counter() - t0)
     tokens = args.batch * args.seq_len
-    print(json.dumps({"peer": f"torch {torch.__version__} AdamW fp32", "threads": args.threads,
-                      "tokens_per_s": tokens / statistics.median(times),
+    name = "AdamW fp32" + (", gradient checkpointing" if args.checkpointing else "")
+    print(json.dumps({"peer": f"torch {torch.__version__} {name}", "threads": args.threads,
+                      "tokens_per_s": tokens / statistics.median(times), "step_s": statistics.median(times),
                       "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 

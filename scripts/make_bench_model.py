@@ -19,6 +19,10 @@ SHAPES = {
     # TinyLlama-1.1B
     "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                num_key_value_heads=4, vocab_size=32000),
+    # SmolLM2-135M: GQA 9:3, tied embeddings (scripts/bench_cpu.sh)
+    "smollm2": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                    num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True, rope_theta=100000.0,
+                    max_position_embeddings=8192),
     # LLaMA-2-7B
     "7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                num_key_value_heads=32, vocab_size=32000),
@@ -29,7 +33,8 @@ TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_m
 def parameter_count(c):
     C, I, V, L = c["hidden_size"], c["intermediate_size"], c["vocab_size"], c["num_hidden_layers"]
     kv = c["num_key_value_heads"] * (C // c["num_attention_heads"])
-    return 2 * V * C + C + L * (2 * C * C + 2 * kv * C + 3 * C * I + 2 * C)
+    tables = 1 if c["tie_word_embeddings"] else 2
+    return tables * V * C + C + L * (2 * C * C + 2 * kv * C + 3 * C * I + 2 * C)
 
 
 def main():
@@ -40,7 +45,8 @@ def main():
     config = dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_act="silu", rms_norm_eps=1e-5,
                   rope_theta=10000.0, max_position_embeddings=4096, tie_word_embeddings=False, bos_token_id=1,
                   eos_token_id=2, torch_dtype="bfloat16", attention_bias=False, mlp_bias=False,
-                  initializer_range=0.02, **SHAPES[a.shape])
+                  initializer_range=0.02)
+    config.update(SHAPES[a.shape])
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "config.json"), "w") as f:
         json.dump(config, f, indent=2)

@@ -207,7 +207,7 @@ TEST_CASE("the fused INT8 Lion step matches an fp64 reference of the same quanti
           continue;
         }
         const double v = lion(q[at] * double(sc[size_t(r)]), i) / s_new;
-        const double u = stochastic ? sr_uniform(99, 5, 10, uint64_t(at)) : 0.5;
+        const double u = stochastic ? RowRandom({99, 5, 10, true}, uint64_t(r)).uniform(uint32_t(i)) : 0.5;
         const double want = std::clamp(std::floor(v + u), -127.0, 127.0);
         REQUIRE(std::fabs(q1[at] - want) <= 1.0);  // equal except at fp32/fp64 rounding boundaries
         off_by_one += q1[at] != want;
@@ -222,7 +222,7 @@ TEST_CASE("the fused INT8 Lion step matches an fp64 reference of the same quanti
         REQUIRE(am1[size_t(r * bpr + b)] == Approx(bmax).epsilon(1e-5));
         for (int64_t i = b * block; i < std::min(cols, (b + 1) * block); ++i) {
           const double v = (0.99 * mom(i) + 0.01 * grad(i)) * 127.0 / bmax;
-          const double u = stochastic ? sr_uniform(99, 5, 11, uint64_t(r * cols + i)) : 0.5;
+          const double u = stochastic ? RowRandom({99, 5, 11, true}, uint64_t(r)).uniform(uint32_t(i)) : 0.5;
           REQUIRE(std::fabs(mq1[size_t(r * cols + i)] - std::floor(v + u)) <= 1.0);
           off_by_one += mq1[size_t(r * cols + i)] != std::floor(v + u);
         }

@@ -179,6 +179,7 @@ const std::vector<KeyDef>& key_table() {
       def("output.dir", QFT_FIELD(output.dir), "run directory: config.json, metrics.jsonl, train.log"),
       def("device", QFT_FIELD(device), "compute device; auto takes CUDA when qft was built with it and a GPU is visible"),
       def("debug_sync", QFT_FIELD(debug_sync), "CUDA: synchronize after every op so that a device fault names its op (slow); every backend: log each step's device-to-host reads"),
+      def("profile", QFT_FIELD(profile), "time every op of the training steps and log each op kind's share of the step time at the end (CUDA: waits for every op, which slows the run)"),
   };
   return keys;
 }

@@ -75,6 +75,7 @@ struct RunConfig {
   OutputSection output;
   Device device = Device::Auto;
   bool debug_sync = false;
+  bool profile = false;  // time every op and log each op kind's share of the step time at the end
 
   // Parses a config file; `where` names it in errors. Unknown keys, wrong types and bad values throw ConfigError.
   static RunConfig from_json_text(const std::string& text, const std::string& where);

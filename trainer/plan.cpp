@@ -55,11 +55,14 @@ LlamaConfig plan_architecture(const RunConfig& cfg) {
                     "no config.json under model.path ('" + cfg.model.path + "') and no model.arch section to plan from");
 }
 
-MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const PlanTarget& target) {
+namespace {
+
+MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTarget& target, bool keep_layer_weights) {
   PlanningBackend be(target.activations);
   Buffer workspace;
   if (target.workspace_bytes) workspace = be.alloc(target.workspace_bytes, "GEMM workspace");
   LlamaModel model(arch, be, cfg.weight_storage());
+  model.keep_layer_weights = keep_layer_weights;
   const OptimizerSettings os = cfg.optimizer_settings();
   LionOptimizer opt(model, os);
   std::unique_ptr<GradAccumulators> acc;
@@ -96,7 +99,7 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const Plan
       {"layer-input stack", "input of every layer, (layers + 1) x tokens x hidden"},
       {"layer activations", "one layer's recomputed forward, attention probabilities included"},
       {"layer gradients", "one layer's activation gradients and attention scratch"},
-      {"dequantized weights", "compute copy of the matrix in use"},
+      {"dequantized weights", "compute copies: the matrix in use, or one layer's kept from its recompute"},
       {"weight-gradient chunk", "one matrix's gradient, or a vocabulary chunk of the head's"},
       {"logits chunk", "a token chunk of full-vocabulary logits"},
       {"head activations", "final hidden states, logsumexp, residual-stream gradient"},
@@ -115,7 +118,19 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const Plan
   plan.allowance_bytes = target.reserved_bytes;
   if (plan.allowance_bytes) plan.items.push_back({"CUDA context + libraries", plan.allowance_bytes, "allowance, untracked"});
   plan.total_bytes = plan.peak_bytes + plan.allowance_bytes;
+  plan.keep_layer_weights = keep_layer_weights;
   return plan;
+}
+
+}  // namespace
+
+MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const PlanTarget& target, size_t available) {
+  MemoryPlan keep = plan_with(cfg, arch, target, true);
+  MemoryPlan lean = plan_with(cfg, arch, target, false);
+  const size_t extra = keep.total_bytes > lean.total_bytes ? keep.total_bytes - lean.total_bytes : 0;
+  MemoryPlan& chosen = keep.total_bytes <= available || lean.total_bytes > available ? keep : lean;
+  chosen.kept_weights_bytes = extra;
+  return chosen;
 }
 
 std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch) {
@@ -134,6 +149,14 @@ std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const Llam
   std::snprintf(line, sizeof line, "  %-36s %12s\n  model state: %.2f bytes/parameter (fp32 Adam: 16)\n", "total",
                 in_unit(plan.total_bytes, plan.total_bytes).c_str(), plan.state_bytes_per_param());
   out += line;
+  if (plan.kept_weights_bytes) {
+    const std::string extra = in_unit(plan.kept_weights_bytes, plan.total_bytes);
+    out += plan.keep_layer_weights
+               ? "  backward keeps a layer's dequantized matrices from its recompute (" + extra +
+                     " of the total): each matrix is dequantized twice per step, not three times\n"
+               : "  backward dequantizes each matrix again: keeping a layer's from its recompute would need " + extra +
+                     " more\n";
+  }
   return out;
 }
 
@@ -143,6 +166,8 @@ std::string plan_json(const MemoryPlan& plan) {
   nlohmann::ordered_json j = {{"total_bytes", plan.total_bytes},     {"peak_bytes", plan.peak_bytes},
                               {"allowance_bytes", plan.allowance_bytes}, {"state_bytes", plan.state_bytes},
                               {"parameters", plan.parameters},       {"state_bytes_per_param", plan.state_bytes_per_param()},
+                              {"keep_layer_weights", plan.keep_layer_weights},
+                              {"kept_weights_bytes", plan.kept_weights_bytes},
                               {"buffers", buffers}};
   return j.dump(2);
 }

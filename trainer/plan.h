@@ -3,6 +3,7 @@
 // optimizer and one training step on a PlanningBackend, so every byte it reports comes from the code that
 // allocates for real.
 #include <cstdint>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,10 @@ struct MemoryPlan {
   size_t peak_bytes = 0;        // largest tracked allocation total during a step (state included)
   size_t allowance_bytes = 0;   // the target's reserved bytes: CUDA context and library workspaces; 0 on the CPU
   size_t total_bytes = 0;       // peak + allowance
+  // The backward pass keeps one layer's dequantized matrices from its recompute (each INT8 matrix dequantized
+  // twice per step, not three times) when the run fits with them; kept_weights_bytes is what that adds to the total.
+  bool keep_layer_weights = true;
+  size_t kept_weights_bytes = 0;
   double state_bytes_per_param() const { return double(state_bytes) / double(parameters); }
 };
 
@@ -41,7 +46,10 @@ PlanTarget plan_target(const Backend& be);  // qft train: the backend it is abou
 
 // The architecture of a run: model.path/config.json when it exists, else the config's model.arch section.
 LlamaConfig plan_architecture(const RunConfig& cfg);
-MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const PlanTarget& target);
+// The plan of a run as it will execute: with keep_layer_weights when that fits in `available` bytes (or when
+// nothing fits either way), else without.
+MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const PlanTarget& target,
+                       size_t available = SIZE_MAX);
 std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch);
 std::string plan_json(const MemoryPlan& plan);
 

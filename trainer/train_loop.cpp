@@ -142,6 +142,29 @@ int64_t positions(const std::vector<Batch>& micro) {
 // One training run: setup in the constructor (will it fit, the run directory, model, data, optimizer, resume),
 // then run() steps; each step is step(), then after_step() for metrics, outlier re-selection, evaluation and
 // checkpoints.
+// Profiles the ops of one training step with cfg.profile (no evaluation, no checkpoint): the profile is set on the
+// backend for the step's duration only.
+class StepProfile {
+ public:
+  StepProfile(Backend& backend, OpProfile* profile) : backend_(backend), profile_(profile), t0_(Clock::now()) {
+    backend_.set_profile(profile_);
+  }
+  StepProfile(const StepProfile&) = delete;
+  StepProfile& operator=(const StepProfile&) = delete;
+  ~StepProfile() { backend_.set_profile(nullptr); }
+  void finished() const {
+    if (!profile_) return;
+    backend_.synchronize();
+    profile_->steps += 1;
+    profile_->step_seconds += seconds_since(t0_);
+  }
+
+ private:
+  Backend& backend_;
+  OpProfile* profile_;
+  Clock::time_point t0_;
+};
+
 class TrainingRun {
  public:
   TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop);
@@ -176,6 +199,7 @@ class TrainingRun {
   std::unique_ptr<LionOptimizer> opt_;
   std::unique_ptr<GradAccumulators> acc_;  // for train.grad_accum > 1
   TrainSummary summary_;
+  std::unique_ptr<OpProfile> profile_;  // with cfg.profile
   int64_t tokens_total_ = 0;
   int start_step_ = 0;
   int saved_step_ = -1;  // the step of the newest checkpoint this run wrote
@@ -186,7 +210,7 @@ class TrainingRun {
 TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop)
     : cfg_(cfg), resume_(resume), stop_(stop), backend_(make_backend(cfg.device, cfg.debug_sync)) {
   const LlamaConfig arch = plan_architecture(cfg_);
-  const MemoryPlan plan = plan_memory(cfg_, arch, plan_target(*backend_));
+  const MemoryPlan plan = plan_memory(cfg_, arch, plan_target(*backend_), backend_->available_bytes());
   check_fits(plan, arch);
   run_dir_ = std::make_unique<RunDirectory>(cfg_.output.dir, resume_);
   log_ = make_logger();
@@ -202,6 +226,8 @@ TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>&
   }
   load_data();
   LlamaModel& model = *opened_.model;
+  model.keep_layer_weights = plan.keep_layer_weights;
+  if (cfg_.profile) profile_ = std::make_unique<OpProfile>();
   opt_ = std::make_unique<LionOptimizer>(model, cfg_.optimizer_settings());
   if (cfg_.train.grad_accum > 1) acc_ = std::make_unique<GradAccumulators>(model, cfg_.optimizer_settings());
   log_state_sizes();
@@ -314,6 +340,7 @@ TrainSummary TrainingRun::run() {
              hms(s.elapsed_s), s.skipped_steps, s.first_loss, s.last_loss,
              s.val_loss ? fmt::format(" | val_loss {:.4f}", *s.val_loss) : std::string(),
              double(s.peak_mem_bytes) / (1 << 20), cfg_.output.dir);
+  if (profile_) log_->info("{}", profile_->table());
   return summary_;
 }
 
@@ -321,7 +348,9 @@ bool TrainingRun::step(int step, const std::vector<Batch>& micro, double lr, Ste
   opt_->set_step(uint32_t(step));
   if (acc_) acc_->set_step(uint32_t(step));
   try {
+    const StepProfile profiled(*backend_, profile_.get());
     r = train_step(*opened_.model, *opt_, acc_.get(), micro, float(lr), cfg_.train.clip_grad_norm);
+    profiled.finished();
   } catch (const NonFiniteLoss& e) {
     if (cfg_.train.on_nonfinite == OnNonFinite::Stop) {
       throw Error("step " + std::to_string(step + 1) + ": " + e.what() +
