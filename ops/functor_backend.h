@@ -235,7 +235,10 @@ class FunctorBackend : public Backend {
   class OpScope {
    public:
     OpScope(FunctorBackend& be, const char* op)
-        : be_(be), op_(op), exceptions_(std::uncaught_exceptions()), timer_(be.op_depth_++ == 0 ? be.profile_ : nullptr) {}
+        : be_(be),
+          op_(op),
+          exceptions_(std::uncaught_exceptions()),
+          timer_(be.op_depth_++ == 0 ? be.profile_ : nullptr) {}
     OpScope(const OpScope&) = delete;
     OpScope& operator=(const OpScope&) = delete;
     ~OpScope() noexcept(false) {  // after_op may report a device fault (CUDA --debug-sync)

@@ -50,7 +50,9 @@ struct HybridDequantRows {
     const int8_t* q = w.q + r * w.cols;
     T* o = out + r * w.cols;
     // An outlier's slot gets a zero here (a product with a 0/1 mask, not a branch, so that g++ vectorizes).
-    for (int64_t i = row.lane(); i < w.cols; i += row.width()) o[i] = from_f32<T>(float(q[i]) * s * float(q[i] != kOutlierSlot));
+    for (int64_t i = row.lane(); i < w.cols; i += row.width()) {
+      o[i] = from_f32<T>(float(q[i]) * s * float(q[i] != kOutlierSlot));
+    }
     row.sync();
     for (int64_t k = w.row_ptr[r] + row.lane(); k < w.row_ptr[r + 1]; k += row.width()) o[w.col(k)] = from_f32<T>(w.val[k]);
   }
@@ -84,7 +86,9 @@ QFT_HD void requantize_block(const Row& row, BlockView b, int64_t r, int64_t blk
   const float mx = row.group_max(magnitude_of(top));
   const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
   int8_t* q = b.q + r * b.cols;
-  for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) q[i] = random.round(v(i, blk) * inv, uint32_t(i));
+  for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) {
+    q[i] = random.round(v(i, blk) * inv, uint32_t(i));
+  }
   row.group_sync();
   if (row.group_lane() == 0) b.absmax[r * b.blocks_per_row() + blk] = mx;
 }
@@ -124,7 +128,8 @@ struct BlockAccumulateRows {
     const float* gr = g + r * acc.cols;
     const int8_t* q = acc.q + r * acc.cols;
     const BlockView a = acc;
-    requantize_row(row, acc, r, key, row_base, [&](int64_t i, int64_t blk) { return float(q[i]) * a.step(r, blk) + gr[i]; });
+    requantize_row(row, acc, r, key, row_base,
+                   [&](int64_t i, int64_t blk) { return float(q[i]) * a.step(r, blk) + gr[i]; });
   }
 };
 

@@ -48,8 +48,8 @@ struct StepTotals {
 // A row takes two passes, each computing every new value once from the old state, block by momentum block
 // (each block's scale loaded once): pass 1 finds the largest new weight (INT8 weights only: it decides the row
 // scale); pass 2 finds each block's largest new momentum, then writes the block's weights and momentum. Between
-// them the row's data stays in L1, so the second pass costs arithmetic, not memory traffic. The element loops are plain
-// loops over contiguous elements on the CPU, which g++ vectorizes, and warp-strided loops on the GPU.
+// them the row's data stays in L1, so the second pass costs arithmetic, not memory traffic. The element loops
+// are plain loops over contiguous elements on the CPU, which g++ vectorizes, and warp-strided on the GPU.
 struct LionRowStep {
   LionParams p;
   const float* g;      // (rows, cols) gradient

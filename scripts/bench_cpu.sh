@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU training speed and memory of qft against PyTorch on the same shapes, side by side in one run.
-#   scripts/bench_cpu.sh [--steps N] [--only tiny|smollm2-256|smollm2-1024]...
+#   scripts/bench_cpu.sh [--steps N] [--only tiny|smollm2-256|smollm2-1024]... [--json FILE]
 # Needs build/qft (scripts/build.sh build; QFT=PATH for another) and, for the peer, an interpreter with torch + transformers
 # (TORCH_PYTHON, default /opt/fixenv/bin/python; without one the PyTorch rows are skipped, named).
 #
@@ -13,17 +13,20 @@
 # PyTorch AdamW fp32 (sdpa) and PyTorch AdamW with gradient checkpointing (scripts/bench_torch_cpu.py), all with
 # the machine's thread count. Step time is the median over the timed steps (the first WARMUP are left out);
 # tokens/s = batch x seq_len / step time; peak RSS from /usr/bin/time (qft) and ru_maxrss (PyTorch).
-# Printed: one table per case, the ratios the README quotes, and qft's per-op share of the INT8 step time.
+# Printed: one table per case, the ratios the README quotes, and qft's per-op share of the INT8 step time;
+# --json FILE also keeps every run's record (one JSON line each, with its case).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=10
 warmup=2
 only=()
+json_out=
 while [ $# -gt 0 ]; do
   case $1 in
     --steps) steps=$2; shift 2 ;;
     --only) only+=("$2"); shift 2 ;;
-    *) echo "usage: scripts/bench_cpu.sh [--steps N] [--only tiny|smollm2-256|smollm2-1024]..." >&2; exit 1 ;;
+    --json) json_out=$2; shift 2 ;;
+    *) echo "usage: scripts/bench_cpu.sh [--steps N] [--only tiny|smollm2-256|smollm2-1024]... [--json FILE]" >&2; exit 1 ;;
   esac
 done
 [ "$steps" -gt "$warmup" ] || { echo "--steps must exceed the $warmup warm-up steps" >&2; exit 1; }
@@ -73,7 +76,7 @@ PY
     echo "[$name] PyTorch AdamW $ckpt ..." >&2
     "$py" scripts/bench_torch_cpu.py --model "$model" --batch "$batch" --seq-len "$seq" --steps $((steps - warmup)) \
       --warmup "$warmup" --threads "$threads" $ckpt 2> "$work/torch.log" | tail -1 \
-      | python3 -c "import json, sys; j = json.load(sys.stdin); j['key'] = 'torch' + ('-ckpt' if sys.argv[1] else ''); print(json.dumps(j))" "$ckpt" >> "$out" \
+      | python3 -c "import json, sys; j = json.load(sys.stdin); j['key'] = 'torch' + ('-ckpt' if sys.argv[1] else ''); j['run'] = j['peer']; print(json.dumps(j))" "$ckpt" >> "$out" \
       || { cat "$work/torch.log" >&2; exit 1; }
   done
 }
@@ -89,19 +92,24 @@ for c in "${cases[@]}"; do
   esac
 done
 
+if [ -n "$json_out" ]; then
+  for c in "${cases[@]}"; do
+    python3 -c "import json, sys; [print(json.dumps(dict(json.loads(l), case=sys.argv[1]))) for l in open(sys.argv[2])]" "$c" "$work/$c.jsonl"
+  done > "$json_out"
+fi
 python3 - "$work" "$threads" "${cases[@]}" <<'PY'
 import json, sys
 work, threads, cases = sys.argv[1], sys.argv[2], sys.argv[3:]
 for case in cases:
     runs = {r["key"]: r for r in map(json.loads, open(f"{work}/{case}.jsonl"))}
     print(f"\n{case} ({threads} threads)")
-    print(f"| {'run':<44} | {'tokens/s':>8} | {'step s':>7} | {'peak RSS MiB':>12} |")
-    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 9}|{'-' * 14}|")
+    print(f"| {'run':<50} | {'tokens/s':>8} | {'step s':>7} | {'peak RSS MiB':>12} |")
+    print(f"|{'-' * 52}|{'-' * 10}|{'-' * 9}|{'-' * 14}|")
     for r in runs.values():
         if "skipped" in r:
-            print(f"| {r['run']:<44} | skipped: {r['skipped']}")
+            print(f"| {r['run']:<50} | skipped: {r['skipped']}")
             continue
-        print(f"| {r['run'][:44]:<44} | {r['tokens_per_s']:8.1f} | {r['step_s']:7.3f} | {r['peak_rss_bytes'] / 2**20:12.0f} |")
+        print(f"| {r['run'][:50]:<50} | {r['tokens_per_s']:8.1f} | {r['step_s']:7.3f} | {r['peak_rss_bytes'] / 2**20:12.0f} |")
     q8, q32, t = runs["qft-int8"], runs["qft-fp32"], runs.get("torch", {})
     print(f"qft INT8 step time / qft fp32: {q8['step_s'] / q32['step_s']:.2f}; Lion share of the INT8 step: "
           f"{q8['lion_share']:.1f}% (fp32: {q32['lion_share']:.1f}%)")

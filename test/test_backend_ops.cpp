@@ -368,7 +368,8 @@ const std::vector<OpCase>& op_cases() {
          b.be().quantize_blocks(m.view(), b.f32_in(kQRows * kQCols), {7, 3, 1, true}, 0);
          b.be().dequantize_blocks(b.f32_out(kQRows * kQCols), m.view());
        }},
-      {Op::lion_step_rows, "INT8 hybrid weights and momentum (33, 700); fp32 weights and momentum", {0, 0, 0},
+      {Op::lion_step_rows, "weights and momentum (33, 700) in INT8 and INT8, INT8 and fp32, fp32 and INT8; fp32 both",
+       {0, 0, 0},
        [](OpBench& b) {
          Backend& be = b.be();
          const HybridMatrix& w = b.hold(random_hybrid(b, kQRows, kQCols));
@@ -390,6 +391,27 @@ const std::vector<OpCase>& op_cases() {
          b.observe(w.val.f32(), w.nnz);
          b.observe(static_cast<int8_t*>(m.q.get()), kQRows * kQCols);
          b.observe(m.absmax.f32(), kQRows * 3);
+         // The mixed storages, each a code path of its own: INT8 weights with fp32 momentum, and the reverse.
+         const HybridMatrix& w2 = b.hold(random_hybrid(b, kQRows, kQCols));
+         LionRowStep int8_fp32 = st;
+         int8_fp32.w = w2.view();
+         int8_fp32.m = {};
+         int8_fp32.m32 = b.f32_inout(kQRows * kQCols, 1e-3f);
+         int8_fp32.rescales = b.u32_out(kQRows);
+         be.lion_step_rows(int8_fp32, kQRows);
+         b.observe(static_cast<int8_t*>(w2.q.get()), kQRows * kQCols);
+         b.observe(w2.scale.f32(), kQRows);
+         b.observe(w2.val.f32(), w2.nnz);
+         const BlockMatrix& m2 = b.hold(BlockMatrix::zeros(be, kQRows, kQCols, kQBlock, "test"));
+         be.quantize_blocks(m2.view(), b.f32_in(kQRows * kQCols, 1e-3f), {5, 0, 2, true}, 0);
+         LionRowStep fp32_int8 = st;
+         fp32_int8.w = {};
+         fp32_int8.w32 = b.f32_inout(kQRows * kQCols, 0.05f);
+         fp32_int8.m = m2.view();
+         fp32_int8.rescales = nullptr;
+         be.lion_step_rows(fp32_int8, kQRows);
+         b.observe(static_cast<int8_t*>(m2.q.get()), kQRows * kQCols);
+         b.observe(m2.absmax.f32(), kQRows * 3);
          LionRowStep fp32 = test::fp32_lion_step(b.f32_inout(kRows * kC), b.f32_inout(kRows * kC, 0.1f),
                                                  b.f32_in(kRows * kC), kC, {1e-3f, 0.9f, 0.99f, 0.1f, 1.0});
          fp32.totals = b.upload_value(StepTotals{3.0, 4.0});

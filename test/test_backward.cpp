@@ -2,6 +2,7 @@
 // fused step against "whole gradient first, then step".
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstring>
 #include <map>
 
 #include "core/error.h"
@@ -244,4 +245,40 @@ TEST_CASE("a training step reads from the device once, with clipping and accumul
   const int64_t at_log = be.host_reads();
   opt.total_rescales();
   CHECK(be.host_reads() - at_log == 1);
+}
+
+TEST_CASE("keeping a layer's dequantized matrices from recompute to backward changes no bit and saves dequantizations",
+          "[backward][quant]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  HfModel hf(test::fixture("gqa_tied"));
+  CpuBackend be_keep, be_lean;
+  LlamaModel keep(hf, be_keep, WeightStorage{true, 0.02}), lean(hf, be_lean, WeightStorage{true, 0.02});
+  keep.keep_layer_weights = true;
+  lean.keep_layer_weights = false;
+  OptimizerSettings os;
+  os.momentum_int8 = true;
+  LionOptimizer opt_keep(keep, os), opt_lean(lean, os);
+  OpProfile prof_keep, prof_lean;
+  be_keep.set_profile(&prof_keep);
+  be_lean.set_profile(&prof_lean);
+  const int steps = 2;
+  for (int step = 0; step < steps; ++step) {
+    const Batch batch = random_batch(rng, 2, 11, 500);
+    opt_keep.set_step(uint32_t(step));
+    opt_lean.set_step(uint32_t(step));
+    train_step(keep, opt_keep, nullptr, {batch}, 1e-3f, std::nullopt);
+    train_step(lean, opt_lean, nullptr, {batch}, 1e-3f, std::nullopt);
+  }
+  for (size_t i = 0; i < keep.params().size(); ++i) {
+    INFO(keep.params()[i].name);
+    REQUIRE(keep.read_weight(int(i)) == lean.read_weight(int(i)));
+    const StateTensor &mk = opt_keep.momentum(int(i)), &ml = opt_lean.momentum(int(i));
+    REQUIRE(mk.bytes() == ml.bytes());
+    const Buffer& qk = mk.quantized() ? mk.int8.q : mk.fp32;
+    const Buffer& ql = ml.quantized() ? ml.int8.q : ml.fp32;
+    REQUIRE(std::memcmp(qk.get(), ql.get(), qk.bytes()) == 0);
+  }
+  // The backward pass reuses the six matrices each layer's recompute dequantized (all but w_down).
+  const int64_t saved = prof_lean.ops["dequantize_hybrid"].calls - prof_keep.ops["dequantize_hybrid"].calls;
+  CHECK(saved == int64_t(6) * hf.config().num_hidden_layers * steps);
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "test/helpers.h"
 
@@ -111,4 +112,32 @@ TEST_CASE("qft inspect lists the tensors and metadata of a single safetensors fi
   auto j = nlohmann::json::parse(r.output);
   CHECK(j["metadata"]["fixture"] == "gqa_tied");
   CHECK(j["tensors"].size() == 4 + 2 * 9 + 2);  // batch, logits, loss and one gradient per parameter
+}
+
+TEST_CASE("qft train --profile logs each op kind's share of the step time", "[cli][train]") {
+  test::TempDir tmp;
+  const auto r = test::run_qft("train --config " + test::source_path("configs/tiny.json") + " --set model.path=" +
+                               test::source_path("models/tiny-llama") + " --set data.train=" +
+                               test::source_path("data/tiny_instruct/train.jsonl") + " --set train.steps=3 --set train.eval_every=0" +
+                               " --set data.val= --set device=cpu --set output.dir=" + (tmp / "run") + " --profile");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const std::string log = test::read_file(tmp / "run/train.log");
+  const size_t at = log.find("op profile: 3 steps");
+  REQUIRE(at != std::string::npos);
+  double total = 0;
+  for (const char* op : {"matmul_forward", "lion_step_rows", "dequantize_hybrid", "(outside ops)"}) {
+    INFO(op);
+    const size_t line = log.find(std::string("  ") + op, at);
+    REQUIRE(line != std::string::npos);
+  }
+  std::istringstream rows(log.substr(at));
+  std::string row;
+  std::getline(rows, row);  // the title
+  std::getline(rows, row);  // the header
+  while (std::getline(rows, row) && row.find('%') != std::string::npos) {
+    const size_t pct = row.find('%'), start = row.rfind(' ', pct) + 1;
+    total += std::stod(row.substr(start, pct - start));
+  }
+  CHECK(total == Approx(100.0).margin(1.0));  // the ops and the time outside them make up the step
 }

@@ -179,3 +179,32 @@ TEST_CASE("embedding_backward by token groups equals adding every position in or
   REQUIRE(got == want);
 }
 
+
+TEST_CASE("GEMMs too few rows to share split by columns and match an fp64 reference (decoding)", "[kernels]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  CpuBackend be;
+  // One token row against a vocabulary-sized head: far above the size where the GEMM is shared among threads.
+  for (int N : {1, 3}) {
+    const int C = 96, O = 4099;  // an odd column count: the parts are unequal
+    const auto x = test::random_normal(size_t(N) * C, rng), w = test::random_normal(size_t(O) * C, rng);
+    std::vector<float> out(size_t(N) * O, NAN), ref(size_t(N) * O), dx(size_t(N) * C, NAN), dx_ref(size_t(N) * C);
+    be.matmul_forward(out.data(), x.data(), w.data(), N, C, O);
+    const auto dout = test::random_normal(size_t(N) * O, rng);
+    be.matmul_backward_input(dx.data(), dout.data(), w.data(), N, C, O, false);
+    for (int n = 0; n < N; ++n) {
+      for (int o = 0; o < O; ++o) {
+        double s = 0;
+        for (int c = 0; c < C; ++c) s += double(x[size_t(n * C + c)]) * w[size_t(o) * C + c];
+        ref[size_t(n) * O + o] = float(s);
+      }
+      for (int c = 0; c < C; ++c) {
+        double s = 0;
+        for (int o = 0; o < O; ++o) s += double(dout[size_t(n) * O + o]) * w[size_t(o) * C + c];
+        dx_ref[size_t(n * C + c)] = float(s);
+      }
+    }
+    INFO("N = " << N);
+    REQUIRE(test::max_rel_error(out, ref) < 1e-5);
+    REQUIRE(test::max_rel_error(dx, dx_ref) < 1e-5);
+  }
+}

@@ -112,3 +112,28 @@ TEST_CASE("qft plan plans for the CPU with --cpu or device=cpu, for the GPU othe
   CHECK(allowance(" --cpu") == 0);
   CHECK(allowance(" --set device=cpu") == 0);
 }
+
+TEST_CASE("the plan keeps a layer's dequantized matrices for backward only when the run fits with them", "[plan]") {
+  RunConfig cfg;
+  cfg.model.path = test::fixture("gqa_tied");
+  cfg.data.seq_len = 32;
+  cfg.train.batch_size = 2;
+  LlamaConfig arch = plan_architecture(cfg);
+  arch.vocab_size = 64;           // a small head: a layer's backward sets the peak
+  arch.intermediate_size = 1024;  // with matrices large enough to show
+  const PlanTarget cpu = plan_target(Device::Cpu);
+  const MemoryPlan roomy = plan_memory(cfg, arch, cpu);
+  INFO(format_plan(roomy, cfg, arch));
+  REQUIRE(roomy.keep_layer_weights);
+  REQUIRE(roomy.kept_weights_bytes > 0);
+  CHECK(format_plan(roomy, cfg, arch).find("backward keeps a layer's dequantized matrices") != std::string::npos);
+
+  const MemoryPlan tight = plan_memory(cfg, arch, cpu, roomy.total_bytes - 1);
+  CHECK_FALSE(tight.keep_layer_weights);
+  CHECK(tight.total_bytes == roomy.total_bytes - roomy.kept_weights_bytes);
+  CHECK(format_plan(tight, cfg, arch).find("backward dequantizes each matrix again") != std::string::npos);
+  CHECK(plan_memory(cfg, arch, cpu, tight.total_bytes).total_bytes == tight.total_bytes);  // the least it needs
+
+  cfg.quant.weights = StateStorage::Fp32;  // fp32 weights on fp32 activations: nothing is dequantized
+  CHECK(plan_memory(cfg, arch, cpu).kept_weights_bytes == 0);
+}

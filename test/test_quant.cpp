@@ -363,3 +363,67 @@ TEST_CASE("INT8 gradient accumulators draw fresh rounding streams at steps 65,53
   CHECK(accumulated_at(65536, 0) != first);
   CHECK(accumulated_at(1, 0) != accumulated_at(0, 65536));
 }
+
+TEST_CASE("the rounding streams are uniform and independent across columns, rows and steps; rounding is unbiased",
+          "[quant]") {
+  const uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  const int rows = 64, cols = 4096;
+  const double n = double(rows) * cols;
+  std::vector<double> u(size_t(rows * cols)), next_step(u.size());
+  for (int r = 0; r < rows; ++r) {
+    const RowRandom now({seed, 7, 3, true}, uint64_t(r)), later({seed, 8, 3, true}, uint64_t(r));
+    for (int c = 0; c < cols; ++c) {
+      u[size_t(r * cols + c)] = now.uniform(uint32_t(c));
+      next_step[size_t(r * cols + c)] = later.uniform(uint32_t(c));
+    }
+  }
+  double mean = 0, var = 0;
+  std::vector<double> bins(16, 0.0);
+  int64_t outside = 0;
+  for (double x : u) {
+    outside += !(x >= 0.0 && x < 1.0);
+    mean += x / n;
+    bins[size_t(std::clamp(x, 0.0, 0.999) * 16)] += 1;
+  }
+  REQUIRE(outside == 0);
+  for (double x : u) var += (x - mean) * (x - mean) / n;
+  CHECK(std::fabs(mean - 0.5) < 5 * std::sqrt(1.0 / 12 / n));
+  CHECK(var == Approx(1.0 / 12).epsilon(0.01));
+  double chi2 = 0;
+  for (double b : bins) chi2 += (b - n / 16) * (b - n / 16) / (n / 16);
+  CHECK(chi2 < 60);  // 15 degrees of freedom: p < 1e-6 beyond 60
+  // Correlation with the next column, the next row and the next step: about 0, within 5 standard errors.
+  auto correlation = [&](auto pair) {
+    double s = 0, count = 0;
+    for (int r = 0; r + 1 < rows; ++r)
+      for (int c = 0; c + 1 < cols; ++c, count += 1) s += (u[size_t(r * cols + c)] - 0.5) * (pair(r, c) - 0.5);
+    return std::make_pair(s / count * 12, 5 / std::sqrt(count));
+  };
+  for (const auto& [rho, bound] : {correlation([&](int r, int c) { return u[size_t(r * cols + c + 1)]; }),
+                                   correlation([&](int r, int c) { return u[size_t((r + 1) * cols + c)]; }),
+                                   correlation([&](int r, int c) { return next_step[size_t(r * cols + c)]; })}) {
+    CHECK(std::fabs(rho) < bound);
+  }
+
+  // Stochastic rounding is unbiased over a row's columns; nearest rounds halves up; both clamp to [-127, 127].
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> value(-126.0f, 126.0f);
+  const RowRandom stochastic({seed, 1, 2, true}, 5), nearest({seed, 1, 2, false}, 5);
+  for (int t = 0; t < 20; ++t) {
+    const float v = value(rng);
+    double sum = 0;
+    for (int c = 0; c < cols; ++c) sum += stochastic.round(v, uint32_t(c));
+    const double frac = double(v) - std::floor(double(v));
+    INFO("v " << v);
+    CHECK(std::fabs(sum / cols - double(v)) < 5 * std::sqrt(frac * (1 - frac) / cols) + 1e-4);
+    CHECK(nearest.round(v, 0) == int8_t(std::floor(double(v) + 0.5)));
+  }
+  CHECK(nearest.round(2.5f, 0) == 3);
+  CHECK(nearest.round(-2.5f, 0) == -2);
+  for (const RowRandom& r : {stochastic, nearest}) {
+    CHECK(r.round(1e9f, 0) == 127);
+    CHECK(r.round(-1e9f, 0) == -127);
+    CHECK(r.round(NAN, 0) == -127);
+  }
+}

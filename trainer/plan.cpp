@@ -128,7 +128,7 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const Plan
   MemoryPlan keep = plan_with(cfg, arch, target, true);
   MemoryPlan lean = plan_with(cfg, arch, target, false);
   const size_t extra = keep.total_bytes > lean.total_bytes ? keep.total_bytes - lean.total_bytes : 0;
-  MemoryPlan& chosen = keep.total_bytes <= available || lean.total_bytes > available ? keep : lean;
+  MemoryPlan& chosen = keep.total_bytes <= available ? keep : lean;
   chosen.kept_weights_bytes = extra;
   return chosen;
 }

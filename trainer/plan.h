@@ -46,8 +46,8 @@ PlanTarget plan_target(const Backend& be);  // qft train: the backend it is abou
 
 // The architecture of a run: model.path/config.json when it exists, else the config's model.arch section.
 LlamaConfig plan_architecture(const RunConfig& cfg);
-// The plan of a run as it will execute: with keep_layer_weights when that fits in `available` bytes (or when
-// nothing fits either way), else without.
+// The plan of a run as it will execute: with keep_layer_weights when that fits in `available` bytes, else
+// without (the least the run needs).
 MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const PlanTarget& target,
                        size_t available = SIZE_MAX);
 std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch);
