@@ -117,6 +117,12 @@ DenseWeight LlamaModel::dense(int param, DType as) const {
   return d;
 }
 
+CAct LlamaModel::dense_into(DenseWeight& slot, int param) const {
+  slot = DenseWeight{};
+  slot = dense(param);
+  return slot.get();
+}
+
 void LlamaModel::reselect_outliers() {
   for (size_t i = 0; i < params_.size(); ++i) {
     Param& p = params_[i];
@@ -157,10 +163,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   const LayerParams& P = layer_params(layer);
   DenseWeight dropped;
   auto matrix = [&](int param, DenseWeight LayerWeights::*slot) {
-    DenseWeight& d = keep ? keep->*slot : dropped;
-    d = DenseWeight{};  // the previous matrix goes before the next is made
-    d = dense(param);
-    return d.get();
+    return dense_into(keep ? keep->*slot : dropped, param);
   };
   LayerActs a;
   a.xn1 = be.alloc_act(int64_t(N) * C, "layer activations");                      // (N, C)

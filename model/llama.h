@@ -76,6 +76,8 @@ class LlamaModel {
   // The weight in the activation dtype (or `as`): INT8 weights dequantized, fp32 ones converted when needed.
   DenseWeight dense(int param) const { return dense(param, backend_.act_dtype()); }
   DenseWeight dense(int param, DType as) const;
+  // `slot` = dense(param), the slot's previous copy freed first: one matrix of workspace at a time.
+  CAct dense_into(DenseWeight& slot, int param) const;
   // A parameter's values as fp32 on the host (dequantized for INT8), and the reverse: stores host values,
   // quantizing them when the parameter is INT8.
   std::vector<float> read_weight(int param) const;

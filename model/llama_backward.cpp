@@ -76,11 +76,8 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   LayerActs a = layer_forward(layer, x_in, nullptr, db, nullptr, keep_layer_weights ? &kept : nullptr);
   DenseWeight dropped;
   auto matrix = [&](int param, DenseWeight LayerWeights::*slot) {
-    DenseWeight& d = kept.*slot;
-    if (d.get().ptr) return d.get();
-    dropped = DenseWeight{};
-    dropped = dense(param);
-    return dropped.get();
+    const DenseWeight& d = kept.*slot;
+    return d.get().ptr ? d.get() : dense_into(dropped, param);
   };
   auto release = [&](std::initializer_list<DenseWeight LayerWeights::*> slots) {
     for (auto slot : slots) kept.*slot = DenseWeight{};

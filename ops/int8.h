@@ -30,6 +30,12 @@ struct HybridView {
   }
 };
 
+// The end of block blk of a row of `cols` elements in blocks of `block` (the row's last block may be partial).
+QFT_HD int64_t block_end(int64_t blk, int64_t block, int64_t cols) {
+  const int64_t end = (blk + 1) * block;
+  return end < cols ? end : cols;
+}
+
 struct BlockView {
   int8_t* q;       // (rows, cols)
   float* absmax;   // (rows, blocks_per_row)
@@ -54,7 +60,9 @@ struct HybridDequantRows {
       o[i] = from_f32<T>(float(q[i]) * s * float(q[i] != kOutlierSlot));
     }
     row.sync();
-    for (int64_t k = w.row_ptr[r] + row.lane(); k < w.row_ptr[r + 1]; k += row.width()) o[w.col(k)] = from_f32<T>(w.val[k]);
+    for (int64_t k = w.row_ptr[r] + row.lane(); k < w.row_ptr[r + 1]; k += row.width()) {
+      o[w.col(k)] = from_f32<T>(w.val[k]);
+    }
   }
 };
 
@@ -66,7 +74,7 @@ struct BlockDequantRows {
     const int8_t* q = b.q + r * b.cols;
     float* o = out + r * b.cols;
     for (int64_t blk = row.group(); blk < b.blocks_per_row(); blk += row.groups()) {
-      const int64_t i0 = blk * b.block, i1 = (i0 + b.block < b.cols) ? i0 + b.block : b.cols;
+      const int64_t i0 = blk * b.block, i1 = block_end(blk, b.block, b.cols);
       const float step = b.step(r, blk);
       for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) o[i] = float(q[i]) * step;
     }
@@ -80,7 +88,7 @@ struct BlockDequantRows {
 template <class Row, class Value>
 QFT_HD void requantize_block(const Row& row, BlockView b, int64_t r, int64_t blk, const RowRandom& random,
                              const Value& v) {
-  const int64_t i0 = blk * b.block, i1 = (i0 + b.block < b.cols) ? i0 + b.block : b.cols;
+  const int64_t i0 = blk * b.block, i1 = block_end(blk, b.block, b.cols);
   int32_t top = 0;
   for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) top = max_i32(top, magnitude_bits(v(i, blk)));
   const float mx = row.group_max(magnitude_of(top));

@@ -106,7 +106,7 @@ struct LionRowStep {
     if constexpr (kHybrid) {  // pass 1: the largest new dense weight, nothing written
       int32_t top = 0;
       for (int64_t blk = row.group(); blk < blocks; blk += row.groups()) {
-        const int64_t i0 = blk * block, i1 = i0 + block < cols ? i0 + block : cols;
+        const int64_t i0 = blk * block, i1 = block_end(blk, block, cols);
         const float ms = kBlocks ? m.step(r, blk) : 0.0f;
         for (int64_t i = i0 + row.group_lane(); i < i1; i += row.group_width()) {
           const float mv = kBlocks ? float(mq[i]) * ms : mr[i];
@@ -127,7 +127,7 @@ struct LionRowStep {
     const RowRandom wrandom(wkey, uint64_t(row_base + r)), mrandom(mkey, uint64_t(row_base + r));
     const float inv_s = kHybrid ? 1.0f / s_new : 0.0f;
     for (int64_t blk = row.group(); blk < blocks; blk += row.groups()) {  // pass 2
-      const int64_t i0 = blk * block, i1 = i0 + block < cols ? i0 + block : cols;
+      const int64_t i0 = blk * block, i1 = block_end(blk, block, cols);
       const float ms = kBlocks ? m.step(r, blk) : 0.0f;
       float mmax = 0.0f, inv_m = 0.0f;
       if constexpr (kBlocks) {

@@ -139,9 +139,6 @@ int64_t positions(const std::vector<Batch>& micro) {
   return n;
 }
 
-// One training run: setup in the constructor (will it fit, the run directory, model, data, optimizer, resume),
-// then run() steps; each step is step(), then after_step() for metrics, outlier re-selection, evaluation and
-// checkpoints.
 // Profiles the ops of one training step with cfg.profile (no evaluation, no checkpoint): the profile is set on the
 // backend for the step's duration only.
 class StepProfile {
@@ -165,6 +162,9 @@ class StepProfile {
   Clock::time_point t0_;
 };
 
+// One training run: setup in the constructor (will it fit, the run directory, model, data, optimizer, resume),
+// then run() steps; each step is step(), then after_step() for metrics, outlier re-selection, evaluation and
+// checkpoints.
 class TrainingRun {
  public:
   TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop);
