@@ -82,3 +82,26 @@ TEST_CASE("a batch with out-of-vocabulary tokens is refused", "[forward][bad-inp
   Batch b = Batch::from_labels(1, 3, {1, 2, 500}, {1, 2, 3});
   REQUIRE_THROWS_WITH(model.forward_loss(b), Catch::Contains("outside the vocabulary"));
 }
+
+// Llama-3.1's RoPE scaling at positions 9000 and 100000 on: the band the scaling stretches is what a long context
+// reads (scripts/make_long_position_fixture.py). Both sides compute angles in fp32, as transformers does.
+TEST_CASE("logits at positions past 8192 with llama3 RoPE scaling match transformers", "[golden][forward]") {
+  const HfModel hf(test::fixture("long_positions"));
+  const SafeTensorsFile golden(test::fixture("long_positions/golden.safetensors"));
+  CpuBackend be;
+  LlamaModel model(hf, be);
+  auto i32 = [&](const char* name) {
+    const HostTensor t = golden.read(name);
+    return std::vector<int32_t>(t.data<int32_t>(), t.data<int32_t>() + t.numel());
+  };
+  Batch batch;
+  batch.B = 2;
+  batch.T = int(golden.find("input_ids")->shape[1]);
+  batch.tokens = i32("input_ids");
+  batch.positions = i32("position_ids");
+  batch.targets.assign(batch.tokens.size(), kIgnoreIndex);
+  REQUIRE(batch.positions.front() > 8192);
+  const double rel = test::max_rel_error(model.forward_logits(batch), golden.read_f32("logits"));
+  UNSCOPED_INFO("logits max rel error " << rel);
+  CHECK(rel <= 1e-4);
+}
