@@ -55,11 +55,14 @@ class CpuReference final : public HostBackend<CpuReference> {
   std::string name() const override { return "cpu-reference"; }
 };
 
-// No op is replaced at present: the reference's embedding backward (one thread per token and column) made the
-// former host replacement redundant.
+// The reference with attention replaced by tiles threaded over (batch, head, query tile): each tile's scores
+// exist only on its thread, and causal tiles skip the keys they cannot see (cpu/cpu_attention.cpp). With bf16
+// storage attention is the reference's.
 class CpuBackend final : public HostBackend<CpuBackend> {
  public:
   explicit CpuBackend(DType activations = DType::F32) : HostBackend(activations) {}
+  void attention_forward(const AttentionParams& p) override;
+  void attention_backward(const AttentionBackwardParams& p) override;
 };
 
 }  // namespace qft

@@ -171,7 +171,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   a.q = be.alloc_act(int64_t(N) * c.q_dim(), "layer activations");                // (N, H, D), after RoPE
   a.k = be.alloc_act(int64_t(N) * c.kv_dim(), "layer activations");               // (N, KVH, D), after RoPE
   a.v = be.alloc_act(int64_t(N) * c.kv_dim(), "layer activations");               // (N, KVH, D)
-  if (!cache) a.probs = be.alloc_act(int64_t(db.B) * H * db.T * db.T, "layer activations");  // (B, H, T, T)
+  if (!cache) a.lse = be.alloc(size_t(N) * H * 4, "layer activations");             // (B, H, T)
   a.att_out = be.alloc_act(int64_t(N) * c.q_dim(), "layer activations");          // (N, H, D)
   a.x_mid = be.alloc_act(int64_t(N) * C, "layer activations");                    // (N, C) residual after attention
   Buffer proj = be.alloc_act(int64_t(N) * C, "layer activations");                // (N, C)
@@ -191,7 +191,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
     be.attention_decode({a.att_out.act(), scores.f32(), a.q.act(), cache->k[size_t(layer)].act(),
                          cache->v[size_t(layer)].act(), N, cache->past, cache->max_t, H, KVH, D});
   } else {
-    be.attention_forward({a.att_out.act(), a.probs.act(), a.q.act(), a.k.act(), a.v.act(), db.doc_start.i32(), db.B,
+    be.attention_forward({a.att_out.act(), a.lse.f32(), a.q.act(), a.k.act(), a.v.act(), db.doc_start.i32(), db.B,
                           db.T, H, KVH, D});
   }
   be.matmul_forward(proj.act(), a.att_out.act(), matrix(P.o, &LayerWeights::o), N, c.q_dim(), C);

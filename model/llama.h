@@ -107,10 +107,15 @@ class LlamaModel {
   int logits_chunk_tokens = 256;
   // Vocabulary rows per chunk of the LM-head / embedding gradient.
   int vocab_chunk_rows = 4096;
+  // Most bytes of a layer matrix's fp32 gradient at a time: it reaches the sink in chunks of rows.
+  size_t weight_grad_chunk_bytes = size_t(32) << 20;
   // Backward keeps a layer's matrices as its recompute dequantized them until their last GEMM: each INT8 matrix
   // is dequantized twice per step instead of three times, for one layer's matrices of memory (the planner's
   // choice, trainer/plan.cpp). Either way the GEMMs read the same values.
   bool keep_layer_weights = true;
+  // How backward keeps each layer's input for the recompute (train.stack_dtype). The forward runs on exact values
+  // either way; only the recompute, and so the gradients, see the stored ones.
+  StackStorage stack_storage = StackStorage::Activations;
 
  private:
   struct DeviceBatch;
@@ -133,6 +138,8 @@ class LlamaModel {
   void head_weight_backward(CAct weight, CAct hidden, const float* lse, CAct dx0, const DeviceBatch& db,
                             float loss_scale, GradSink& sink);
   void embedding_weight_backward(CAct dx0, const DeviceBatch& db, GradSink& sink);
+  // dW (O, I) = dout (N, O)^T @ inp (N, I) of a layer matrix, delivered in chunks of weight_grad_chunk_bytes.
+  void weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink);
   const float* norm_weight(int param) const { return params_[size_t(param)].fp32.f32(); }  // always fp32
 
   LlamaConfig config_;

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "model/layer_input_stack.h"
 #include "model/llama_internal.h"
 
 namespace qft {
@@ -15,20 +16,20 @@ void LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink, 
   const int N = db.N, C = config_.hidden_size, V = config_.vocab_size, L = config_.num_hidden_layers;
   const int64_t NC = int64_t(N) * C;
 
-  // Forward, keeping each layer's input: stack[l] is the input of layer l, stack[L] the last output.
-  std::vector<Buffer> stack;
-  stack.push_back(be.alloc_act(NC, "layer-input stack"));  // (N, C)
-  be.embedding_forward(stack[0].act(), db.tokens.i32(), dense(embedding_param()).get(), N, C);
+  // Forward, keeping each layer's input; x ends as the last layer's output.
+  LayerInputStack stack(be, stack_storage, NC);
+  Buffer x = be.alloc_act(NC, "layer-input stack");  // (N, C) residual stream
+  be.embedding_forward(x.act(), db.tokens.i32(), dense(embedding_param()).get(), N, C);
   for (int l = 0; l < L; ++l) {
-    stack.push_back(be.alloc_act(NC, "layer-input stack"));
-    layer_forward(l, stack[l].act(), stack[l + 1].act(), db);
+    const CAct in = stack.push(x);
+    layer_forward(l, in, x.act(), db);
   }
   const float* final_norm = norm_weight(final_norm_param());
 
   // Final norm and LM head, by token chunks: loss, logsumexp, and d hidden (dh) with the head's weights.
   Buffer hidden = be.alloc_act(NC, "head activations");  // (N, C)
   Buffer rstd = be.alloc(size_t(N) * 4, "head activations");
-  be.rmsnorm_forward(hidden.act(), rstd.f32(), stack[L].act(), final_norm, N, C, float(config_.rms_norm_eps));
+  be.rmsnorm_forward(hidden.act(), rstd.f32(), x.act(), final_norm, N, C, float(config_.rms_norm_eps));
   Buffer loss = be.alloc(size_t(N) * 4, "head activations"), lse = be.alloc(size_t(N) * 4, "head activations");
   Buffer dh = be.alloc_act(NC, "head activations");  // (N, C)
   DenseWeight head = dense(head_param());
@@ -44,18 +45,20 @@ void LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink, 
   Buffer dx = be.alloc_act(NC, "head activations");  // (N, C) gradient of the residual stream
   {
     Buffer dw = be.alloc(size_t(C) * 4, "weight-gradient chunk");
-    be.rmsnorm_backward(dx.act(), dw.f32(), dh.act(), stack[L].act(), final_norm, rstd.f32(), N, C, false);
+    be.rmsnorm_backward(dx.act(), dw.f32(), dh.act(), x.act(), final_norm, rstd.f32(), N, C, false);
     sink.consume(final_norm_param(), 0, 1, dw.f32());
   }
   dh.reset();
-  stack[L].reset();
+  x.reset();
   if (!config_.tie_word_embeddings) head_weight_backward(head.get(), hidden.act(), lse.f32(), nullptr, db, loss_scale, sink);
   head = DenseWeight{};  // a tied head is dequantized again at the end rather than held through every layer
 
+  Buffer widened;  // a narrow stack's layer input, widened for the recompute
   for (int l = L - 1; l >= 0; --l) {
-    layer_backward(l, stack[l].act(), dx.act(), db, sink);
-    if (l > 0) stack[l].reset();
+    layer_backward(l, stack.input(l, widened), dx.act(), db, sink);
+    stack.pop(l);
   }
+  widened.reset();
   // A tied matrix is both LM head and embedding: its gradient is complete only now.
   if (config_.tie_word_embeddings) {
     head_weight_backward(dense(embedding_param()).get(), hidden.act(), lse.f32(), dx.act(), db, loss_scale, sink);
@@ -89,9 +92,7 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
     Buffer dact = be.alloc_act(int64_t(N) * I, "layer gradients");  // (N, I)
     be.matmul_backward_input(dact.act(), dx, matrix(P.down, &LayerWeights::down), N, I, C, false);
     release({&LayerWeights::down});
-    Buffer dw = be.alloc(size_t(C) * I * 4, "weight-gradient chunk");  // (C, I)
-    be.matmul_backward_weight(dw.f32(), dx, a.act.act(), N, I, C, false);
-    sink.consume(P.down, 0, C, dw.f32());
+    weight_gradient(P.down, dx, a.act.act(), N, I, C, sink);
     // -> dgate, dup in place
     be.swiglu_backward(a.gate.act(), a.up.act(), dact.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
   }
@@ -100,11 +101,8 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
     be.matmul_backward_input(dxn.act(), a.gate.act(), matrix(P.gate, &LayerWeights::gate), N, C, I, false);
     be.matmul_backward_input(dxn.act(), a.up.act(), matrix(P.up, &LayerWeights::up), N, C, I, true);
     release({&LayerWeights::gate, &LayerWeights::up});
-    Buffer dw = be.alloc(size_t(I) * C * 4, "weight-gradient chunk");  // (I, C)
-    be.matmul_backward_weight(dw.f32(), a.gate.act(), a.xn2.act(), N, C, I, false);
-    sink.consume(P.gate, 0, I, dw.f32());
-    be.matmul_backward_weight(dw.f32(), a.up.act(), a.xn2.act(), N, C, I, false);
-    sink.consume(P.up, 0, I, dw.f32());
+    weight_gradient(P.gate, a.gate.act(), a.xn2.act(), N, C, I, sink);
+    weight_gradient(P.up, a.up.act(), a.xn2.act(), N, C, I, sink);
     Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
     be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), a.x_mid.act(), norm_weight(P.mlp_norm), a.rstd2.f32(), N, C, true);
     sink.consume(P.mlp_norm, 0, 1, dnorm.f32());
@@ -117,21 +115,14 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   Buffer datt = be.alloc_act(int64_t(N) * QD, "layer gradients");  // (N, H, D)
   be.matmul_backward_input(datt.act(), dx, matrix(P.o, &LayerWeights::o), N, QD, C, false);
   release({&LayerWeights::o});
-  {
-    Buffer dw = be.alloc(size_t(C) * QD * 4, "weight-gradient chunk");  // (C, QD)
-    be.matmul_backward_weight(dw.f32(), dx, a.att_out.act(), N, QD, C, false);
-    sink.consume(P.o, 0, C, dw.f32());
-  }
+  weight_gradient(P.o, dx, a.att_out.act(), N, QD, C, sink);
   Buffer dq = be.alloc_act(int64_t(N) * QD, "layer gradients");
   Buffer dk = be.alloc_act(int64_t(N) * KVD, "layer gradients");
   Buffer dv = be.alloc_act(int64_t(N) * KVD, "layer gradients");
-  {
-    Buffer scratch = be.alloc_act(int64_t(KVH) * db.T * db.T, "layer gradients");  // (KVH, T, T)
-    be.attention_backward({dq.act(), dk.act(), dv.act(), scratch.act(), datt.act(), a.probs.act(), a.q.act(),
-                           a.k.act(), a.v.act(), db.B, db.T, H, KVH, D});
-  }
+  be.attention_backward({dq.act(), dk.act(), dv.act(), datt.act(), a.att_out.act(), a.lse.f32(), a.q.act(), a.k.act(),
+                         a.v.act(), db.doc_start.i32(), db.B, db.T, H, KVH, D});
   datt.reset();
-  a.probs.reset();
+  a.lse.reset();
   be.rope(dq.act(), db.positions.i32(), inv_freq_.f32(), N, H, D, true);
   be.rope(dk.act(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, true);
   Buffer dxn = be.alloc_act(int64_t(N) * C, "layer gradients");  // (N, C)
@@ -139,18 +130,22 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   be.matmul_backward_input(dxn.act(), dk.act(), matrix(P.k, &LayerWeights::k), N, C, KVD, true);
   be.matmul_backward_input(dxn.act(), dv.act(), matrix(P.v, &LayerWeights::v), N, C, KVD, true);
   release({&LayerWeights::q, &LayerWeights::k, &LayerWeights::v});
-  {
-    Buffer dw = be.alloc(size_t(QD) * C * 4, "weight-gradient chunk");  // (QD, C), large enough for k and v too
-    be.matmul_backward_weight(dw.f32(), dq.act(), a.xn1.act(), N, C, QD, false);
-    sink.consume(P.q, 0, QD, dw.f32());
-    be.matmul_backward_weight(dw.f32(), dk.act(), a.xn1.act(), N, C, KVD, false);
-    sink.consume(P.k, 0, KVD, dw.f32());
-    be.matmul_backward_weight(dw.f32(), dv.act(), a.xn1.act(), N, C, KVD, false);
-    sink.consume(P.v, 0, KVD, dw.f32());
-  }
+  weight_gradient(P.q, dq.act(), a.xn1.act(), N, C, QD, sink);
+  weight_gradient(P.k, dk.act(), a.xn1.act(), N, C, KVD, sink);
+  weight_gradient(P.v, dv.act(), a.xn1.act(), N, C, KVD, sink);
   Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
   be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), x_in, norm_weight(P.attn_norm), a.rstd1.f32(), N, C, true);
   sink.consume(P.attn_norm, 0, 1, dnorm.f32());
+}
+
+void LlamaModel::weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink) {
+  const int chunk = int(std::clamp<int64_t>(int64_t(weight_grad_chunk_bytes / (size_t(I) * 4)), 1, O));
+  Buffer dw = backend_.alloc(size_t(chunk) * I * 4, "weight-gradient chunk");  // (chunk, I)
+  for (int r0 = 0; r0 < O; r0 += chunk) {
+    const int rows = std::min(chunk, O - r0);
+    backend_.matmul_backward_weight(dw.f32(), dout + r0, inp, N, I, rows, false, O);
+    sink.consume(param, r0, rows, dw.f32());
+  }
 }
 
 void LlamaModel::head_weight_backward(CAct weight, CAct hidden, const float* lse, CAct dx0, const DeviceBatch& db,
@@ -169,7 +164,7 @@ void LlamaModel::head_weight_backward(CAct weight, CAct hidden, const float* lse
       const int n = std::min(nt, N - r0);
       be.matmul_forward(tile.act(), hidden + int64_t(r0) * C, w, n, C, rows);
       be.cross_entropy_backward(tile.act(), lse + r0, db.targets.i32() + r0, n, rows, v0, V, loss_scale);
-      be.matmul_backward_weight(dw.f32(), tile.act(), hidden + int64_t(r0) * C, n, C, rows, true);
+      be.matmul_backward_weight(dw.f32(), tile.act(), hidden + int64_t(r0) * C, n, C, rows, true, rows);
     }
     if (dx0.ptr) be.embedding_backward(dw.f32(), dx0, db.groups_in(v0, rows), C, v0);
     sink.consume(param, v0, rows, dw.f32());

@@ -18,7 +18,7 @@ struct LlamaModel::DeviceBatch {
 
 // What one layer's backward pass needs from its (re)computed forward pass.
 struct LlamaModel::LayerActs {
-  Buffer xn1, rstd1, q, k, v, probs, att_out, x_mid, xn2, rstd2, gate, up, act;
+  Buffer xn1, rstd1, q, k, v, lse, att_out, x_mid, xn2, rstd2, gate, up, act;
 };
 
 // One layer's matrices in the form its GEMMs read (DenseWeight), kept from the recompute for the backward pass.

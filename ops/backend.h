@@ -17,6 +17,7 @@
 #include "core/dtype.h"
 #include "ops/int8.h"
 #include "ops/lion.h"
+#include "ops/stack_quant.h"
 #include "ops/op_profile.h"
 
 namespace qft {
@@ -61,7 +62,7 @@ struct CAct {
   X(attention_decode) X(swiglu_forward) X(residual_add) X(cross_entropy_forward) X(matmul_backward_input)      \
   X(matmul_backward_weight) X(rmsnorm_backward) X(attention_backward) X(swiglu_backward)                      \
   X(cross_entropy_backward) X(embedding_backward) X(add_sum) X(dequantize_hybrid)     X(dequantize_blocks)    \
-  X(quantize_blocks) X(accumulate_blocks) X(lion_step_rows)
+  X(quantize_blocks) X(accumulate_blocks) X(lion_step_rows) X(quantize_groups) X(dequantize_groups)
 
 enum class Op {
 #define QFT_OP_ENUMERATOR(name) name,
@@ -114,30 +115,33 @@ class Buffer {
   DType dtype_ = DType::F32;
 };
 
+// Causal attention with GQA (query head h reads kv head h / (H / KVH)) and packed documents. Nothing (T, T)
+// outlives an op: the forward keeps each query row's logsumexp, from which the backward recomputes what it needs.
 struct AttentionParams {
   Act out;                   // (B, T, H, D)
-  Act probs;                 // (B, H, T, T) probabilities, kept for the backward pass
-  CAct q;                    // (B, T, H, D)
-  CAct k;                    // (B, T, KVH, D)
+  float* lse;                // (B, H, T) logsumexp of each query row's scaled scores, for the backward pass
+  CAct q;                    // (B, T, H, D), after RoPE
+  CAct k;                    // (B, T, KVH, D), after RoPE
   CAct v;                    // (B, T, KVH, D)
   const int32_t* doc_start;  // (B, T) first visible key of each query, or null for plain causal
   int B, T, H, KVH, D;
 };
 
 struct AttentionBackwardParams {
-  Act dq;          // (B, T, H, D)
-  Act dk;          // (B, T, KVH, D)
-  Act dv;          // (B, T, KVH, D)
-  Act scratch;     // (KVH, T, T) workspace
-  CAct dout;       // (B, T, H, D)
-  CAct probs;      // (B, H, T, T) from attention_forward
+  Act dq;                    // (B, T, H, D)
+  Act dk;                    // (B, T, KVH, D)
+  Act dv;                    // (B, T, KVH, D)
+  CAct dout;                 // (B, T, H, D)
+  CAct out;                  // (B, T, H, D) from attention_forward
+  const float* lse;          // (B, H, T) from attention_forward
   CAct q;
   CAct k;
   CAct v;
+  const int32_t* doc_start;  // as the forward's
   int B, T, H, KVH, D;
 };
 
-// Attention of n new queries against a KV cache (generation); see DecodeAttention in ops/kernels.h.
+// Attention of n new queries against a KV cache (generation); see DecodeAttention in ops/attention.h.
 struct DecodeAttentionParams {
   Act out;        // (n, H, D)
   float* scores;  // (n * H, max_t) scratch
@@ -163,7 +167,8 @@ class Backend {
   // Whether this backend runs `op` with its own implementation instead of the shared reference (tier two).
   virtual bool replaces(Op op) const = 0;
 
-  // Most bytes of fp32 attention scores at a time (narrower activations): kv heads go through them in chunks.
+  // Most bytes of attention scores (and their gradients) the composed attention holds at a time: it walks
+  // blocks of query rows and kv heads that fit (ops/attention_composed.h).
   size_t attention_scores_bytes = size_t(64) << 20;
 
   // ---- memory ----
@@ -212,8 +217,10 @@ class Backend {
   // ---- backward ops ----
   // dinp (N, I) (+)= dout (N, O) @ weight (O, I)
   virtual void matmul_backward_input(Act dinp, CAct dout, CAct weight, int N, int I, int O, bool accumulate) = 0;
-  // dweight (O, I) (+)= dout (N, O)^T @ inp (N, I); the weight gradient is fp32 whatever the activations are
-  virtual void matmul_backward_weight(float* dweight, CAct dout, CAct inp, int N, int I, int O, bool accumulate) = 0;
+  // dweight (O, I) (+)= dout (N, O)^T @ inp (N, I); the weight gradient is fp32 whatever the activations are. dout's
+  // rows are ld_dout apart (>= O): O columns of a wider gradient give the weight's rows in chunks.
+  virtual void matmul_backward_weight(float* dweight, CAct dout, CAct inp, int N, int I, int O, bool accumulate,
+                                      int ld_dout) = 0;
   // dx (+)= d rmsnorm / dx; dw = d rmsnorm / dw (dw may be null)
   virtual void rmsnorm_backward(Act dx, float* dw, CAct dy, CAct x, const float* w, const float* rstd, int N, int C,
                                 bool accumulate_dx) = 0;
@@ -238,6 +245,10 @@ class Backend {
   virtual void quantize_blocks(const BlockView& b, const float* x, const RoundingKey& key, int64_t row_base) = 0;
   virtual void accumulate_blocks(const BlockView& acc, const float* g, const RoundingKey& key, int64_t row_base) = 0;
   virtual void lion_step_rows(const LionRowStep& step, int64_t rows) = 0;
+
+  // ---- the layer-input stack at low precision (ops/stack_quant.h) ----
+  virtual void quantize_groups(const PackedGroups& out, CAct x) = 0;  // out.n values of x
+  virtual void dequantize_groups(Act x, const PackedGroups& in) = 0;
 
  protected:
   explicit Backend(DType act_dtype = DType::F32);  // F32 or BF16

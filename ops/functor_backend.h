@@ -21,6 +21,7 @@
 #include "ops/gemm_args.h"
 #include "ops/kernels.h"
 #include "ops/kernels_backward.h"
+#include "ops/attention.h"
 
 namespace qft {
 
@@ -133,9 +134,10 @@ class FunctorBackend : public Backend {
     const OpScope scope(*this, "matmul_backward_input");
     gemm({false, false, N, I, O, dout, O, weight, I, accumulate ? 1.0f : 0.0f, dinp, I});  // (N, O) @ (O, I)
   }
-  void matmul_backward_weight(float* dweight, CAct dout, CAct inp, int N, int I, int O, bool accumulate) override {
+  void matmul_backward_weight(float* dweight, CAct dout, CAct inp, int N, int I, int O, bool accumulate,
+                              int ld_dout) override {
     const OpScope scope(*this, "matmul_backward_weight");
-    gemm({true, false, O, I, N, dout, O, inp, I, accumulate ? 1.0f : 0.0f, dweight, I});  // (N, O)^T @ (N, I)
+    gemm({true, false, O, I, N, dout, ld_dout, inp, I, accumulate ? 1.0f : 0.0f, dweight, I});  // (N, O)^T @ (N, I)
   }
   void rmsnorm_backward(Act dx, float* dw, CAct dy, CAct x, const float* w, const float* rstd, int N, int C,
                         bool accumulate_dx) override {
@@ -225,6 +227,22 @@ class FunctorBackend : public Backend {
     rows(step, rows_);
   }
 
+  // ---- the layer-input stack at low precision ----
+  void quantize_groups(const PackedGroups& out, CAct x) override {
+    const OpScope scope(*this, "quantize_groups");
+    with_act_type(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      each(QuantizeGroups<T>{out, x.as<T>()}, out.groups());
+    });
+  }
+  void dequantize_groups(Act x, const PackedGroups& in) override {
+    const OpScope scope(*this, "dequantize_groups");
+    with_act_type(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      each(DequantizeGroups<T>{x.as<T>(), in}, in.n);
+    });
+  }
+
  protected:
   // For replacements in Self: run a shared functor as the reference does.
   template <class F>
@@ -263,84 +281,6 @@ class FunctorBackend : public Backend {
   }
 };
 
-// Causal attention with GQA from strided-batched GEMMs and the shared softmax. Query head h = g * group + j
-// reads kv head g. For each batch row b and each j, one GEMM covers the KVH heads g: their q columns lie
-// group * D apart and their k, v columns D apart. Raw scores are fp32 (a (KVH, T, T) scratch when activations are
-// narrower, a few heads at a time); dk and dv add up the group's heads in fp32 and are stored once.
-template <class Self>
-void FunctorBackend<Self>::attention_forward(const AttentionParams& p) {
-  const OpScope scope(*this, "attention_forward");
-  const int64_t T = p.T, D = p.D, H = p.H, KVH = p.KVH, group = H / KVH, TT = T * T;
-  const int64_t qs = H * D, kvs = KVH * D;  // row strides of q (and out), k and v
-  const float scale = 1.0f / std::sqrt(float(D));
-  // With narrow activations the fp32 scores of `chunk` kv heads at a time go through a scratch.
-  const bool narrow = p.probs.dtype != DType::F32;
-  const int64_t fit = int64_t(attention_scores_bytes / size_t(TT * 4));
-  const int64_t chunk = narrow ? std::max<int64_t>(1, std::min<int64_t>(KVH, fit)) : KVH;
-  Buffer scratch;
-  if (narrow) scratch = alloc(size_t(chunk * TT) * sizeof(float), "attention scores");
-  for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t j = 0; j < group; ++j) {
-      for (int64_t g0 = 0; g0 < KVH; g0 += chunk) {
-        const int64_t n = std::min(chunk, KVH - g0);
-        const Act probs = p.probs + (b * H + g0 * group + j) * TT;  // head g0 + i at probs + i * group * TT
-        const CAct q = p.q + (b * T * qs + g0 * group * D + j * D), k = p.k + (b * T * kvs + g0 * D),
-                   v = p.v + (b * T * kvs + g0 * D);
-        float* scores = narrow ? scratch.f32() : probs.as<float>();  // fp32 probabilities: in place
-        const int64_t scores_stride = narrow ? TT : group * TT;
-        // scores (T, T) = q (T, D) @ k (T, D)^T, per kv head
-        gemm({false, true, T, T, D, q, qs, k, kvs, 0.0f, scores, T, n, group * D, D, scores_stride});
-        const int32_t* doc = p.doc_start ? p.doc_start + b * T : nullptr;
-        with_act_type(p.probs.dtype, [&](auto t) {
-          using TY = decltype(t);
-          rows(AttentionSoftmax<TY>{probs.as<TY>(), scores, doc, T, group * TT, scores_stride, scale}, n * T);
-        });
-        // out (T, D) = probs (T, T) @ v (T, D)
-        gemm({false, false, T, D, T, probs, T, v, kvs, 0.0f, p.out + (b * T * qs + g0 * group * D + j * D), qs, n,
-              group * TT, D, group * D});
-      }
-    }
-  }
-}
-
-template <class Self>
-void FunctorBackend<Self>::attention_backward(const AttentionBackwardParams& p) {
-  const OpScope scope(*this, "attention_backward");
-  const int64_t T = p.T, D = p.D, H = p.H, KVH = p.KVH, group = H / KVH, TT = T * T;
-  const int64_t qs = H * D, kvs = KVH * D;
-  const float scale = 1.0f / std::sqrt(float(D));
-  const int64_t kv_elems = p.B * T * kvs;
-  // dk, dv sum over the heads of a group: in fp32, stored once at the end when activations are narrower.
-  const bool narrow = p.dk.dtype != DType::F32;
-  Buffer dk32, dv32;
-  if (narrow) {
-    dk32 = alloc(size_t(kv_elems) * sizeof(float), "layer gradients");
-    dv32 = alloc(size_t(kv_elems) * sizeof(float), "layer gradients");
-  }
-  const Act dk = narrow ? Act{dk32.f32()} : p.dk, dv = narrow ? Act{dv32.f32()} : p.dv;
-  zero(dk.ptr, size_t(kv_elems) * sizeof(float));
-  zero(dv.ptr, size_t(kv_elems) * sizeof(float));
-  for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t j = 0; j < group; ++j) {
-      const int64_t qo = b * T * qs + j * D, kvo = b * T * kvs;
-      const CAct probs = p.probs + (b * H + j) * TT;  // head g at probs + g * group * TT
-      // dP (KVH, T, T) = dout (T, D) @ v (T, D)^T
-      gemm({false, true, T, T, D, p.dout + qo, qs, p.v + kvo, kvs, 0.0f, p.scratch, T, KVH, group * D, D, TT});
-      // dv (T, D) += P^T (T, T) @ dout (T, D)
-      gemm({true, false, T, D, T, probs, T, p.dout + qo, qs, 1.0f, dv + kvo, kvs, KVH, group * TT, group * D, D});
-      with_act_type(p.scratch.dtype, [&](auto t) {  // dP -> dS in place
-        using TY = decltype(t);
-        rows(AttentionSoftmaxBackward<TY>{p.scratch.as<TY>(), probs.as<TY>(), T, group * TT, scale}, KVH * T);
-      });
-      // dq (T, D) = dS @ k;  dk (T, D) += dS^T @ q
-      gemm({false, false, T, D, T, p.scratch, T, p.k + kvo, kvs, 0.0f, p.dq + qo, qs, KVH, TT, D, group * D});
-      gemm({true, false, T, D, T, p.scratch, T, p.q + qo, qs, 1.0f, dk + kvo, kvs, KVH, TT, group * D, D});
-    }
-  }
-  if (narrow) {
-    convert(p.dk, dk, kv_elems);
-    convert(p.dv, dv, kv_elems);
-  }
-}
-
 }  // namespace qft
+
+#include "ops/attention_composed.h"  // FunctorBackend's attention_forward and attention_backward

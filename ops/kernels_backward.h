@@ -81,26 +81,6 @@ struct ColumnSum {  // out[c] = sum_b partial[b, c]
   }
 };
 
-// Backward of the attention softmax, in place on the upstream gradient of the probabilities:
-// dS_j = scale * P_j * (dP_j - sum_k P_k dP_k). Masked entries have P = 0 and get 0. Row r is query r % T of
-// head r / T; dscores holds the heads contiguously, probs holds them head_stride elements apart.
-template <class S>
-struct AttentionSoftmaxBackward {
-  S* dscores;           // (heads, T, T): dP on entry, dS on exit
-  const S* probs;       // (heads, T, T) with head stride head_stride
-  int64_t T, head_stride;
-  float scale;
-  template <class Row>
-  QFT_HD void operator()(const Row& row, int64_t r) const {
-    S* d = dscores + r * T;
-    const S* p = probs + (r / T) * head_stride + (r % T) * T;
-    float dot = 0.0f;
-    for (int64_t j = row.lane(); j < T; j += row.width()) dot += to_f32(p[j]) * to_f32(d[j]);
-    dot = row.sum(dot);
-    for (int64_t j = row.lane(); j < T; j += row.width()) d[j] = from_f32<S>(scale * to_f32(p[j]) * (to_f32(d[j]) - dot));
-  }
-};
-
 // Gradient of the summed, scaled cross-entropy with respect to the logits, in place:
 // logits[r] <- scale * (softmax(logits[r]) - onehot(target)), zero for ignored (negative) targets. lse[r] is logsumexp.
 template <class T>

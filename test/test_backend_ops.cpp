@@ -229,10 +229,12 @@ const std::vector<OpCase>& op_cases() {
          b.be().matmul_backward_input(b.act_inout(kGemmN * kGemmI), b.act_in(kGemmN * kGemmO),
                                       b.act_in(kGemmO * kGemmI, 0.1f), kGemmN, kGemmI, kGemmO, true);
        }},
-      {Op::matmul_backward_weight, "(77, 301)^T @ (77, 130), fp32 out", {1e-5, 0, 1e-4},
+      {Op::matmul_backward_weight, "(77, 301)^T @ (77, 130), fp32 out; rows 100-299 of the same, accumulating",
+       {1e-5, 0, 1e-4},
        [](OpBench& b) {
-         b.be().matmul_backward_weight(b.f32_out(kGemmO * kGemmI), b.act_in(kGemmN * kGemmO), b.act_in(kGemmN * kGemmI),
-                                       kGemmN, kGemmI, kGemmO, false);
+         const CAct dout = b.act_in(kGemmN * kGemmO), inp = b.act_in(kGemmN * kGemmI);
+         b.be().matmul_backward_weight(b.f32_out(kGemmO * kGemmI), dout, inp, kGemmN, kGemmI, kGemmO, false, kGemmO);
+         b.be().matmul_backward_weight(b.f32_inout(200 * kGemmI), dout + 100, inp, kGemmN, kGemmI, 200, true, kGemmO);
        }},
       {Op::embedding_forward, "37 tokens of a (3001, 1000) table", {0, 0, 0},
        [](OpBench& b) {
@@ -303,32 +305,46 @@ const std::vector<OpCase>& op_cases() {
          be.cross_entropy_backward(b.observe(logits, int64_t(kRows) * kV), lse.f32(), targets, kRows, kV, 0, kV, 0.125f);
          be.cross_entropy_backward(b.act_inout(kRows * 1000, 3.0f), lse.f32(), targets, kRows, 1000, 2001, kV, 0.125f);
        }},
-      {Op::attention_forward, "GQA, packed documents", {1e-5, 3e-2, 0},
+      {Op::attention_forward, "GQA, packed documents", {1e-5, 3e-2, 1e-5},
        [](OpBench& b) {
-         b.be().attention_forward({b.act_out(S::N * S::H * S::D), b.act_out(S::B * S::H * S::T * S::T),
+         b.be().attention_forward({b.act_out(S::N * S::H * S::D), b.f32_out(S::B * S::H * S::T),
                                    b.act_in(S::N * S::H * S::D), b.act_in(S::N * S::KVH * S::D),
                                    b.act_in(S::N * S::KVH * S::D), b.ids_in(S::doc_start()), S::B, S::T, S::H, S::KVH,
                                    S::D});
        }},
-      {Op::attention_forward, "GQA with 4 kv heads, packed documents, scores one kv head at a time", {1e-5, 3e-2, 0},
+      {Op::attention_forward, "GQA with 4 kv heads, packed documents, in blocks of 45 queries of one kv head",
+       {1e-5, 3e-2, 1e-5},
        [](OpBench& b) {
-         b.be().attention_scores_bytes = 1;  // the fp32 scores of bf16 activations, in chunks of one kv head
+         b.be().attention_scores_bytes = 1;  // the composed attention's smallest blocks: min(T, 64) rows, one head
          const int KVH = 4;
-         b.be().attention_forward({b.act_out(S::N * S::H * S::D), b.act_out(S::B * S::H * S::T * S::T),
+         b.be().attention_forward({b.act_out(S::N * S::H * S::D), b.f32_out(S::B * S::H * S::T),
                                    b.act_in(S::N * S::H * S::D), b.act_in(S::N * KVH * S::D), b.act_in(S::N * KVH * S::D),
                                    b.ids_in(S::doc_start()), S::B, S::T, S::H, KVH, S::D});
        }},
-      // A bf16 rounding of a score can move a probability by more than one rounding: looser than other ops.
+      // A bf16 rounding of a probability moves a gradient by more than one rounding: looser than other ops.
       {Op::attention_backward, "GQA, packed documents, after this backend's forward", {1e-5, 3e-2, 0},
        [](OpBench& b) {
          Backend& be = b.be();
          const CAct q = b.act_in(S::N * S::H * S::D), k = b.act_in(S::N * S::KVH * S::D), v = b.act_in(S::N * S::KVH * S::D);
-         Buffer out = be.alloc_act(S::N * S::H * S::D, "test"), probs = be.alloc_act(S::B * S::H * S::T * S::T, "test");
-         be.attention_forward({out.act(), probs.act(), q, k, v, b.ids_in(S::doc_start()), S::B, S::T, S::H, S::KVH, S::D});
-         Buffer scratch = be.alloc_act(S::KVH * S::T * S::T, "test");
+         const int32_t* doc = b.ids_in(S::doc_start());
+         Buffer out = be.alloc_act(S::N * S::H * S::D, "test"), lse = be.alloc(S::B * S::H * S::T * 4, "test");
+         be.attention_forward({out.act(), lse.f32(), q, k, v, doc, S::B, S::T, S::H, S::KVH, S::D});
          be.attention_backward({b.act_out(S::N * S::H * S::D), b.act_out(S::N * S::KVH * S::D),
-                                b.act_out(S::N * S::KVH * S::D), scratch.act(), b.act_in(S::N * S::H * S::D), probs.act(), q,
-                                k, v, S::B, S::T, S::H, S::KVH, S::D});
+                                b.act_out(S::N * S::KVH * S::D), b.act_in(S::N * S::H * S::D), out.act(), lse.f32(), q, k,
+                                v, doc, S::B, S::T, S::H, S::KVH, S::D});
+       }},
+      {Op::attention_backward, "GQA with 4 kv heads, plain causal, in blocks of 45 queries of one kv head",
+       {1e-5, 3e-2, 0},
+       [](OpBench& b) {
+         Backend& be = b.be();
+         be.attention_scores_bytes = 1;
+         const int KVH = 4;
+         const CAct q = b.act_in(S::N * S::H * S::D), k = b.act_in(S::N * KVH * S::D), v = b.act_in(S::N * KVH * S::D);
+         Buffer out = be.alloc_act(S::N * S::H * S::D, "test"), lse = be.alloc(S::B * S::H * S::T * 4, "test");
+         be.attention_forward({out.act(), lse.f32(), q, k, v, nullptr, S::B, S::T, S::H, KVH, S::D});
+         be.attention_backward({b.act_out(S::N * S::H * S::D), b.act_out(S::N * KVH * S::D), b.act_out(S::N * KVH * S::D),
+                                b.act_in(S::N * S::H * S::D), out.act(), lse.f32(), q, k, v, nullptr, S::B, S::T, S::H,
+                                KVH, S::D});
        }},
       {Op::attention_decode, "3 new queries after 20 cached positions, GQA", {1e-5, 8e-3, 0},
        [](OpBench& b) {
@@ -367,6 +383,20 @@ const std::vector<OpCase>& op_cases() {
          const BlockMatrix m = BlockMatrix::zeros(b.be(), kQRows, kQCols, kQBlock, "test");
          b.be().quantize_blocks(m.view(), b.f32_in(kQRows * kQCols), {7, 3, 1, true}, 0);
          b.be().dequantize_blocks(b.f32_out(kQRows * kQCols), m.view());
+       }},
+      {Op::quantize_groups, "37 x 1000 - 1 values (a partial last group)", {0, 0, 0},
+       [](OpBench& b) {
+         const int64_t n = kRows * kC - 1;
+         b.be().quantize_groups({b.int8_out(n), b.f32_out((n + kStackGroup - 1) / kStackGroup), n}, b.act_in(n, 3.0f));
+       }},
+      {Op::dequantize_groups, "37 x 1000 - 1 values", {0, 0, 0},
+       [](OpBench& b) {
+         const int64_t n = kRows * kC - 1;
+         Buffer& q = b.hold(b.be().alloc(size_t(n), "test"));
+         Buffer& scale = b.hold(b.be().alloc(PackedGroups::scale_bytes(n), "test"));
+         const PackedGroups p{static_cast<int8_t*>(q.get()), scale.f32(), n};
+         b.be().quantize_groups(p, b.act_in(n, 3.0f));
+         b.be().dequantize_groups(b.act_out(n), p);
        }},
       {Op::lion_step_rows, "weights and momentum (33, 700) in INT8 and INT8, INT8 and fp32, fp32 and INT8; fp32 both",
        {0, 0, 0},
@@ -482,7 +512,7 @@ TEST_CASE("replaces() reports exactly the ops a backend overrides", "[ops]") {
     const Op op = Op(i);
     INFO(op_name(op));
     CHECK_FALSE(reference.replaces(op));
-    CHECK_FALSE(cpu.replaces(op));  // none at present
+    CHECK(cpu.replaces(op) == (op == Op::attention_forward || op == Op::attention_backward));
     CHECK(broken.replaces(op) == (op == Op::swiglu_forward));
   }
 }
@@ -496,11 +526,12 @@ TEST_CASE("every harness case is well formed on the reference, fp32 and bf16 sto
   }
 }
 
-TEST_CASE("the CPU backend's replaced ops (none at present) match the reference, fp32 and bf16 storage", "[ops]") {
+TEST_CASE("the CPU backend's replaced ops (tiled attention) match the reference, fp32 and bf16 storage", "[ops]") {
   for (DType storage : {DType::F32, DType::BF16}) {
     CpuBackend cpu(storage);
-    int replaced = 0;
-    for (int i = 0; i < kOpCount; ++i) replaced += cpu.replaces(Op(i));
+    const auto replaced = std::count_if(op_cases().begin(), op_cases().end(),
+                                        [&](const OpCase& c) { return cpu.replaces(c.op); });
+    CHECK(replaced > 0);
     CHECK(run_harness(cpu, Coverage::ReplacedOps) == replaced);
   }
 }

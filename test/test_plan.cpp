@@ -90,7 +90,7 @@ TEST_CASE("qft plan for LLaMA-2-7B at seq_len 2048 meets the targets", "[plan][c
 
 TEST_CASE("qft train refuses to start when the plan exceeds the memory available", "[plan][train][bad-input]") {
   test::TempDir tmp;
-  const auto r = test::run_qft("train --config " + test::source_path("configs/tiny.json") + " --set data.seq_len=300000" +
+  const auto r = test::run_qft("train --config " + test::source_path("configs/tiny.json") + " --set data.seq_len=1000000 --set train.batch_size=16" +
                                " --set model.path=" + test::source_path("models/tiny-llama") +
                                " --set output.dir=" + (tmp / "run"));
   INFO(r.output);

@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 bool is_resume_critical(const std::string& dotted_key) {
   static const std::vector<std::string> keys = {
       "model.path",      "data.train",       "data.format",      "data.template",    "data.seq_len",
-      "data.packing",    "data.train_on_prompt", "data.shuffle", "train.batch_size", "train.grad_accum",
+      "data.packing",    "data.train_on_prompt", "data.shuffle", "train.batch_size", "train.grad_accum", "train.stack_dtype",
       "train.seed",      "quant.weights",    "quant.momentum",   "quant.grad_dtype", "quant.outlier_fraction",
       "quant.block_size", "quant.rounding"};
   return std::any_of(keys.begin(), keys.end(), [&](const std::string& k) { return dotted_key.rfind(k, 0) == 0; });

@@ -51,6 +51,7 @@ struct TrainSection {
   int keep_last = 0;
   int log_every = 1;
   OnNonFinite on_nonfinite = OnNonFinite::Stop;
+  StackStorage stack_dtype = StackStorage::Activations;
 };
 
 struct QuantSection {

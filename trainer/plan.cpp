@@ -63,6 +63,7 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
   if (target.workspace_bytes) workspace = be.alloc(target.workspace_bytes, "GEMM workspace");
   LlamaModel model(arch, be, cfg.weight_storage());
   model.keep_layer_weights = keep_layer_weights;
+  model.stack_storage = cfg.train.stack_dtype;
   const OptimizerSettings os = cfg.optimizer_settings();
   LionOptimizer opt(model, os);
   std::unique_ptr<GradAccumulators> acc;
@@ -96,11 +97,11 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
   plan.peak_bytes = be.memory().peak_bytes;
   // What else was live at the peak, by allocation tag (weights and optimizer state are listed above).
   static const std::map<std::string, std::string> notes = {
-      {"layer-input stack", "input of every layer, (layers + 1) x tokens x hidden"},
-      {"layer activations", "one layer's recomputed forward, attention probabilities included"},
-      {"layer gradients", "one layer's activation gradients and attention scratch"},
+      {"layer-input stack", "input of every layer, layers x tokens x hidden, in train.stack_dtype; the residual stream"},
+      {"layer activations", "one layer's recomputed forward, attention logsumexp included"},
+      {"layer gradients", "one layer's activation gradients"},
       {"dequantized weights", "compute copies: the matrix in use, or one layer's kept from its recompute"},
-      {"weight-gradient chunk", "one matrix's gradient, or a vocabulary chunk of the head's"},
+      {"weight-gradient chunk", "a chunk of rows of one matrix's gradient (32 MiB at most), or a vocabulary chunk of the head's"},
       {"logits chunk", "a token chunk of full-vocabulary logits"},
       {"head activations", "final hidden states, logsumexp, residual-stream gradient"},
       {"optimizer scratch", "accumulated-gradient sums"},
@@ -109,7 +110,7 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
       {"rescale counters", "per-row count of INT8 weight scale growths, u32"},
       {"batch", "token ids, targets, positions"},
       {"GEMM workspace", "cuBLASLt's, held from the start"},
-      {"attention scores", "fp32 scores of one group of heads before the softmax (bf16 activations)"}};
+      {"attention scores", "one block of attention scores and their gradients, bounded whatever the sequence"}};
   for (const auto& [tag, bytes] : be.memory().at_peak_by_tag) {
     if (tag == "weights" || tag == "momentum" || tag == "gradient accumulators" || bytes == 0) continue;
     auto it = notes.find(tag);

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "model/weight_storage.h"
+
 namespace qft {
 
 enum class Device { Auto, Cpu, Cuda };
@@ -35,6 +37,11 @@ template <>
 struct EnumNames<StateStorage> {
   static constexpr std::array<std::pair<StateStorage, const char*>, 2> items{
       {{StateStorage::Fp32, "fp32"}, {StateStorage::Int8, "int8"}}};
+};
+template <>
+struct EnumNames<StackStorage> {
+  static constexpr std::array<std::pair<StackStorage, const char*>, 3> items{
+      {{StackStorage::Activations, "activations"}, {StackStorage::Bf16, "bf16"}, {StackStorage::Int8, "int8"}}};
 };
 template <>
 struct EnumNames<Rounding> {

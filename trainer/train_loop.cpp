@@ -227,6 +227,7 @@ TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>&
   load_data();
   LlamaModel& model = *opened_.model;
   model.keep_layer_weights = plan.keep_layer_weights;
+  model.stack_storage = cfg_.train.stack_dtype;
   if (cfg_.profile) profile_ = std::make_unique<OpProfile>();
   opt_ = std::make_unique<LionOptimizer>(model, cfg_.optimizer_settings());
   if (cfg_.train.grad_accum > 1) acc_ = std::make_unique<GradAccumulators>(model, cfg_.optimizer_settings());
