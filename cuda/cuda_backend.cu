@@ -1,9 +1,11 @@
 // The CUDA backend: memory from a stream-ordered pool, cuBLASLt GEMMs, and the launchers with which
 // FunctorBackend runs the very functors the CPU backend runs (ops/kernels*.h, quant/*.h). No arithmetic here.
+#include <set>
 #include <string>
 
 #include "cuda/check.cuh"
 #include "cuda/cuda_backend.h"
+#include "cuda/cudnn_attention.h"
 #include "cuda/gemm.cuh"
 #include "cuda/launch.cuh"
 #include "ops/functor_backend.h"
@@ -40,7 +42,13 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
         opts_(o),
         ctx_(o.device),
         gemm_workspace_(alloc(kCudaGemmWorkspaceBytes, "GEMM workspace")),
-        gemm_(ctx_.stream, gemm_workspace_.get(), gemm_workspace_.bytes()) {}
+        gemm_(ctx_.stream, gemm_workspace_.get(), gemm_workspace_.bytes()) {
+    if (o.cudnn_attention) {
+      cudnn_ = cuda::CudnnAttention::open(ctx_.stream, &no_cudnn_);
+    } else {
+      no_cudnn_ = "cuDNN attention turned off";
+    }
+  }
   ~CudaBackend() override { cudaStreamSynchronize(ctx_.stream); }
 
   std::string name() const override { return "cuda"; }
@@ -64,6 +72,30 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
   void zero(void* dst, size_t bytes) override {
     if (bytes) QFT_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, ctx_.stream));
     after_op("zero");
+  }
+
+  // ---- attention: cuDNN's fused SDPA, or the composed reference where it cannot serve ----
+  std::string attention_implementation() const override {
+    if (cudnn_) return "cuDNN " + cudnn_->version() + " fused SDPA (flash attention) for bf16, qft's own otherwise";
+    return "qft's own, blocks of scores from cuBLASLt GEMMs (no cuDNN: " + no_cudnn_ + ")";
+  }
+  int64_t attention_stats_elems(int B, int T, int H, const DocumentSpans& docs) const override {
+    // cuDNN's layout holds the composed attention's too: the documents' padded lengths cover every token.
+    return cudnn_ ? cudnn_->stats_elems(B, T, H, docs) : Backend::attention_stats_elems(B, T, H, docs);
+  }
+  void attention_forward(const AttentionParams& p) override {
+    const OpScope scope(*this, "attention_forward");
+    std::string why;
+    if (cudnn_ && cudnn_->forward(*this, p, &why)) return;
+    fall_back(why);
+    FunctorBackend::attention_forward(p);
+  }
+  void attention_backward(const AttentionBackwardParams& p) override {
+    const OpScope scope(*this, "attention_backward");
+    std::string why;
+    if (cudnn_ && cudnn_->backward(*this, p, &why)) return;
+    fall_back(why);
+    FunctorBackend::attention_backward(p);
   }
 
   // ---- what FunctorBackend runs ops with ----
@@ -97,11 +129,19 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
   }
 
  private:
+  // The run's log hears of each reason to use qft's own attention once.
+  void fall_back(const std::string& why) {
+    if (cudnn_ && fallbacks_.insert(why).second) note("attention: qft's own for this shape: " + why);
+  }
+
   // In this order: the stream first, the workspace before the GEMM engine that uses it (destroyed in reverse).
   CudaOptions opts_;
   DeviceContext ctx_;
   Buffer gemm_workspace_;
   cuda::GemmEngine gemm_;
+  std::unique_ptr<cuda::CudnnAttention> cudnn_;  // null: not loaded, no_cudnn_ says why
+  std::string no_cudnn_;
+  std::set<std::string> fallbacks_;
 };
 
 }  // namespace

@@ -19,6 +19,9 @@ struct CudaOptions {
   // Storage of activations and dequantized weights: BF16 (GEMMs on bf16 tensor cores with fp32 accumulation),
   // or F32 with exact fp32 GEMMs, which tests compare with the CPU reference.
   DType activations = DType::BF16;
+  // Attention through cuDNN's fused SDPA where libcudnn loads and has a plan for the shape (bf16 activations);
+  // qft's own otherwise, or with false.
+  bool cudnn_attention = true;
 };
 
 // Throws UnsupportedError when qft was built without CUDA, DeviceError when the device cannot be used.

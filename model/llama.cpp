@@ -138,7 +138,7 @@ size_t LlamaModel::weight_bytes() const {
 
 LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch, bool token_groups) {
   batch.validate(config_.vocab_size);
-  DeviceBatch db{batch.B, batch.T, batch.B * batch.T, {}, {}, {}, {}, {}, {}, {}, {}};
+  DeviceBatch db{batch.B, batch.T, batch.B * batch.T, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}};
   db.tokens = upload_i32(backend_, batch.tokens);
   if (token_groups) {
     db.groups = TokenGroups::of(batch.tokens);
@@ -148,7 +148,19 @@ LlamaModel::DeviceBatch LlamaModel::upload(const Batch& batch, bool token_groups
   }
   db.targets = upload_i32(backend_, batch.targets);
   db.positions = upload_i32(backend_, batch.positions);
-  if (!batch.doc_start.empty()) db.doc_start = upload_i32(backend_, batch.doc_start);
+  if (!batch.doc_start.empty()) {
+    db.doc_start = upload_i32(backend_, batch.doc_start);
+    // A document starts where a token's first visible key is itself.
+    std::vector<int32_t> starts;
+    for (int i = 0; i < db.N; ++i) {
+      if (batch.doc_start[size_t(i)] == i % db.T) starts.push_back(i);
+    }
+    starts.push_back(db.N);
+    for (size_t d = 0; d + 1 < starts.size(); ++d) db.docs.max_len = std::max(db.docs.max_len, starts[d + 1] - starts[d]);
+    db.docs.count = int(starts.size()) - 1;
+    db.doc_span_start = upload_i32(backend_, starts);
+    db.docs.start = db.doc_span_start.i32();
+  }
   return db;
 }
 
@@ -171,7 +183,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   a.q = be.alloc_act(int64_t(N) * c.q_dim(), "layer activations");                // (N, H, D), after RoPE
   a.k = be.alloc_act(int64_t(N) * c.kv_dim(), "layer activations");               // (N, KVH, D), after RoPE
   a.v = be.alloc_act(int64_t(N) * c.kv_dim(), "layer activations");               // (N, KVH, D)
-  if (!cache) a.lse = be.alloc(size_t(N) * H * 4, "layer activations");             // (B, H, T)
+  if (!cache) a.lse = be.alloc(size_t(be.attention_stats_elems(db.B, db.T, H, db.docs)) * 4, "layer activations");
   a.att_out = be.alloc_act(int64_t(N) * c.q_dim(), "layer activations");          // (N, H, D)
   a.x_mid = be.alloc_act(int64_t(N) * C, "layer activations");                    // (N, C) residual after attention
   Buffer proj = be.alloc_act(int64_t(N) * C, "layer activations");                // (N, C)
@@ -191,7 +203,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
     be.attention_decode({a.att_out.act(), scores.f32(), a.q.act(), cache->k[size_t(layer)].act(),
                          cache->v[size_t(layer)].act(), N, cache->past, cache->max_t, H, KVH, D});
   } else {
-    be.attention_forward({a.att_out.act(), a.lse.f32(), a.q.act(), a.k.act(), a.v.act(), db.doc_start.i32(), db.B,
+    be.attention_forward({a.att_out.act(), a.lse.f32(), a.q.act(), a.k.act(), a.v.act(), db.doc_start.i32(), db.docs, db.B,
                           db.T, H, KVH, D});
   }
   be.matmul_forward(proj.act(), a.att_out.act(), matrix(P.o, &LayerWeights::o), N, c.q_dim(), C);

@@ -120,7 +120,7 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   Buffer dk = be.alloc_act(int64_t(N) * KVD, "layer gradients");
   Buffer dv = be.alloc_act(int64_t(N) * KVD, "layer gradients");
   be.attention_backward({dq.act(), dk.act(), dv.act(), datt.act(), a.att_out.act(), a.lse.f32(), a.q.act(), a.k.act(),
-                         a.v.act(), db.doc_start.i32(), db.B, db.T, H, KVH, D});
+                         a.v.act(), db.doc_start.i32(), db.docs, db.B, db.T, H, KVH, D});
   datt.reset();
   a.lse.reset();
   be.rope(dq.act(), db.positions.i32(), inv_freq_.f32(), N, H, D, true);

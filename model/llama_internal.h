@@ -7,6 +7,8 @@ namespace qft {
 struct LlamaModel::DeviceBatch {
   int B, T, N;  // N = B * T tokens
   Buffer tokens, targets, positions, doc_start;
+  Buffer doc_span_start;  // the packed documents as spans (DocumentSpans), for backends that take them so
+  DocumentSpans docs;
   TokenGroups groups;  // on the host, and their arrays below: only for the backward pass (the embedding gradient)
   Buffer group_order, group_start, group_token;
   TokenGroupsView groups_in(int v0, int rows) const {  // the groups of vocabulary rows [v0, v0 + rows)

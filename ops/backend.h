@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -115,15 +116,25 @@ class Buffer {
   DType dtype_ = DType::F32;
 };
 
+// Packed documents as variable-length sequences, for backends that take them so (cuDNN): document i covers tokens
+// [start[i], start[i + 1]) of the B * T, none longer than max_len, none crossing a row. count and max_len are known
+// on the host; start is backend memory. count 0 without packing.
+struct DocumentSpans {
+  const int32_t* start = nullptr;  // (count + 1,)
+  int count = 0, max_len = 0;
+};
+
 // Causal attention with GQA (query head h reads kv head h / (H / KVH)) and packed documents. Nothing (T, T)
 // outlives an op: the forward keeps each query row's logsumexp, from which the backward recomputes what it needs.
 struct AttentionParams {
   Act out;                   // (B, T, H, D)
-  float* lse;                // (B, H, T) logsumexp of each query row's scaled scores, for the backward pass
+  float* lse;                // logsumexp of each query row's scaled scores, for the backward pass: (B, H, T),
+                             // or attention_stats_elems values in a layout of the backend's own
   CAct q;                    // (B, T, H, D), after RoPE
   CAct k;                    // (B, T, KVH, D), after RoPE
   CAct v;                    // (B, T, KVH, D)
   const int32_t* doc_start;  // (B, T) first visible key of each query, or null for plain causal
+  DocumentSpans docs;        // the same documents as spans
   int B, T, H, KVH, D;
 };
 
@@ -138,6 +149,7 @@ struct AttentionBackwardParams {
   CAct k;
   CAct v;
   const int32_t* doc_start;  // as the forward's
+  DocumentSpans docs;
   int B, T, H, KVH, D;
 };
 
@@ -170,6 +182,13 @@ class Backend {
   // Most bytes of attention scores (and their gradients) the composed attention holds at a time: it walks
   // blocks of query rows and kv heads that fit (ops/attention_composed.h).
   size_t attention_scores_bytes = size_t(64) << 20;
+
+  // Floats of the per-query statistics (AttentionParams::lse) an attention call of this shape needs.
+  virtual int64_t attention_stats_elems(int B, int T, int H, const DocumentSpans&) const { return int64_t(B) * T * H; }
+  // How this backend computes attention, for the run's log.
+  virtual std::string attention_implementation() const { return "qft's own, blocks of scores from GEMMs"; }
+  // Things the run's log should say that happened inside an op (a fallback, say); taking them clears them.
+  std::vector<std::string> take_notes() { return std::exchange(notes_, {}); }
 
   // ---- memory ----
   // Tracked, by tag (a string literal naming what the memory is for); throws qft::Error on failure.
@@ -257,8 +276,10 @@ class Backend {
   virtual void* raw_alloc(size_t bytes) = 0;  // nullptr when out of memory
   virtual void raw_free(void* p) = 0;
   virtual void raw_copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  void note(std::string text) { notes_.push_back(std::move(text)); }
 
  private:
+  std::vector<std::string> notes_;
   friend class Buffer;
   void release(void* p, size_t bytes, const char* tag);
   Buffer alloc_typed(size_t bytes, const char* tag, DType dtype);

@@ -11,6 +11,7 @@ PACKAGES=(
   clang libomp-dev  # scripts/fuzz.sh: libFuzzer with ASan + UBSan
   libpcre2-dev libutf8proc-dev  # tokenizer.json: pre-tokenizer regexes (UTF + Unicode properties), NFC/NFKC normalizers
   python3 python3-matplotlib  # scripts/plot_metrics.py and the sweep/plot smoke test
+  python3-pip  # fetches the cuDNN frontend's headers (below)
 )
 
 missing=()
@@ -27,4 +28,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   echo "setup: all packages present"
+fi
+
+# The cuDNN frontend: header-only C++ for the CUDA backend's fused attention (libcudnn itself is loaded at run time).
+# Its headers ship in the PyPI wheel nvidia-cudnn-frontend, unpacked once into /opt/qft-deps; only CUDA builds use it.
+CUDNN_FRONTEND_VERSION=1.32.0
+fe_dir=/opt/qft-deps/cudnn-frontend
+if command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+  if [ "$(cat "$fe_dir/VERSION" 2> /dev/null)" != "$CUDNN_FRONTEND_VERSION" ]; then
+    echo "setup: unpacking the cuDNN frontend $CUDNN_FRONTEND_VERSION headers into $fe_dir"
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+      --platform manylinux_2_28_x86_64 --dest "$tmp" "nvidia-cudnn-frontend==$CUDNN_FRONTEND_VERSION"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO rm -rf "$fe_dir"
+    $SUDO mkdir -p "$fe_dir"
+    $SUDO python3 -m zipfile -e "$tmp"/nvidia_cudnn_frontend-*.whl "$tmp/wheel"
+    $SUDO cp -r "$tmp/wheel/include" "$fe_dir/include"
+    echo "$CUDNN_FRONTEND_VERSION" | $SUDO tee "$fe_dir/VERSION" > /dev/null
+    rm -rf "$tmp"
+  else
+    echo "setup: cuDNN frontend $CUDNN_FRONTEND_VERSION present"
+  fi
 fi

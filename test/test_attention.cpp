@@ -73,9 +73,9 @@ Grads run(Backend& be, const AttnShape& s, const std::vector<float>& q, const st
   Grads g{std::vector<float>(s.nq(), NAN), std::vector<float>(size_t(s.B) * s.H * s.T, NAN),
           std::vector<float>(s.nq(), NAN), std::vector<float>(s.nkv(), NAN), std::vector<float>(s.nkv(), NAN)};
   const int32_t* d = doc.empty() ? nullptr : doc.data();
-  be.attention_forward({g.out.data(), g.lse.data(), q.data(), k.data(), v.data(), d, s.B, s.T, s.H, s.KVH, s.D});
+  be.attention_forward({g.out.data(), g.lse.data(), q.data(), k.data(), v.data(), d, {}, s.B, s.T, s.H, s.KVH, s.D});
   be.attention_backward({g.dq.data(), g.dk.data(), g.dv.data(), dout.data(), g.out.data(), g.lse.data(), q.data(),
-                         k.data(), v.data(), d, s.B, s.T, s.H, s.KVH, s.D});
+                         k.data(), v.data(), d, {}, s.B, s.T, s.H, s.KVH, s.D});
   return g;
 }
 
@@ -144,5 +144,56 @@ TEST_CASE("attention's scratch grows linearly with the sequence, tiled and compo
     const size_t small = scratch_at(*a, 512), large = scratch_at(*b, 2048);
     CHECK(small > 0);
     CHECK(large <= 4 * small + 4096);
+  }
+}
+
+// On a GPU with cuDNN, attention is cuDNN's fused SDPA for bf16 (packed documents as variable-length sequences);
+// a GPU machine where it does not load fails here rather than testing the fallback twice.
+TEST_CASE("cuda: cuDNN's fused attention matches fp64, forward and every gradient, GQA and packed documents",
+          "[cuda][attention]") {
+  auto gpu = test::gpu_or_skip(DType::BF16);
+  if (!gpu) return;
+  Backend& be = *gpu;
+  INFO(be.attention_implementation());
+  REQUIRE(be.attention_implementation().rfind("cuDNN", 0) == 0);
+  const uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  const AttnShape s{2, 150, 8, 2, 64};
+  const auto q = test::bf16_rounded(test::random_normal(s.nq(), rng)), k = test::bf16_rounded(test::random_normal(s.nkv(), rng)),
+             v = test::bf16_rounded(test::random_normal(s.nkv(), rng)), dout = test::bf16_rounded(test::random_normal(s.nq(), rng));
+  std::vector<int32_t> doc(size_t(s.B) * s.T, 0);
+  for (int t = 0; t < s.T; ++t) doc[size_t(t)] = t < 37 ? 0 : t < 100 ? 37 : 100;  // row 0: three documents
+  const std::vector<int32_t> span_start{0, 37, 100, s.T, 2 * s.T};                 // and row 1 one
+  std::vector<Buffer> keep;
+  auto upload = [&](const void* host, size_t bytes) {
+    keep.push_back(be.alloc(bytes, "test"));
+    be.copy_to_device(keep.back().get(), host, bytes);
+    return keep.back().get();
+  };
+  auto act = [&](const std::vector<float>& host) {
+    const std::vector<bf16> b = test::to_bf16(host);
+    return Act{upload(b.data(), b.size() * 2), DType::BF16};
+  };
+  for (bool packed : {false, true}) {
+    INFO("packed " << packed);
+    const std::vector<int32_t> d = packed ? doc : std::vector<int32_t>{};
+    const Grads ref = reference(s, q, k, v, dout, d);
+    const int32_t* doc_dev = packed ? static_cast<const int32_t*>(upload(doc.data(), doc.size() * 4)) : nullptr;
+    DocumentSpans spans;
+    if (packed) spans = {static_cast<const int32_t*>(upload(span_start.data(), span_start.size() * 4)), 4, 100};
+    const Act qd = act(q), kd = act(k), vd = act(v), dd = act(dout);
+    Buffer out = be.alloc_act(int64_t(s.nq()), "test"), dq = be.alloc_act(int64_t(s.nq()), "test");
+    Buffer dk = be.alloc_act(int64_t(s.nkv()), "test"), dv = be.alloc_act(int64_t(s.nkv()), "test");
+    Buffer lse = be.alloc(size_t(be.attention_stats_elems(s.B, s.T, s.H, spans)) * 4, "test");
+    be.attention_forward({out.act(), lse.f32(), qd, kd, vd, doc_dev, spans, s.B, s.T, s.H, s.KVH, s.D});
+    be.attention_backward({dq.act(), dk.act(), dv.act(), dd, out.act(), lse.f32(), qd, kd, vd, doc_dev, spans, s.B, s.T,
+                           s.H, s.KVH, s.D});
+    CHECK(be.take_notes().empty());  // no fallback
+    const double tol = 2e-2;  // bf16 probabilities and outputs, as the composed bf16 attention's test allows
+    CHECK(test::max_rel_error(be.read_f32(out.act(), int64_t(s.nq())), ref.out) < tol);
+    CHECK(test::max_rel_error(be.read_f32(dq.act(), int64_t(s.nq())), ref.dq) < tol);
+    CHECK(test::max_rel_error(be.read_f32(dk.act(), int64_t(s.nkv())), ref.dk) < tol);
+    CHECK(test::max_rel_error(be.read_f32(dv.act(), int64_t(s.nkv())), ref.dv) < tol);
   }
 }

@@ -201,6 +201,12 @@ struct AttentionShape {
     for (int t = 20; t < T; ++t) d[size_t(T + t)] = 20;
     return d;
   }
+  static DocumentSpans spans(OpBench& b) { return {b.ids_in({0, T, T + 20, N}), 3, T}; }  // the same documents
+  // lse in the backend's own layout: scratch the backward reads, compared through the backward's outputs.
+  static float* lse(OpBench& b, const DocumentSpans& docs) {
+    Buffer& buf = b.hold(b.be().alloc(size_t(b.be().attention_stats_elems(B, T, H, docs)) * 4, "test"));
+    return buf.f32();
+  }
 };
 
 HybridMatrix random_hybrid(OpBench& b, int64_t rows, int64_t cols) {
@@ -305,12 +311,12 @@ const std::vector<OpCase>& op_cases() {
          be.cross_entropy_backward(b.observe(logits, int64_t(kRows) * kV), lse.f32(), targets, kRows, kV, 0, kV, 0.125f);
          be.cross_entropy_backward(b.act_inout(kRows * 1000, 3.0f), lse.f32(), targets, kRows, 1000, 2001, kV, 0.125f);
        }},
-      {Op::attention_forward, "GQA, packed documents", {1e-5, 3e-2, 1e-5},
+      {Op::attention_forward, "GQA, packed documents given as spans too (lse in the backend's layout)", {1e-5, 3e-2, 0},
        [](OpBench& b) {
-         b.be().attention_forward({b.act_out(S::N * S::H * S::D), b.f32_out(S::B * S::H * S::T),
-                                   b.act_in(S::N * S::H * S::D), b.act_in(S::N * S::KVH * S::D),
-                                   b.act_in(S::N * S::KVH * S::D), b.ids_in(S::doc_start()), S::B, S::T, S::H, S::KVH,
-                                   S::D});
+         const DocumentSpans docs = S::spans(b);
+         b.be().attention_forward({b.act_out(S::N * S::H * S::D), S::lse(b, docs), b.act_in(S::N * S::H * S::D),
+                                   b.act_in(S::N * S::KVH * S::D), b.act_in(S::N * S::KVH * S::D),
+                                   b.ids_in(S::doc_start()), docs, S::B, S::T, S::H, S::KVH, S::D});
        }},
       {Op::attention_forward, "GQA with 4 kv heads, packed documents, in blocks of 45 queries of one kv head",
        {1e-5, 3e-2, 1e-5},
@@ -319,19 +325,21 @@ const std::vector<OpCase>& op_cases() {
          const int KVH = 4;
          b.be().attention_forward({b.act_out(S::N * S::H * S::D), b.f32_out(S::B * S::H * S::T),
                                    b.act_in(S::N * S::H * S::D), b.act_in(S::N * KVH * S::D), b.act_in(S::N * KVH * S::D),
-                                   b.ids_in(S::doc_start()), S::B, S::T, S::H, KVH, S::D});
+                                   b.ids_in(S::doc_start()), {}, S::B, S::T, S::H, KVH, S::D});
        }},
       // A bf16 rounding of a probability moves a gradient by more than one rounding: looser than other ops.
-      {Op::attention_backward, "GQA, packed documents, after this backend's forward", {1e-5, 3e-2, 0},
+      {Op::attention_backward, "GQA, packed documents given as spans too, after this backend's forward", {1e-5, 3e-2, 0},
        [](OpBench& b) {
          Backend& be = b.be();
          const CAct q = b.act_in(S::N * S::H * S::D), k = b.act_in(S::N * S::KVH * S::D), v = b.act_in(S::N * S::KVH * S::D);
          const int32_t* doc = b.ids_in(S::doc_start());
-         Buffer out = be.alloc_act(S::N * S::H * S::D, "test"), lse = be.alloc(S::B * S::H * S::T * 4, "test");
-         be.attention_forward({out.act(), lse.f32(), q, k, v, doc, S::B, S::T, S::H, S::KVH, S::D});
+         const DocumentSpans docs = S::spans(b);
+         float* lse = S::lse(b, docs);
+         Buffer out = be.alloc_act(S::N * S::H * S::D, "test");
+         be.attention_forward({out.act(), lse, q, k, v, doc, docs, S::B, S::T, S::H, S::KVH, S::D});
          be.attention_backward({b.act_out(S::N * S::H * S::D), b.act_out(S::N * S::KVH * S::D),
-                                b.act_out(S::N * S::KVH * S::D), b.act_in(S::N * S::H * S::D), out.act(), lse.f32(), q, k,
-                                v, doc, S::B, S::T, S::H, S::KVH, S::D});
+                                b.act_out(S::N * S::KVH * S::D), b.act_in(S::N * S::H * S::D), out.act(), lse, q, k, v, doc,
+                                docs, S::B, S::T, S::H, S::KVH, S::D});
        }},
       {Op::attention_backward, "GQA with 4 kv heads, plain causal, in blocks of 45 queries of one kv head",
        {1e-5, 3e-2, 0},
@@ -340,11 +348,12 @@ const std::vector<OpCase>& op_cases() {
          be.attention_scores_bytes = 1;
          const int KVH = 4;
          const CAct q = b.act_in(S::N * S::H * S::D), k = b.act_in(S::N * KVH * S::D), v = b.act_in(S::N * KVH * S::D);
-         Buffer out = be.alloc_act(S::N * S::H * S::D, "test"), lse = be.alloc(S::B * S::H * S::T * 4, "test");
-         be.attention_forward({out.act(), lse.f32(), q, k, v, nullptr, S::B, S::T, S::H, KVH, S::D});
+         float* lse = S::lse(b, {});
+         Buffer out = be.alloc_act(S::N * S::H * S::D, "test");
+         be.attention_forward({out.act(), lse, q, k, v, nullptr, {}, S::B, S::T, S::H, KVH, S::D});
          be.attention_backward({b.act_out(S::N * S::H * S::D), b.act_out(S::N * KVH * S::D), b.act_out(S::N * KVH * S::D),
-                                b.act_in(S::N * S::H * S::D), out.act(), lse.f32(), q, k, v, nullptr, S::B, S::T, S::H,
-                                KVH, S::D});
+                                b.act_in(S::N * S::H * S::D), out.act(), lse, q, k, v, nullptr, {}, S::B, S::T, S::H, KVH,
+                                S::D});
        }},
       {Op::attention_decode, "3 new queries after 20 cached positions, GQA", {1e-5, 8e-3, 0},
        [](OpBench& b) {

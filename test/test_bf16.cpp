@@ -166,12 +166,12 @@ TEST_CASE("bf16 attention from batched GEMMs stays within bf16 rounding of the f
   const size_t nl = size_t(B) * H * T;
   std::vector<float> out_f(nq), lse_f(nl), dq_f(nq), dk_f(nkv), dv_f(nkv), lse(nl);
   std::vector<bf16> out(nq), dq(nq), dk(nkv), dv(nkv);
-  ref.attention_forward({out_f.data(), lse_f.data(), qf.data(), kf.data(), vf.data(), doc.data(), B, T, H, KVH, D});
+  ref.attention_forward({out_f.data(), lse_f.data(), qf.data(), kf.data(), vf.data(), doc.data(), {}, B, T, H, KVH, D});
   ref.attention_backward({dq_f.data(), dk_f.data(), dv_f.data(), doutf.data(), out_f.data(), lse_f.data(), qf.data(),
-                          kf.data(), vf.data(), doc.data(), B, T, H, KVH, D});
-  be.attention_forward({out.data(), lse.data(), q.data(), k.data(), v.data(), doc.data(), B, T, H, KVH, D});
+                          kf.data(), vf.data(), doc.data(), {}, B, T, H, KVH, D});
+  be.attention_forward({out.data(), lse.data(), q.data(), k.data(), v.data(), doc.data(), {}, B, T, H, KVH, D});
   be.attention_backward({dq.data(), dk.data(), dv.data(), dout.data(), out.data(), lse.data(), q.data(), k.data(),
-                         v.data(), doc.data(), B, T, H, KVH, D});
+                         v.data(), doc.data(), {}, B, T, H, KVH, D});
   // Probabilities are rounded to bf16 between softmax and GEMM, so errors compound a few roundings; lse is fp32
   // from fp32 scores of the same bf16 inputs.
   const double tol = 2e-2;

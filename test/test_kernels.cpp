@@ -37,7 +37,7 @@ TEST_CASE("attention_forward matches an fp64 causal GQA reference, with and with
     for (int t = 0; t < T; ++t) doc_start[b * T + t] = b == 1 && t >= 4 ? 4 : 0;  // row 1 packs two documents
   for (bool packed : {false, true}) {
     std::vector<float> out(B * T * H * D), lse(B * H * T);
-    be.attention_forward({out.data(), lse.data(), q.data(), k.data(), v.data(), packed ? doc_start.data() : nullptr,
+    be.attention_forward({out.data(), lse.data(), q.data(), k.data(), v.data(), packed ? doc_start.data() : nullptr, {},
                           B, T, H, KVH, D});
     std::vector<float> ref(out.size());
     for (int b = 0; b < B; ++b)

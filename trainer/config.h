@@ -51,7 +51,7 @@ struct TrainSection {
   int keep_last = 0;
   int log_every = 1;
   OnNonFinite on_nonfinite = OnNonFinite::Stop;
-  StackStorage stack_dtype = StackStorage::Activations;
+  StackStorage stack_dtype = StackStorage::Int8;  // measured: README, "Long context"
 };
 
 struct QuantSection {

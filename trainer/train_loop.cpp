@@ -272,6 +272,8 @@ void TrainingRun::load_data() {
   const LlamaConfig& arch = opened_.source.config;
   log_->info("model {}: {} parameters, {} layers, on {} with {} activations", opened_.source.describe(),
              arch.parameter_count(), arch.num_hidden_layers, backend_->name(), dtype_name(backend_->act_dtype()));
+  log_->info("attention: {}; layer-input stack: {}", backend_->attention_implementation(),
+             enum_name(cfg_.train.stack_dtype));
   log_->info("data {}: {} examples ({} tokens), {} sequences per epoch; {} truncated to {} tokens, {} bad lines "
              "skipped, {} without targets dropped",
              cfg_.data.train, train_stats.examples, train_stats.tokens, train_->rows_per_epoch(), train_stats.truncated,
@@ -352,6 +354,7 @@ bool TrainingRun::step(int step, const std::vector<Batch>& micro, double lr, Ste
     const StepProfile profiled(*backend_, profile_.get());
     r = train_step(*opened_.model, *opt_, acc_.get(), micro, float(lr), cfg_.train.clip_grad_norm);
     profiled.finished();
+    for (const std::string& note : backend_->take_notes()) log_->info("{}", note);
   } catch (const NonFiniteLoss& e) {
     if (cfg_.train.on_nonfinite == OnNonFinite::Stop) {
       throw Error("step " + std::to_string(step + 1) + ": " + e.what() +
