@@ -23,6 +23,36 @@ inline AttentionBlocks attention_blocks(int64_t T, int64_t KVH, int64_t elem_byt
   return {std::clamp<int64_t>(pairs / rows, 1, KVH), rows};
 }
 
+// One block of the walk: n kv heads (from g0) of query-group member j in batch row b, query rows [t0, t0 + rows)
+// against keys [0, cols), the keys they can see. The scores of head i of the block lie at i * head_stride.
+struct ComposedBlock {
+  int64_t n, rows, cols, head_stride;
+  int64_t q_offset;      // first element of the block in q, out, dout and dq
+  int64_t kv_offset;     // first element of the block's kv heads in k, v, dk and dv
+  int64_t stats_offset;  // first query statistic (lse, delta) of the block's first head
+  ScoreBlock scores;
+};
+
+template <class F>
+void for_each_attention_block(const AttentionBlocks& blocks, int64_t B, int64_t T, int64_t H, int64_t KVH, int64_t D,
+                              const int32_t* doc_start, F&& fn) {
+  const int64_t group = H / KVH, qs = H * D, kvs = KVH * D;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t j = 0; j < group; ++j) {
+      for (int64_t g0 = 0; g0 < KVH; g0 += blocks.heads) {
+        for (int64_t t0 = 0; t0 < T; t0 += blocks.rows) {
+          const int64_t n = std::min(blocks.heads, KVH - g0), rows = std::min(blocks.rows, T - t0);
+          const int64_t cols = t0 + rows, head_stride = rows * cols;
+          fn(ComposedBlock{n, rows, cols, head_stride, (b * T + t0) * qs + g0 * group * D + j * D, b * T * kvs + g0 * D,
+                           (b * H + g0 * group + j) * T,
+                           ScoreBlock{n, rows, cols, head_stride, cols, 1, t0, 0, group * T,
+                                      doc_start ? doc_start + b * T : nullptr}});
+        }
+      }
+    }
+  }
+}
+
 template <class Self>
 void FunctorBackend<Self>::attention_forward(const AttentionParams& p) {
   const OpScope scope(*this, "attention_forward");
@@ -38,30 +68,18 @@ void FunctorBackend<Self>::attention_forward(const AttentionParams& p) {
   Buffer narrow_probs;
   if (narrow) narrow_probs = alloc_act(cap, "attention scores");
   const Act probs = narrow ? narrow_probs.act() : Act{scores.f32()};
-  for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t j = 0; j < group; ++j) {
-      for (int64_t g0 = 0; g0 < KVH; g0 += blocks.heads) {
-        for (int64_t t0 = 0; t0 < T; t0 += blocks.rows) {
-          const int64_t n = std::min(blocks.heads, KVH - g0), rows_ = std::min(blocks.rows, T - t0);
-          const int64_t cols = t0 + rows_, head_stride = rows_ * cols;  // keys [0, t0 + rows) can be visible
-          const int64_t qo = (b * T + t0) * qs + g0 * group * D + j * D, kvo = b * T * kvs + g0 * D;
-          const ScoreBlock blk{n, rows_, cols, head_stride, cols, 1, t0, 0, group * T,
-                               p.doc_start ? p.doc_start + b * T : nullptr};
-          // scores (rows, cols) = q (rows, D) @ k (cols, D)^T, per kv head
-          gemm({false, true, rows_, cols, D, p.q + qo, qs, p.k + kvo, kvs, 0.0f, scores.f32(), cols, n, group * D, D,
-                head_stride});
-          with_act_type(p.out.dtype, [&](auto t) {
-            using TY = decltype(t);
-            rows(AttentionSoftmax<TY>{probs.as<TY>(), scores.f32(), p.lse + (b * H + g0 * group + j) * T, blk, scale},
-                 n * rows_);
-          });
-          // out (rows, D) = probs (rows, cols) @ v (cols, D)
-          gemm({false, false, rows_, D, cols, probs, cols, p.v + kvo, kvs, 0.0f, p.out + qo, qs, n, head_stride, D,
-                group * D});
-        }
-      }
-    }
-  }
+  for_each_attention_block(blocks, p.B, T, H, KVH, D, p.doc_start, [&](const ComposedBlock& c) {
+    // scores (rows, cols) = q (rows, D) @ k (cols, D)^T, per kv head
+    gemm({false, true, c.rows, c.cols, D, p.q + c.q_offset, qs, p.k + c.kv_offset, kvs, 0.0f, scores.f32(), c.cols, c.n,
+          group * D, D, c.head_stride});
+    with_act_type(p.out.dtype, [&](auto t) {
+      using TY = decltype(t);
+      rows(AttentionSoftmax<TY>{probs.as<TY>(), scores.f32(), p.lse + c.stats_offset, c.scores, scale}, c.n * c.rows);
+    });
+    // out (rows, D) = probs (rows, cols) @ v (cols, D)
+    gemm({false, false, c.rows, D, c.cols, probs, c.cols, p.v + c.kv_offset, kvs, 0.0f, p.out + c.q_offset, qs, c.n,
+          c.head_stride, D, group * D});
+  });
 }
 
 template <class Self>
@@ -101,38 +119,26 @@ void FunctorBackend<Self>::attention_backward(const AttentionBackwardParams& p) 
   }
   const Act probs = narrow ? narrow_probs.act() : Act{scores.f32()};
   const Act dscores = narrow ? narrow_dscores.act() : Act{dprobs.f32()};
-  for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t j = 0; j < group; ++j) {
-      for (int64_t g0 = 0; g0 < KVH; g0 += blocks.heads) {
-        for (int64_t t0 = 0; t0 < T; t0 += blocks.rows) {
-          const int64_t n = std::min(blocks.heads, KVH - g0), rows_ = std::min(blocks.rows, T - t0);
-          const int64_t cols = t0 + rows_, head_stride = rows_ * cols;
-          const int64_t qo = (b * T + t0) * qs + g0 * group * D + j * D, kvo = b * T * kvs + g0 * D;
-          const int64_t stats = (b * H + g0 * group + j) * T;
-          const ScoreBlock blk{n, rows_, cols, head_stride, cols, 1, t0, 0, group * T,
-                               p.doc_start ? p.doc_start + b * T : nullptr};
-          // scores = q @ k^T and dP (rows, cols) = dout (rows, D) @ v (cols, D)^T
-          gemm({false, true, rows_, cols, D, p.q + qo, qs, p.k + kvo, kvs, 0.0f, scores.f32(), cols, n, group * D, D,
-                head_stride});
-          gemm({false, true, rows_, cols, D, p.dout + qo, qs, p.v + kvo, kvs, 0.0f, dprobs.f32(), cols, n, group * D,
-                D, head_stride});
-          with_act_type(st, [&](auto t) {
-            using TY = decltype(t);
-            each(AttentionGrad<TY>{probs.as<TY>(), dscores.as<TY>(), scores.f32(), dprobs.f32(), p.lse + stats,
-                                   delta.f32() + stats, blk, scale},
-                 n * head_stride);
-          });
-          // dv (cols, D) += P^T @ dout;  dq (rows, D) = dS @ k;  dk (cols, D) += dS^T @ q
-          gemm({true, false, cols, D, rows_, probs, cols, p.dout + qo, qs, 1.0f, dv + kvo, kvs, n, head_stride,
-                group * D, D});
-          gemm({false, false, rows_, D, cols, dscores, cols, p.k + kvo, kvs, 0.0f, p.dq + qo, qs, n, head_stride, D,
-                group * D});
-          gemm({true, false, cols, D, rows_, dscores, cols, p.q + qo, qs, 1.0f, dk + kvo, kvs, n, head_stride,
-                group * D, D});
-        }
-      }
-    }
-  }
+  for_each_attention_block(blocks, p.B, T, H, KVH, D, p.doc_start, [&](const ComposedBlock& c) {
+    // scores = q @ k^T and dP (rows, cols) = dout (rows, D) @ v (cols, D)^T
+    gemm({false, true, c.rows, c.cols, D, p.q + c.q_offset, qs, p.k + c.kv_offset, kvs, 0.0f, scores.f32(), c.cols, c.n,
+          group * D, D, c.head_stride});
+    gemm({false, true, c.rows, c.cols, D, p.dout + c.q_offset, qs, p.v + c.kv_offset, kvs, 0.0f, dprobs.f32(), c.cols,
+          c.n, group * D, D, c.head_stride});
+    with_act_type(st, [&](auto t) {
+      using TY = decltype(t);
+      each(AttentionGrad<TY>{probs.as<TY>(), dscores.as<TY>(), scores.f32(), dprobs.f32(), p.lse + c.stats_offset,
+                             delta.f32() + c.stats_offset, c.scores, scale},
+           c.n * c.head_stride);
+    });
+    // dv (cols, D) += P^T @ dout;  dq (rows, D) = dS @ k;  dk (cols, D) += dS^T @ q
+    gemm({true, false, c.cols, D, c.rows, probs, c.cols, p.dout + c.q_offset, qs, 1.0f, dv + c.kv_offset, kvs, c.n,
+          c.head_stride, group * D, D});
+    gemm({false, false, c.rows, D, c.cols, dscores, c.cols, p.k + c.kv_offset, kvs, 0.0f, p.dq + c.q_offset, qs, c.n,
+          c.head_stride, D, group * D});
+    gemm({true, false, c.cols, D, c.rows, dscores, c.cols, p.q + c.q_offset, qs, 1.0f, dk + c.kv_offset, kvs, c.n,
+          c.head_stride, group * D, D});
+  });
   if (narrow) {
     convert(p.dk, dk, kv_elems);
     convert(p.dv, dv, kv_elems);

@@ -19,7 +19,7 @@ bound_s() {  # the time bound of a step, in seconds, on one H200 with 16 cores
 }
 describe() {
   case $1 in
-    build-test) echo "build qft and its tests for this GPU's architecture; qft --version must say 'GPU visible: yes'; every [cuda] test must pass, none skip; compute-sanitizer's memcheck over the op harness; a tiny run with --debug-sync reports its device-to-host reads per step" ;;
+    build-test) echo "build qft and its tests for this GPU's architecture; qft --version must say 'GPU visible: yes'; every [cuda] test must pass, none skip (cuDNN's fused attention among them); compute-sanitizer's memcheck over the op harness; a tiny run with --debug-sync reports its device-to-host reads per step and attends through cuDNN" ;;
     bench-small) echo "train the tiny and TinyLlama-1.1B shapes at seq 2048, batch 1: qft (INT8 state) and PyTorch (bf16 + AdamW) side by side" ;;
     bench-7b) echo "train LLaMA-2-7B shapes at seq 2048, batch 1: qft and PyTorch (at the longest sequence it fits, if 2048 does not)" ;;
   esac
@@ -88,6 +88,12 @@ build() {
     -DCMAKE_CUDA_ARCHITECTURES="${arch:-native}" "${cmake_deps[@]}" >> "$log" 2>&1 &&
     cmake --build "$build_dir" -j "$(nproc)" --target qft qft_tests >> "$log" 2>&1
 }
+
+# cuDNN for the fused attention: the loader's, or the Python environment's (the nvidia-cudnn-cu13 package).
+if [ -z "${QFT_CUDNN_LIBRARY:-}" ]; then
+  cudnn_lib=$(python3 -c "import nvidia.cudnn, os; print(os.path.join(list(nvidia.cudnn.__path__)[0], 'lib', 'libcudnn.so.9'))" 2> /dev/null)
+  [ -n "$cudnn_lib" ] && [ -f "$cudnn_lib" ] && export QFT_CUDNN_LIBRARY=$cudnn_lib
+fi
 
 gpu_mem_mib() { nvidia-smi -i "$gpu" --query-gpu=memory.used --format=csv,noheader,nounits | head -1; }
 # with_peak CMD...: runs CMD while sampling this GPU's memory; $work/peak_mib gets the peak above the baseline.
@@ -188,6 +194,8 @@ case $step in
     cat "$work/debug.log" >> "$log"
     reads=$(grep -o "| [0-9]* device-to-host reads" "$work/debug.log" | awk '{print $2}' | sort -u | tr '\n' ' ')
     record "a --debug-sync run; device-to-host reads per step: ${reads:-none}" "$([ $rc -eq 0 ] && [ "${reads% }" = 1 ] && echo 1 || echo 0)"
+    attention=$(grep -o "attention: .*; layer-input stack" "$work/debug.log" | head -1)
+    record "cuDNN's fused attention in use (${attention:-no attention line})" "$(echo "$attention" | grep -q "attention: cuDNN" && ! grep -q "qft's own for this shape" "$work/debug.log" && echo 1 || echo 0)"
     ;;
   bench-small)
     bench_data

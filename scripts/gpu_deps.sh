@@ -14,7 +14,10 @@ QFT_DEPS_PACKAGES=(libsentencepiece-dev libsentencepiece0 nlohmann-json3-dev lib
 QFT_DEPS_PREFIX=/opt/qftdeps
 
 qft_deps_download() {
+  # The cuDNN frontend's headers (scripts/setup.sh unpacks them here) travel in .debs/ too.
+  [ -f /opt/qft-deps/cudnn-frontend/include/cudnn_frontend.h ] || { echo "gpu_deps: run scripts/setup.sh first (cuDNN frontend headers)" >&2; return 1; }
   mkdir -p "$QFT_DEPS_ROOT/.debs" && (cd "$QFT_DEPS_ROOT/.debs" && apt-get download "${QFT_DEPS_PACKAGES[@]}") &&
+    rm -rf "$QFT_DEPS_ROOT/.debs/cudnn-frontend" && cp -r /opt/qft-deps/cudnn-frontend "$QFT_DEPS_ROOT/.debs/" &&
     du -sh "$QFT_DEPS_ROOT/.debs"
 }
 
@@ -29,6 +32,7 @@ qft_deps_env() {
   export PKG_CONFIG_PATH=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$QFT_DEPS_PREFIX
   export CMAKE_PREFIX_PATH=$QFT_DEPS_PREFIX/usr
   export LD_LIBRARY_PATH=$lib:$lib/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export QFT_CUDNN_FRONTEND=$QFT_DEPS_ROOT/.debs/cudnn-frontend/include  # CMake's hint for cudnn_frontend.h
   # Debian links libopenblas.so through update-alternatives, which dpkg -x does not run: name it directly.
   export QFT_CMAKE_DEPS="-DPKG_CONFIG_EXECUTABLE=$PKG_CONFIG_EXECUTABLE -DBLAS_LIBRARIES=$lib/openblas-pthread/libopenblas.so -DCBLAS_INCLUDE_DIR=$QFT_DEPS_PREFIX/usr/include/x86_64-linux-gnu/openblas-pthread"
 }
