@@ -83,7 +83,7 @@ void CpuBackend::attention_backward(const AttentionBackwardParams& p) {
     const int64_t stats = (b * g.H + h) * g.T;
     const ScoreBlock blk{1, rows, cols, 0, cols, 1, t0, 0, 0, p.doc_start ? p.doc_start + b * g.T : nullptr};
     const AttentionGrad<float> grad{s, dp, s, dp, p.lse + stats, delta.f32() + stats, blk, g.scale};
-    for (int64_t i = 0; i < rows * cols; ++i) grad(i);
+    for (int64_t r = 0; r < grad.memory_rows(); ++r) grad(SerialRow{}, r);
     tile_gemm(false, rows, g.D, cols, dp, cols, kb, g.kvs, 0.0f, dq + g.at(b, t0, h, g.qs), g.qs);
   }
 
@@ -103,7 +103,7 @@ void CpuBackend::attention_backward(const AttentionBackwardParams& p) {
       tile_gemm(true, keys, queries, g.D, k + g.at(b, k0, kvh, g.kvs), g.kvs, qb, g.qs, 0.0f, s, queries);
       tile_gemm(true, keys, queries, g.D, v + g.at(b, k0, kvh, g.kvs), g.kvs, db, g.qs, 0.0f, dp, queries);
       const AttentionGrad<float> grad{s, dp, s, dp, p.lse + stats, delta.f32() + stats, blk, g.scale};
-      for (int64_t i = 0; i < keys * queries; ++i) grad(i);
+      for (int64_t r = 0; r < grad.memory_rows(); ++r) grad(SerialRow{}, r);
       const float beta = j == 0 ? 0.0f : 1.0f;  // the group's heads add up
       tile_gemm(false, keys, g.D, queries, s, queries, db, g.qs, beta, dv + g.at(b, k0, kvh, g.kvs), g.kvs);
       tile_gemm(false, keys, g.D, queries, dp, queries, qb, g.qs, beta, dk + g.at(b, k0, kvh, g.kvs), g.kvs);

@@ -22,61 +22,55 @@ struct ScoreBlock {
   int64_t stats_head_stride;
   const int32_t* doc_start;  // (T,) first visible key of each query of this batch row, or null for plain causal
   bool keys_are_rows = false;
-  // Element i of the block in memory order (the contiguous index innermost): its head, query row and key column.
-  QFT_HD void locate(int64_t i, int64_t& h, int64_t& r, int64_t& c) const {
-    const int64_t inner = keys_are_rows ? rows : cols, outer = keys_are_rows ? cols : rows;
-    const int64_t a = i % inner, b = (i / inner) % outer;
-    h = i / (rows * cols);
-    r = keys_are_rows ? a : b;
-    c = keys_are_rows ? b : a;
-  }
   QFT_HD int64_t at(int64_t h, int64_t r, int64_t c) const {
     return keys_are_rows ? h * head_stride + c * row_stride + r * col_stride
                          : h * head_stride + r * row_stride + c * col_stride;
-  }
-  // Whether query row r sees key column c: keys from its document's start up to itself.
-  QFT_HD bool visible(int64_t r, int64_t c) const {
-    const int64_t t = t0 + r, key = c0 + c;
-    return key <= t && key >= (doc_start ? int64_t(doc_start[t]) : 0);
   }
 };
 
 // Scaled, masked softmax of each query row of a block of raw fp32 scores (keys contiguous: col_stride 1, not
 // keys_are_rows), into probabilities of storage type S, and the row's logsumexp of scaled scores into lse. Row r
-// is query row r % rows of head r / rows. Probabilities may be the scores themselves (S = float, in place).
+// is query row r % rows of head r / rows. The exponentials go through the scores (each computed once, in loops
+// g++ vectorizes); the probabilities may be the scores themselves (S = float, in place).
 template <class S>
 struct AttentionSoftmax {
   S* probs;
-  const float* scores;
+  float* scores;
   float* lse;
   ScoreBlock blk;
   float scale;
   template <class Row>
   QFT_HD void operator()(const Row& row, int64_t r) const {
     const int64_t h = r / blk.rows, q = r % blk.rows;
-    const float* s = scores + blk.at(h, q, 0);
+    float* s = scores + blk.at(h, q, 0);
     S* p = probs + blk.at(h, q, 0);
+    // Visible keys: columns [lo, hi] (the query's document start up to itself). Members are read into locals: the
+    // stores through s could alias them, which would stop vectorization.
+    const int64_t t = blk.t0 + q, lo = (blk.doc_start ? int64_t(blk.doc_start[t]) : 0) - blk.c0, hi = t - blk.c0;
+    const int64_t cols = blk.cols;
+    const float sc = scale;
     float m = -INFINITY;
-    for (int64_t c = row.lane(); c < blk.cols; c += row.width()) {
-      if (blk.visible(q, c)) m = max_hd(m, s[c] * scale);
+    for (int64_t c = row.lane(); c < cols; c += row.width()) {
+      if (c >= lo && c <= hi) m = max_hd(m, s[c] * sc);
     }
     m = row.max(m);
+    for (int64_t c = row.lane(); c < cols; c += row.width()) {  // masked: a product with 0, not a branch (vectorizes)
+      s[c] = exp_fast(s[c] * sc - m) * (c >= lo && c <= hi ? 1.0f : 0.0f);
+    }
     float sum = 0.0f;
-    for (int64_t c = row.lane(); c < blk.cols; c += row.width()) {
-      if (blk.visible(q, c)) sum += exp_hd(s[c] * scale - m);
-    }
-    sum = row.sum(sum);  // also orders every lane's reads of s before the writes below (in place)
-    const float l = m + log_hd(sum);
-    for (int64_t c = row.lane(); c < blk.cols; c += row.width()) {
-      p[c] = from_f32<S>(blk.visible(q, c) ? exp_hd(s[c] * scale - l) : 0.0f);
-    }
-    if (row.lane() == 0) lse[h * blk.stats_head_stride + blk.t0 + q] = l;
+    for (int64_t c = row.lane(); c < cols; c += row.width()) sum += s[c];
+    sum = row.sum(sum);  // also orders every lane's writes of s before the reads below
+    const float inv = 1.0f / sum;
+    for (int64_t c = row.lane(); c < cols; c += row.width()) p[c] = from_f32<S>(s[c] * inv);
+    if (row.lane() == 0) lse[h * blk.stats_head_stride + t] = m + log_hd(sum);
   }
 };
 
 // The backward of one block, per element: the probability recomputed from the raw score and the row's lse,
 // P = exp(scale * s - lse), and the score gradient dS = scale * P * (dP - delta) with delta = sum_d dout * out of
-// the query row (AttentionRowDot). Masked elements get 0. P and dS may overwrite s and dP (S = float).
+// the query row (AttentionRowDot). Masked elements get 0. P and dS may overwrite s and dP (S = float). Row r is
+// row r % (rows of memory) of head r / (rows of memory): a query row, or with keys_are_rows a key row, whose
+// contiguous elements the lanes walk.
 template <class S>
 struct AttentionGrad {
   S* probs;
@@ -87,14 +81,39 @@ struct AttentionGrad {
   const float* delta;
   ScoreBlock blk;
   float scale;
-  QFT_HD void operator()(int64_t i) const {
-    int64_t h, r, c;
-    blk.locate(i, h, r, c);
-    const int64_t at = blk.at(h, r, c), stat = h * blk.stats_head_stride + blk.t0 + r;
-    const float s = scores[at], dp = dprobs[at];
-    const float p = blk.visible(r, c) ? exp_hd(s * scale - lse[stat]) : 0.0f;
-    probs[at] = from_f32<S>(p);
-    dscores[at] = from_f32<S>(scale * p * (dp - delta[stat]));
+  QFT_HD int64_t memory_rows() const { return blk.heads * (blk.keys_are_rows ? blk.cols : blk.rows); }
+  template <class Row>
+  QFT_HD void operator()(const Row& row, int64_t r) const {
+    // Members into locals first: the stores through probs and dscores could alias them (see AttentionSoftmax).
+    const ScoreBlock b = blk;
+    const float sc = scale;
+    const float *s = scores, *dp = dprobs;
+    S *p = probs, *ds = dscores;
+    const int64_t outer = b.keys_are_rows ? b.cols : b.rows;
+    const int64_t h = r / outer, o = r % outer;
+    const float* l = lse + h * b.stats_head_stride + b.t0;  // by query row
+    const float* dl = delta + h * b.stats_head_stride + b.t0;
+    if (b.keys_are_rows) {  // key row o against query rows q (contiguous)
+      const int64_t key = b.c0 + o, base = b.at(h, 0, o), rows = b.rows;
+      const int32_t* first = b.doc_start ? b.doc_start + b.t0 : nullptr;  // by query row
+      for (int64_t q = row.lane(); q < rows; q += row.width()) {
+        const bool visible = key <= b.t0 + q && (!first || key >= first[q]);
+        const float pq = exp_fast(s[base + q] * sc - l[q]) * (visible ? 1.0f : 0.0f);
+        const float dq = sc * pq * (dp[base + q] - dl[q]);
+        p[base + q] = from_f32<S>(pq);
+        ds[base + q] = from_f32<S>(dq);
+      }
+    } else {  // query row o against key columns c (contiguous)
+      const int64_t t = b.t0 + o, lo = (b.doc_start ? int64_t(b.doc_start[t]) : 0) - b.c0, hi = t - b.c0;
+      const int64_t base = b.at(h, o, 0), cols = b.cols;
+      const float lo_stat = l[o], delta_o = dl[o];
+      for (int64_t c = row.lane(); c < cols; c += row.width()) {
+        const float pc = exp_fast(s[base + c] * sc - lo_stat) * (c >= lo && c <= hi ? 1.0f : 0.0f);
+        const float dc = sc * pc * (dp[base + c] - delta_o);
+        p[base + c] = from_f32<S>(pc);
+        ds[base + c] = from_f32<S>(dc);
+      }
+    }
   }
 };
 

@@ -127,9 +127,9 @@ void FunctorBackend<Self>::attention_backward(const AttentionBackwardParams& p) 
           c.n, group * D, D, c.head_stride});
     with_act_type(st, [&](auto t) {
       using TY = decltype(t);
-      each(AttentionGrad<TY>{probs.as<TY>(), dscores.as<TY>(), scores.f32(), dprobs.f32(), p.lse + c.stats_offset,
-                             delta.f32() + c.stats_offset, c.scores, scale},
-           c.n * c.head_stride);
+      const AttentionGrad<TY> grad{probs.as<TY>(), dscores.as<TY>(), scores.f32(), dprobs.f32(), p.lse + c.stats_offset,
+                                   delta.f32() + c.stats_offset, c.scores, scale};
+      rows(grad, grad.memory_rows());
     });
     // dv (cols, D) += P^T @ dout;  dq (rows, D) = dS @ k;  dk (cols, D) += dS^T @ q
     gemm({true, false, c.cols, D, c.rows, probs, c.cols, p.dout + c.q_offset, qs, 1.0f, dv + c.kv_offset, kvs, c.n,
