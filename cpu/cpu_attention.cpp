@@ -34,6 +34,23 @@ struct Geometry {
   int64_t at(int64_t b, int64_t t, int64_t h, int64_t stride) const { return (b * T + t) * stride + h * D; }
 };
 
+// The query tile of a task of the forward and the dq pass: head h of batch row b, query rows [t0, t0 + rows)
+// against keys [0, cols), the keys they can see. Tasks go longest tile first.
+struct QueryTile {
+  int64_t b, h, kvh, t0, rows, cols;
+  ScoreBlock scores;  // (rows, cols), one head
+  QueryTile(const Geometry& g, int64_t task, const int32_t* doc_start) {
+    const int64_t tile = g.tiles - 1 - task % g.tiles;
+    b = task / g.tiles / g.H;
+    h = task / g.tiles % g.H;
+    kvh = h / g.group;
+    t0 = tile * kTile;
+    rows = std::min(kTile, g.T - t0);
+    cols = t0 + rows;
+    scores = {1, rows, cols, 0, cols, 1, t0, 0, 0, doc_start ? doc_start + b * g.T : nullptr};
+  }
+};
+
 }  // namespace
 
 void CpuBackend::attention_forward(const AttentionParams& p) {
@@ -47,14 +64,14 @@ void CpuBackend::attention_forward(const AttentionParams& p) {
   const int64_t tasks = g.B * g.H * g.tiles;
 #pragma omp parallel for schedule(dynamic)
   for (int64_t task = 0; task < tasks; ++task) {
-    const int64_t tile = g.tiles - 1 - task % g.tiles, b = task / g.tiles / g.H, h = task / g.tiles % g.H;  // longest first
-    const int64_t t0 = tile * kTile, rows = std::min(kTile, g.T - t0), cols = t0 + rows, kvh = h / g.group;
+    const QueryTile t(g, task, p.doc_start);
     float* s = scratch.f32() + omp_get_thread_num() * per_thread;  // (rows, cols)
-    tile_gemm(true, rows, cols, g.D, q + g.at(b, t0, h, g.qs), g.qs, k + g.at(b, 0, kvh, g.kvs), g.kvs, 0.0f, s, cols);
-    const ScoreBlock blk{1, rows, cols, 0, cols, 1, t0, 0, 0, p.doc_start ? p.doc_start + b * g.T : nullptr};
-    const AttentionSoftmax<float> softmax{s, s, p.lse + (b * g.H + h) * g.T, blk, g.scale};
-    for (int64_t r = 0; r < rows; ++r) softmax(SerialRow{}, r);
-    tile_gemm(false, rows, g.D, cols, s, cols, v + g.at(b, 0, kvh, g.kvs), g.kvs, 0.0f, out + g.at(b, t0, h, g.qs), g.qs);
+    tile_gemm(true, t.rows, t.cols, g.D, q + g.at(t.b, t.t0, t.h, g.qs), g.qs, k + g.at(t.b, 0, t.kvh, g.kvs), g.kvs,
+              0.0f, s, t.cols);
+    const AttentionSoftmax<float> softmax{s, s, p.lse + (t.b * g.H + t.h) * g.T, t.scores, g.scale};
+    for (int64_t r = 0; r < t.rows; ++r) softmax(SerialRow{}, r);
+    tile_gemm(false, t.rows, g.D, t.cols, s, t.cols, v + g.at(t.b, 0, t.kvh, g.kvs), g.kvs, 0.0f,
+              out + g.at(t.b, t.t0, t.h, g.qs), g.qs);
   }
 }
 
@@ -73,18 +90,17 @@ void CpuBackend::attention_backward(const AttentionBackwardParams& p) {
   const int64_t query_tasks = g.B * g.H * g.tiles;
 #pragma omp parallel for schedule(dynamic)
   for (int64_t task = 0; task < query_tasks; ++task) {
-    const int64_t tile = g.tiles - 1 - task % g.tiles, b = task / g.tiles / g.H, h = task / g.tiles % g.H;
-    const int64_t t0 = tile * kTile, rows = std::min(kTile, g.T - t0), cols = t0 + rows, kvh = h / g.group;
+    const QueryTile t(g, task, p.doc_start);
     float* s = scratch.f32() + omp_get_thread_num() * per_thread;
     float* dp = s + kTile * g.T;
-    const float* kb = k + g.at(b, 0, kvh, g.kvs);
-    tile_gemm(true, rows, cols, g.D, q + g.at(b, t0, h, g.qs), g.qs, kb, g.kvs, 0.0f, s, cols);
-    tile_gemm(true, rows, cols, g.D, dout + g.at(b, t0, h, g.qs), g.qs, v + g.at(b, 0, kvh, g.kvs), g.kvs, 0.0f, dp, cols);
-    const int64_t stats = (b * g.H + h) * g.T;
-    const ScoreBlock blk{1, rows, cols, 0, cols, 1, t0, 0, 0, p.doc_start ? p.doc_start + b * g.T : nullptr};
-    const AttentionGrad<float> grad{s, dp, s, dp, p.lse + stats, delta.f32() + stats, blk, g.scale};
+    const float* kb = k + g.at(t.b, 0, t.kvh, g.kvs);
+    tile_gemm(true, t.rows, t.cols, g.D, q + g.at(t.b, t.t0, t.h, g.qs), g.qs, kb, g.kvs, 0.0f, s, t.cols);
+    tile_gemm(true, t.rows, t.cols, g.D, dout + g.at(t.b, t.t0, t.h, g.qs), g.qs, v + g.at(t.b, 0, t.kvh, g.kvs), g.kvs,
+              0.0f, dp, t.cols);
+    const int64_t stats = (t.b * g.H + t.h) * g.T;
+    const AttentionGrad<float> grad{s, dp, s, dp, p.lse + stats, delta.f32() + stats, t.scores, g.scale};
     for (int64_t r = 0; r < grad.memory_rows(); ++r) grad(SerialRow{}, r);
-    tile_gemm(false, rows, g.D, cols, dp, cols, kb, g.kvs, 0.0f, dq + g.at(b, t0, h, g.qs), g.qs);
+    tile_gemm(false, t.rows, g.D, t.cols, dp, t.cols, kb, g.kvs, 0.0f, dq + g.at(t.b, t.t0, t.h, g.qs), g.qs);
   }
 
   // dk, dv, by key tiles: each kv head's keys [k0, k0 + kTile) against the queries that can see them, [k0, T), of

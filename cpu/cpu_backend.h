@@ -63,7 +63,7 @@ class CpuBackend final : public HostBackend<CpuBackend> {
   explicit CpuBackend(DType activations = DType::F32) : HostBackend(activations) {}
   std::string attention_implementation() const override {
     return act_dtype() == DType::F32 ? "qft's own, 64-row tiles threaded over (batch, head, query tile)"
-                                     : "qft's own, blocks of scores from GEMMs (bf16 storage)";
+                                     : HostBackend::attention_implementation() + " (bf16 storage)";
   }
   void attention_forward(const AttentionParams& p) override;
   void attention_backward(const AttentionBackwardParams& p) override;

@@ -144,7 +144,7 @@ struct AttentionBackwardParams {
   Act dv;                    // (B, T, KVH, D)
   CAct dout;                 // (B, T, H, D)
   CAct out;                  // (B, T, H, D) from attention_forward
-  const float* lse;          // (B, H, T) from attention_forward
+  const float* lse;          // from attention_forward, in its layout
   CAct q;
   CAct k;
   CAct v;

@@ -19,8 +19,9 @@ struct PackedGroups {
   int8_t* q;
   float* scale;
   int64_t n;
-  QFT_HD int64_t groups() const { return (n + kStackGroup - 1) / kStackGroup; }
-  static size_t scale_bytes(int64_t n) { return size_t((n + kStackGroup - 1) / kStackGroup) * sizeof(float); }
+  QFT_HD static int64_t groups_of(int64_t n) { return (n + kStackGroup - 1) / kStackGroup; }
+  QFT_HD int64_t groups() const { return groups_of(n); }
+  static size_t scale_bytes(int64_t n) { return size_t(groups_of(n)) * sizeof(float); }
 };
 
 // One group per call: its absmax, its scale, its values rounded to nearest.
