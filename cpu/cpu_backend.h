@@ -28,6 +28,8 @@ class HostBackend : public FunctorBackend<Self> {
   size_t available_bytes() const override { return cpu::available_bytes(); }
   // Empty copies are allowed (an empty vector's data() may be null, and memcpy(nullptr, ...) is undefined).
   void copy_to_device(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void offload(void* host_dst, const void* src, size_t bytes) override { copy(host_dst, src, bytes); }
+  void reload(void* dst, const void* host_src, size_t bytes) override { copy(dst, host_src, bytes); }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memcpy(dst, src, bytes);
   }

@@ -1,7 +1,9 @@
 // The CUDA backend: memory from a stream-ordered pool, cuBLASLt GEMMs, and the launchers with which
 // FunctorBackend runs the very functors the CPU backend runs (ops/kernels*.h, quant/*.h). No arithmetic here.
+#include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cuda/check.cuh"
 #include "cuda/cuda_backend.h"
@@ -35,6 +37,39 @@ struct DeviceContext {
   DeviceContext& operator=(const DeviceContext&) = delete;
 };
 
+// Page-locked host blocks, kept for reuse by size once freed: page-locking is slow and cudaFreeHost waits for
+// the device, and an offloaded stack asks for the same sizes every step. Blocks are only ever touched by copies
+// queued on the backend's one stream, so a block reused is written after every earlier copy of it has run.
+class PinnedHostBlocks {
+ public:
+  PinnedHostBlocks() = default;
+  PinnedHostBlocks(const PinnedHostBlocks&) = delete;
+  PinnedHostBlocks& operator=(const PinnedHostBlocks&) = delete;
+  ~PinnedHostBlocks() {  // after the backend's destructor waited for the stream
+    for (auto& [bytes, blocks] : free_) {
+      for (void* p : blocks) cudaFreeHost(p);
+    }
+  }
+  void* take(size_t bytes) {
+    std::vector<void*>& same = free_[bytes];
+    if (!same.empty()) {
+      void* p = same.back();
+      same.pop_back();
+      return p;
+    }
+    void* p = nullptr;
+    if (cudaMallocHost(&p, bytes) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return p;
+  }
+  void give_back(void* p, size_t bytes) { free_[bytes].push_back(p); }
+
+ private:
+  std::map<size_t, std::vector<void*>> free_;
+};
+
 class CudaBackend final : public FunctorBackend<CudaBackend> {
  public:
   explicit CudaBackend(const CudaOptions& o)
@@ -54,6 +89,7 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
   std::string name() const override { return "cuda"; }
 
   size_t reserved_bytes() const override { return kCudaReservedBytes; }
+  bool host_memory_is_apart() const override { return true; }
   size_t workspace_bytes() const override { return kCudaGemmWorkspaceBytes; }
   size_t available_bytes() const override {
     size_t free_bytes = 0, total = 0;
@@ -63,6 +99,14 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
   void copy_to_device(void* dst, const void* src, size_t bytes) override {
     if (bytes) QFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx_.stream));
     after_op("copy_to_device");
+  }
+  void offload(void* host_dst, const void* src, size_t bytes) override {
+    if (bytes) QFT_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream));
+    after_op("offload");
+  }
+  void reload(void* dst, const void* host_src, size_t bytes) override {
+    if (bytes) QFT_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, ctx_.stream));
+    after_op("reload");
   }
   void synchronize() override { QFT_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream)); }
   void copy(void* dst, const void* src, size_t bytes) override {
@@ -123,6 +167,8 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
     return p;
   }
   void raw_free(void* p) override { cudaFreeAsync(p, ctx_.stream); }  // stream-ordered: pending kernels finish first
+  void* raw_alloc_host(size_t bytes) override { return host_blocks_.take(bytes); }
+  void raw_free_host(void* p, size_t bytes) override { host_blocks_.give_back(p, bytes); }
   void raw_copy_to_host(void* dst, const void* src, size_t bytes) override {
     if (bytes) QFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream));
     synchronize();
@@ -142,6 +188,7 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
   std::unique_ptr<cuda::CudnnAttention> cudnn_;  // null: not loaded, no_cudnn_ says why
   std::string no_cudnn_;
   std::set<std::string> fallbacks_;
+  PinnedHostBlocks host_blocks_;
 };
 
 }  // namespace

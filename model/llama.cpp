@@ -186,12 +186,12 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   if (!cache) a.lse = be.alloc(size_t(be.attention_stats_elems(db.B, db.T, H, db.docs)) * 4, "layer activations");
   a.att_out = be.alloc_act(int64_t(N) * c.q_dim(), "layer activations");          // (N, H, D)
   a.x_mid = be.alloc_act(int64_t(N) * C, "layer activations");                    // (N, C) residual after attention
-  Buffer proj = be.alloc_act(int64_t(N) * C, "layer activations");                // (N, C)
 
   be.rmsnorm_forward(a.xn1.act(), a.rstd1.f32(), x_in, norm_weight(P.attn_norm), N, C, eps);
   be.matmul_forward(a.q.act(), a.xn1.act(), matrix(P.q, &LayerWeights::q), N, C, c.q_dim());
   be.matmul_forward(a.k.act(), a.xn1.act(), matrix(P.k, &LayerWeights::k), N, C, c.kv_dim());
   be.matmul_forward(a.v.act(), a.xn1.act(), matrix(P.v, &LayerWeights::v), N, C, c.kv_dim());
+  a.xn1.reset();  // the backward normalizes x_in again for the weight gradients: cheaper than holding it
   be.rope(a.q.act(), db.positions.i32(), inv_freq_.f32(), N, H, D, false);
   be.rope(a.k.act(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, false);
   if (cache) {
@@ -206,21 +206,34 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
     be.attention_forward({a.att_out.act(), a.lse.f32(), a.q.act(), a.k.act(), a.v.act(), db.doc_start.i32(), db.docs, db.B,
                           db.T, H, KVH, D});
   }
+  // A forward that produces x_out (training's forward, inference) keeps nothing for a backward: each buffer goes
+  // after its last read. The backward's recompute (no x_out) stops before the down projection and keeps what
+  // layer_backward reads; it recomputes the cheap silu(gate) * up itself rather than hold it all along.
+  const bool keeps_nothing = x_out.ptr != nullptr;
+  Buffer proj = be.alloc_act(int64_t(N) * C, "layer activations");  // (N, C)
   be.matmul_forward(proj.act(), a.att_out.act(), matrix(P.o, &LayerWeights::o), N, c.q_dim(), C);
   be.copy(a.x_mid.get(), x_in.ptr, be.act_bytes(int64_t(N) * C));
   be.residual_add(a.x_mid.act(), proj.act(), int64_t(N) * C);
+  if (keeps_nothing) {
+    for (Buffer* b : {&a.rstd1, &a.q, &a.k, &a.v, &a.lse, &a.att_out}) b->reset();
+  } else {
+    proj.reset();
+  }
 
   a.xn2 = be.alloc_act(int64_t(N) * C, "layer activations");  // (N, C)
   a.rstd2 = be.alloc(size_t(N) * 4, "layer activations");     // (N,)
   a.gate = be.alloc_act(int64_t(N) * I, "layer activations"); // (N, I)
   a.up = be.alloc_act(int64_t(N) * I, "layer activations");   // (N, I)
-  a.act = be.alloc_act(int64_t(N) * I, "layer activations");  // (N, I) silu(gate) * up
   be.rmsnorm_forward(a.xn2.act(), a.rstd2.f32(), a.x_mid.act(), norm_weight(P.mlp_norm), N, C, eps);
   be.matmul_forward(a.gate.act(), a.xn2.act(), matrix(P.gate, &LayerWeights::gate), N, C, I);
   be.matmul_forward(a.up.act(), a.xn2.act(), matrix(P.up, &LayerWeights::up), N, C, I);
-  be.swiglu_forward(a.act.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
-  if (x_out.ptr) {
-    be.matmul_forward(proj.act(), a.act.act(), matrix(P.down, &LayerWeights::down), N, I, C);
+  a.xn2.reset();  // as xn1
+  if (keeps_nothing) {
+    Buffer act = be.alloc_act(int64_t(N) * I, "layer activations");  // (N, I) silu(gate) * up
+    be.swiglu_forward(act.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
+    a.gate.reset();
+    a.up.reset();
+    be.matmul_forward(proj.act(), act.act(), matrix(P.down, &LayerWeights::down), N, I, C);
     be.copy(x_out.ptr, a.x_mid.get(), be.act_bytes(int64_t(N) * C));
     be.residual_add(x_out, proj.act(), int64_t(N) * C);
   }

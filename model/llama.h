@@ -116,6 +116,8 @@ class LlamaModel {
   // How backward keeps each layer's input for the recompute (train.stack_dtype). The forward runs on exact values
   // either way; only the recompute, and so the gradients, see the stored ones.
   StackStorage stack_storage = StackStorage::Activations;
+  // Keeps the stack in host memory (train.stack_offload): the device holds one layer's entry at a time.
+  bool stack_offload = false;
 
  private:
   struct DeviceBatch;
@@ -123,7 +125,8 @@ class LlamaModel {
   struct LayerWeights;
   // The batch in backend memory; with token_groups, also its positions grouped by token (the embedding gradient).
   DeviceBatch upload(const Batch& batch, bool token_groups = false);
-  // x_out = layer(x_in); the activations the backward pass needs are returned. With a cache (generation, B = 1)
+  // x_out = layer(x_in), keeping nothing. Without x_out (the backward's recompute), the forward stops before the
+  // down projection and returns the activations layer_backward reads. With a cache (generation, B = 1)
   // the batch's keys and values are appended to it and attention runs against everything cached. With `keep`,
   // the dequantized matrices stay there (the backward pass reads them); else each is dropped after its GEMM.
   LayerActs layer_forward(int layer, CAct x_in, Act x_out, const DeviceBatch& db, KvCache* cache = nullptr,
@@ -138,6 +141,8 @@ class LlamaModel {
   void head_weight_backward(CAct weight, CAct hidden, const float* lse, CAct dx0, const DeviceBatch& db,
                             float loss_scale, GradSink& sink);
   void embedding_weight_backward(CAct dx0, const DeviceBatch& db, GradSink& sink);
+  // rmsnorm(x) (N, C) with a norm parameter's weight, again: the backward recomputes it rather than keep it.
+  Buffer normalized(CAct x, int norm_param, int N);
   // dW (O, I) = dout (N, O)^T @ inp (N, I) of a layer matrix, delivered in chunks of weight_grad_chunk_bytes.
   void weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink);
   const float* norm_weight(int param) const { return params_[size_t(param)].fp32.f32(); }  // always fp32

@@ -17,7 +17,7 @@ void LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink, 
   const int64_t NC = int64_t(N) * C;
 
   // Forward, keeping each layer's input; x ends as the last layer's output.
-  LayerInputStack stack(be, stack_storage, NC);
+  LayerInputStack stack(be, stack_storage, stack_offload, NC);
   Buffer x = be.alloc_act(NC, "layer-input stack");  // (N, C) residual stream
   be.embedding_forward(x.act(), db.tokens.i32(), dense(embedding_param()).get(), N, C);
   for (int l = 0; l < L; ++l) {
@@ -50,7 +50,12 @@ void LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink, 
   }
   dh.reset();
   x.reset();
-  if (!config_.tie_word_embeddings) head_weight_backward(head.get(), hidden.act(), lse.f32(), nullptr, db, loss_scale, sink);
+  if (!config_.tie_word_embeddings) {
+    head_weight_backward(head.get(), hidden.act(), lse.f32(), nullptr, db, loss_scale, sink);
+    hidden.reset();  // only a tied head's gradient reads them again, after the layers
+    lse.reset();
+  }
+  rstd.reset();
   head = DenseWeight{};  // a tied head is dequantized again at the end rather than held through every layer
 
   Buffer widened;  // a narrow stack's layer input, widened for the recompute
@@ -92,7 +97,11 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
     Buffer dact = be.alloc_act(int64_t(N) * I, "layer gradients");  // (N, I)
     be.matmul_backward_input(dact.act(), dx, matrix(P.down, &LayerWeights::down), N, I, C, false);
     release({&LayerWeights::down});
-    weight_gradient(P.down, dx, a.act.act(), N, I, C, sink);
+    {
+      Buffer act = be.alloc_act(int64_t(N) * I, "layer activations");  // (N, I) silu(gate) * up, recomputed here
+      be.swiglu_forward(act.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
+      weight_gradient(P.down, dx, act.act(), N, I, C, sink);
+    }
     // -> dgate, dup in place
     be.swiglu_backward(a.gate.act(), a.up.act(), dact.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
   }
@@ -101,15 +110,15 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
     be.matmul_backward_input(dxn.act(), a.gate.act(), matrix(P.gate, &LayerWeights::gate), N, C, I, false);
     be.matmul_backward_input(dxn.act(), a.up.act(), matrix(P.up, &LayerWeights::up), N, C, I, true);
     release({&LayerWeights::gate, &LayerWeights::up});
-    weight_gradient(P.gate, a.gate.act(), a.xn2.act(), N, C, I, sink);
-    weight_gradient(P.up, a.up.act(), a.xn2.act(), N, C, I, sink);
+    Buffer xn2 = normalized(a.x_mid.act(), P.mlp_norm, N);
+    weight_gradient(P.gate, a.gate.act(), xn2.act(), N, C, I, sink);
+    weight_gradient(P.up, a.up.act(), xn2.act(), N, C, I, sink);
     Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
     be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), a.x_mid.act(), norm_weight(P.mlp_norm), a.rstd2.f32(), N, C, true);
     sink.consume(P.mlp_norm, 0, 1, dnorm.f32());
   }
   a.gate.reset();
   a.up.reset();
-  a.act.reset();
 
   // ---- attention: x_mid = x_in + att_out @ w_o^T ----
   Buffer datt = be.alloc_act(int64_t(N) * QD, "layer gradients");  // (N, H, D)
@@ -130,12 +139,20 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   be.matmul_backward_input(dxn.act(), dk.act(), matrix(P.k, &LayerWeights::k), N, C, KVD, true);
   be.matmul_backward_input(dxn.act(), dv.act(), matrix(P.v, &LayerWeights::v), N, C, KVD, true);
   release({&LayerWeights::q, &LayerWeights::k, &LayerWeights::v});
-  weight_gradient(P.q, dq.act(), a.xn1.act(), N, C, QD, sink);
-  weight_gradient(P.k, dk.act(), a.xn1.act(), N, C, KVD, sink);
-  weight_gradient(P.v, dv.act(), a.xn1.act(), N, C, KVD, sink);
+  const Buffer xn1 = normalized(x_in, P.attn_norm, N);
+  weight_gradient(P.q, dq.act(), xn1.act(), N, C, QD, sink);
+  weight_gradient(P.k, dk.act(), xn1.act(), N, C, KVD, sink);
+  weight_gradient(P.v, dv.act(), xn1.act(), N, C, KVD, sink);
   Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
   be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), x_in, norm_weight(P.attn_norm), a.rstd1.f32(), N, C, true);
   sink.consume(P.attn_norm, 0, 1, dnorm.f32());
+}
+
+Buffer LlamaModel::normalized(CAct x, int norm_param, int N) {
+  const int C = config_.hidden_size;
+  Buffer xn = backend_.alloc_act(int64_t(N) * C, "layer activations");  // (N, C)
+  backend_.rmsnorm_forward(xn.act(), nullptr, x, norm_weight(norm_param), N, C, float(config_.rms_norm_eps));
+  return xn;
 }
 
 void LlamaModel::weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink) {

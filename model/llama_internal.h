@@ -18,9 +18,9 @@ struct LlamaModel::DeviceBatch {
   }
 };
 
-// What one layer's backward pass needs from its (re)computed forward pass.
+// What one layer's backward pass needs from its recomputed forward pass.
 struct LlamaModel::LayerActs {
-  Buffer xn1, rstd1, q, k, v, lse, att_out, x_mid, xn2, rstd2, gate, up, act;
+  Buffer xn1, rstd1, q, k, v, lse, att_out, x_mid, xn2, rstd2, gate, up;  // xn1, xn2: freed after their GEMMs
 };
 
 // One layer's matrices in the form its GEMMs read (DenseWeight), kept from the recompute for the backward pass.

@@ -12,6 +12,7 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
     bytes_ = o.bytes_;
     tag_ = o.tag_;
     dtype_ = o.dtype_;
+    host_ = o.host_;
     o.owner_ = nullptr;
     o.ptr_ = nullptr;
     o.bytes_ = 0;
@@ -20,7 +21,7 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
 }
 
 void Buffer::reset() {
-  if (owner_ && ptr_) owner_->release(ptr_, bytes_, tag_);
+  if (owner_ && ptr_) owner_->release(ptr_, bytes_, tag_, host_);
   owner_ = nullptr;
   ptr_ = nullptr;
   bytes_ = 0;
@@ -50,26 +51,49 @@ std::vector<float> Backend::read_f32(CAct src, int64_t n) {
 
 Buffer Backend::alloc(size_t bytes, const char* tag) { return alloc_typed(bytes, tag, DType::F32); }
 
+namespace {
+
+void count_alloc(MemoryStats& stats, size_t bytes, const char* tag) {
+  stats.current_bytes += bytes;
+  stats.allocations += 1;
+  stats.current_by_tag[tag] += bytes;
+  if (stats.current_bytes > stats.peak_bytes) {
+    stats.peak_bytes = stats.current_bytes;
+    stats.at_peak_by_tag = stats.current_by_tag;
+  }
+}
+
+}  // namespace
+
 Buffer Backend::alloc_typed(size_t bytes, const char* tag, DType dtype) {
   void* p = raw_alloc(bytes == 0 ? 1 : bytes);
   if (!p) {
     throw Error(name() + ": out of memory allocating " + std::to_string(bytes) + " bytes (" +
                 std::to_string(stats_.current_bytes) + " bytes in use)");
   }
-  stats_.current_bytes += bytes;
-  stats_.allocations += 1;
-  stats_.current_by_tag[tag] += bytes;
-  if (stats_.current_bytes > stats_.peak_bytes) {
-    stats_.peak_bytes = stats_.current_bytes;
-    stats_.at_peak_by_tag = stats_.current_by_tag;
-  }
+  count_alloc(stats_, bytes, tag);
   return Buffer(this, p, bytes, tag, dtype);
 }
 
-void Backend::release(void* p, size_t bytes, const char* tag) {
-  raw_free(p);
-  stats_.current_bytes -= bytes;
-  stats_.current_by_tag[tag] -= bytes;
+Buffer Backend::alloc_host(size_t bytes, const char* tag) {
+  void* p = raw_alloc_host(bytes == 0 ? 1 : bytes);
+  if (!p) {
+    throw Error(name() + ": out of host memory allocating " + std::to_string(bytes) + " bytes (" +
+                std::to_string(host_stats_.current_bytes) + " bytes in use)");
+  }
+  count_alloc(host_stats_, bytes, tag);
+  return Buffer(this, p, bytes, tag, DType::F32, true);
+}
+
+void Backend::release(void* p, size_t bytes, const char* tag, bool host) {
+  MemoryStats& stats = host ? host_stats_ : stats_;
+  if (host) {
+    raw_free_host(p, bytes == 0 ? 1 : bytes);
+  } else {
+    raw_free(p);
+  }
+  stats.current_bytes -= bytes;
+  stats.current_by_tag[tag] -= bytes;
 }
 
 const char* op_name(Op op) {

@@ -93,8 +93,8 @@ class Backend;
 class Buffer {
  public:
   Buffer() = default;
-  Buffer(Backend* owner, void* ptr, size_t bytes, const char* tag, DType dtype = DType::F32)
-      : owner_(owner), ptr_(ptr), bytes_(bytes), tag_(tag), dtype_(dtype) {}
+  Buffer(Backend* owner, void* ptr, size_t bytes, const char* tag, DType dtype = DType::F32, bool host = false)
+      : owner_(owner), ptr_(ptr), bytes_(bytes), tag_(tag), dtype_(dtype), host_(host) {}
   Buffer(Buffer&& o) noexcept { *this = std::move(o); }
   Buffer& operator=(Buffer&& o) noexcept;
   Buffer(const Buffer&) = delete;
@@ -114,6 +114,7 @@ class Buffer {
   size_t bytes_ = 0;
   const char* tag_ = nullptr;
   DType dtype_ = DType::F32;
+  bool host_ = false;  // from Backend::alloc_host
 };
 
 // Packed documents as variable-length sequences, for backends that take them so (cuDNN): document i covers tokens
@@ -202,6 +203,14 @@ class Backend {
   // Tracked memory the backend holds from its start (the CUDA backend's GEMM workspace); the planner adds it.
   virtual size_t workspace_bytes() const { return 0; }
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
+  // Host memory for what a step parks outside the device (train.stack_offload): page-locked on a GPU, so that
+  // offload and reload are queued with the ops like any other, and nothing waits. Accounted apart from the
+  // device memory (host_memory()); on the host backends it is ordinary memory.
+  Buffer alloc_host(size_t bytes, const char* tag);
+  const MemoryStats& host_memory() const { return host_stats_; }
+  virtual bool host_memory_is_apart() const { return false; }  // true on a GPU: alloc_host spares device memory
+  virtual void offload(void* host_dst, const void* src, size_t bytes) = 0;  // device -> alloc_host memory
+  virtual void reload(void* dst, const void* host_src, size_t bytes) = 0;   // alloc_host memory -> device
   // Waits for the device's queued work: the hot path avoids it, and host_reads() counts every one (--debug-sync
   // logs the count per step).
   void copy_to_host(void* dst, const void* src, size_t bytes) {
@@ -275,15 +284,17 @@ class Backend {
   int op_depth_ = 0;  // ops running, nested: only the outermost is profiled
   virtual void* raw_alloc(size_t bytes) = 0;  // nullptr when out of memory
   virtual void raw_free(void* p) = 0;
+  virtual void* raw_alloc_host(size_t bytes) { return raw_alloc(bytes); }
+  virtual void raw_free_host(void* p, size_t /*bytes*/) { raw_free(p); }
   virtual void raw_copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   void note(std::string text) { notes_.push_back(std::move(text)); }
 
  private:
   std::vector<std::string> notes_;
   friend class Buffer;
-  void release(void* p, size_t bytes, const char* tag);
+  void release(void* p, size_t bytes, const char* tag, bool host);
   Buffer alloc_typed(size_t bytes, const char* tag, DType dtype);
-  MemoryStats stats_;
+  MemoryStats stats_, host_stats_;
   int64_t host_reads_ = 0;
   DType act_dtype_;
 };

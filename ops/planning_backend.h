@@ -15,6 +15,8 @@ class PlanningBackend final : public FunctorBackend<PlanningBackend> {
   std::string name() const override { return "plan"; }
   size_t available_bytes() const override { return SIZE_MAX; }
   void copy_to_device(void*, const void*, size_t) override {}
+  void offload(void*, const void*, size_t) override {}
+  void reload(void*, const void*, size_t) override {}
   void copy(void*, const void*, size_t) override {}
   void zero(void*, size_t) override {}
 

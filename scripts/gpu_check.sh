@@ -20,7 +20,7 @@ bound_s() {  # the time bound of a step, in seconds, on one H200 with 16 cores
 describe() {
   case $1 in
     build-test) echo "build qft and its tests for this GPU's architecture; qft --version must say 'GPU visible: yes'; every [cuda] test must pass, none skip (cuDNN's fused attention among them); compute-sanitizer's memcheck over the op harness; a tiny run with --debug-sync reports its device-to-host reads per step and attends through cuDNN" ;;
-    bench-small) echo "train the tiny and TinyLlama-1.1B shapes at seq 2048, batch 1: qft (INT8 state) and PyTorch (bf16 + AdamW) side by side" ;;
+    bench-small) echo "train the tiny and TinyLlama-1.1B shapes at seq 2048, batch 1: qft (INT8 state) and PyTorch (bf16 + AdamW) side by side, and qft on 1.1B again with the layer-input stack in host memory" ;;
     bench-7b) echo "train LLaMA-2-7B shapes at seq 2048, batch 1: qft and PyTorch (at the longest sequence it fits, if 2048 does not)" ;;
   esac
 }
@@ -110,18 +110,23 @@ with_peak() {
   return $rc
 }
 
-# bench SHAPE STEPS QFT_TIMEOUT_S TORCH_TIMEOUT_S: qft, then PyTorch, on one random-init shape
+# bench SHAPE STEPS QFT_TIMEOUT_S TORCH_TIMEOUT_S [LABEL KEY=VALUE...]: qft, then PyTorch, on one random-init
+# shape; with a label, qft alone with those settings (recorded as SHAPE+LABEL)
 bench() {
-  local shape=$1 steps=$2 model=$work/llama-$1 run=$work/run-$1
-  say "benchmark $shape"
+  local shape=$1 steps=$2 model=$work/llama-$1 run=$work/run-$1 name=$1 sets=()
+  if [ $# -gt 4 ]; then
+    name="$1+$5"
+    for kv in "${@:6}"; do sets+=(--set "$kv"); done
+  fi
+  say "benchmark $name"
   python3 scripts/make_bench_model.py --shape "$shape" --out "$model" >> "$log" 2>&1 || { record "$shape model directory" 0; return; }
   local args=(--config configs/llama7b.json --set model.path="$model" --set model.init=random
               --set data.train="$work/bench.jsonl" --set data.val= --set data.format=text --set data.template=plain
               --set train.steps="$steps" --set train.log_every=1 --set train.warmup_steps=0 --set train.eval_every=0
-              --set train.save_final=false --set output.dir="$run" --set device=cuda)
+              --set train.save_final=false --set output.dir="$run" --set device=cuda "${sets[@]}")
   "$qft" plan --json "${args[@]}" > "$work/plan.json" 2>> "$log" || record "qft plan $shape" 0
   if with_peak timeout "$3" "$qft" train "${args[@]}" >> "$log" 2>&1; then
-    python3 - "$run/metrics.jsonl" "$shape" "$work/plan.json" "$(cat "$work/peak_mib")" >> "$results" <<'PY' || record "qft $shape result" 0
+    python3 - "$run/metrics.jsonl" "$name" "$work/plan.json" "$(cat "$work/peak_mib")" >> "$results" <<'PY' || record "qft $name result" 0
 import json, os, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"tokens_per_s"' in l]
 timed = [r["tokens_per_s"] for r in rows[2:]] or [r["tokens_per_s"] for r in rows]  # the first steps warm up
@@ -134,9 +139,10 @@ print(json.dumps({"runner": "qft", "model": sys.argv[2], "params": plan["paramet
                   "measured_peak_bytes": int(sys.argv[4]) << 20, "tracked_peak_bytes": rows[-1]["peak_mem_bytes"]}))
 PY
   else
-    record "qft train $shape" 0 "exit $?; see $step.log"
-    echo "{\"runner\": \"qft\", \"model\": \"$shape\", \"failed\": true}" >> "$results"
+    record "qft train $name" 0 "exit $?; see $step.log"
+    echo "{\"runner\": \"qft\", \"model\": \"$name\", \"failed\": true}" >> "$results"
   fi
+  [ ${#sets[@]} -gt 0 ] && { rm -rf "$model" "$run"; return; }
   local seq
   for seq in 2048 1024 512; do  # PyTorch at the longest sequence it fits
     : > "$work/torch.jsonl"
@@ -201,6 +207,7 @@ case $step in
     bench_data
     bench tiny 30 60 60
     bench 1b 12 90 60
+    bench 1b 12 60 0 offload train.stack_offload=true  # the stack in host memory: its cost in tokens/s
     ;;
   bench-7b)
     bench_data

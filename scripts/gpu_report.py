@@ -47,7 +47,7 @@ def main():
     name, peak = gpu_peak()
     params = {r["model"]: r["params"] for r in runs if r.get("params")}
     print(f"\nGPU: {name}; MFU against {peak / 1e12:.0f} TFLOP/s dense bf16" if peak else f"\nGPU: {name}; MFU unknown")
-    print(f"{'model':<6} {'runner':<8} {'seq':>5} {'tokens/s':>10} {'MFU':>6} {'peak GiB':>9} {'tracked GiB':>12} "
+    print(f"{'model':<11} {'runner':<8} {'seq':>5} {'tokens/s':>10} {'MFU':>6} {'peak GiB':>9} {'tracked GiB':>12} "
           f"{'planned GiB':>12} {'outside GiB':>12} {'allowance GiB':>14}")
     for r in runs:
         tps = r.get("tokens_per_s")
@@ -56,7 +56,7 @@ def main():
         state = "failed" if r.get("failed") else ("OOM" if r.get("oom") else f"{tps:.0f}")
         measured, tracked = r.get("measured_peak_bytes"), r.get("tracked_peak_bytes")
         outside = measured - tracked if (measured and tracked and r["runner"] == "qft") else None
-        print(f"{r['model']:<6} {r['runner']:<8} {r.get('seq_len', 2048):>5} {state:>10} {mfu:>6} {gib(measured):>9} "
+        print(f"{r['model']:<11} {r['runner']:<8} {r.get('seq_len', 2048):>5} {state:>10} {mfu:>6} {gib(measured):>9} "
               f"{gib(tracked):>12} {gib(r.get('planned_bytes')):>12} {gib(outside):>12} "
               f"{gib(r.get('allowance_bytes')):>14}")
     for model in dict.fromkeys(r["model"] for r in runs):

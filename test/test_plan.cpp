@@ -88,6 +88,70 @@ TEST_CASE("qft plan for LLaMA-2-7B at seq_len 2048 meets the targets", "[plan][c
   CHECK(none.output.find("model.arch") != std::string::npos);
 }
 
+// Issue targets for long context (README, "Long context"): qft plan, CUDA, batch 1, each config's defaults.
+TEST_CASE("qft plan meets the long-context targets", "[plan][cli]") {
+  auto plan = [](const std::string& config, const std::string& extra) {
+    const auto r = test::run_qft("plan --json --config " + test::source_path(config) +
+                                 " --set model.path=/nonexistent/before-download --set train.batch_size=1" + extra);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    return nlohmann::json::parse(r.output);
+  };
+  const double gib = double(1ull << 30);
+  CHECK(plan("configs/llama3.1-8b.json", " --set data.seq_len=8192")["total_bytes"].get<double>() <= 20 * gib);
+  CHECK(plan("configs/llama7b.json", " --set data.seq_len=32768")["total_bytes"].get<double>() <= 24 * gib);
+  // At 2048 tokens the model state and the CUDA allowance leave 0.42 GiB: the stack goes to host memory, and on a
+  // 14 GiB card the backward dequantizes each matrix again rather than keep a layer's.
+  const auto small = plan("configs/llama7b.json", " --set train.stack_offload=true --gpu-memory 14");
+  CHECK(small["fits"] == true);
+  CHECK(small["total_bytes"].get<double>() <= 14 * gib);
+  CHECK(small["keep_layer_weights"] == false);
+  CHECK(small["host_bytes"].get<double>() >= 32.0 * 2048 * 4096);  // the int8 stack: a byte per value, 32 layers
+  const auto kept = plan("configs/llama7b.json", " --gpu-memory 14");
+  CHECK(kept["fits"] == false);
+  CHECK(kept["host_bytes"] == 0);
+}
+
+// Offloaded on the CPU, the stack is in the memory it would have used anyway: the plan counts it, and still
+// equals what the allocator measures.
+TEST_CASE("an offloaded stack on the CPU is counted in the plan's total", "[plan][stack]") {
+  RunConfig cfg;
+  cfg.model.path = test::fixture("gqa_tied");
+  cfg.data.seq_len = 40;
+  cfg.train.batch_size = 3;
+  const LlamaConfig arch = plan_architecture(cfg);
+  const MemoryPlan on_device = plan_memory(cfg, arch, plan_target(Device::Cpu));
+  cfg.train.stack_offload = true;
+  const MemoryPlan offloaded = plan_memory(cfg, arch, plan_target(Device::Cpu));
+  CHECK(on_device.host_bytes == 0);
+  REQUIRE(offloaded.host_bytes > 0);
+  CHECK_FALSE(offloaded.host_apart);
+  CHECK(offloaded.total_bytes == offloaded.peak_bytes + offloaded.host_bytes);
+  CHECK(offloaded.total_bytes >= on_device.total_bytes);
+  CHECK(format_plan(offloaded, cfg, arch).find("layer-input stack (offloaded)") != std::string::npos);
+  {
+    const HfModel hf(cfg.model.path);
+    CpuBackend be;
+    LlamaModel model(hf, be, cfg.weight_storage());
+    model.stack_storage = cfg.train.stack_dtype;
+    model.stack_offload = true;
+    LionOptimizer opt(model, cfg.optimizer_settings());
+    std::mt19937_64 rng(test::fresh_seed());
+    std::uniform_int_distribution<int32_t> tok(3, arch.vocab_size - 1);
+    std::vector<int32_t> ids(size_t(cfg.train.batch_size * cfg.data.seq_len));
+    for (auto& t : ids) t = tok(rng);
+    train_step(model, opt, nullptr, {Batch::from_labels(cfg.train.batch_size, cfg.data.seq_len, ids, ids)}, 1e-3f,
+               std::nullopt);
+    CHECK(be.host_memory().peak_bytes == offloaded.host_bytes);
+    const double measured = double(be.memory().peak_bytes);
+    CHECK(std::fabs(double(offloaded.peak_bytes) - measured) <= 0.05 * measured);
+  }
+  const MemoryPlan gpu = plan_memory(cfg, arch, plan_target(Device::Cuda));  // on a GPU it spares the device
+  CHECK(gpu.host_apart);
+  CHECK(gpu.host_bytes > 0);
+  CHECK(gpu.total_bytes == gpu.peak_bytes + gpu.allowance_bytes);
+}
+
 TEST_CASE("qft train refuses to start when the plan exceeds the memory available", "[plan][train][bad-input]") {
   test::TempDir tmp;
   const auto r = test::run_qft("train --config " + test::source_path("configs/tiny.json") + " --set data.seq_len=1000000 --set train.batch_size=16" +

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "model/hf_model.h"
+#include "model/safetensors.h"
 #include "test/helpers.h"
 #include "trainer/settings.h"
 
@@ -19,13 +21,18 @@ struct StackRun {
   std::vector<std::vector<float>> grads;
 };
 
-StackRun run_with(const std::string& fixture, StackStorage storage) {
-  test::GoldenCase g(fixture);
-  g.model.stack_storage = storage;
-  test::CaptureSink sink(g.model);
-  const double loss = test::backward_loss_sum(g.model, g.batch, 1.0f / float(g.batch.target_count()), sink);
+StackRun run_model(LlamaModel& model, const Batch& batch, StackStorage storage, bool offload) {
+  model.stack_storage = storage;
+  model.stack_offload = offload;
+  test::CaptureSink sink(model);
+  const double loss = test::backward_loss_sum(model, batch, 1.0f / float(batch.target_count()), sink);
   sink.require_complete();
   return {loss, sink.grads};
+}
+
+StackRun run_with(const std::string& fixture, StackStorage storage) {
+  test::GoldenCase g(fixture);
+  return run_model(g.model, g.batch, storage, false);
 }
 
 // The worst and the median over parameters of each weight gradient's max-norm relative error.
@@ -56,6 +63,35 @@ TEST_CASE("a narrower layer-input stack leaves the loss alone and moves the grad
                 << "; vs fp32: worst " << worst32 << ", median " << median32);
       CHECK(worst <= int8_bound);
       CHECK(median32 <= 2 * 0.018);
+    }
+  }
+}
+
+// Offloading moves the stack's bytes and nothing else: the same values come back, so the gradients are the same
+// bits, and the device holds one layer's entry while the host holds all of them.
+TEST_CASE("an offloaded layer-input stack gives the same gradients bit for bit and keeps one layer on the device",
+          "[stack]") {
+  const std::string name = "gqa_tied";
+  const HfModel hf(test::fixture(name));
+  const SafeTensorsFile golden(test::fixture(name + "/golden.safetensors"));
+  const Batch batch = test::golden_batch(golden);
+  const int64_t values = int64_t(batch.B) * batch.T * hf.config().hidden_size;
+  const int layers = hf.config().num_hidden_layers;
+  for (DType act : {DType::F32, DType::BF16}) {
+    for (StackStorage s : {StackStorage::Activations, StackStorage::Bf16, StackStorage::Int8}) {
+      INFO(dtype_name(act) << " activations, " << enum_name(s) << " stack");
+      CpuBackend be(act);
+      LlamaModel model(hf, be, {true, 0.01});
+      const StackRun kept = run_model(model, batch, s, false);
+      CHECK(be.host_memory().peak_bytes == 0);
+      const StackRun offloaded = run_model(model, batch, s, true);
+      CHECK(offloaded.loss_sum == kept.loss_sum);
+      CHECK(offloaded.grads == kept.grads);
+      const size_t entry = s == StackStorage::Int8 ? size_t(values) + PackedGroups::scale_bytes(values)
+                           : s == StackStorage::Bf16 ? size_t(values) * 2
+                                                     : be.act_bytes(values);
+      CHECK(be.host_memory().peak_bytes == size_t(layers) * entry);
+      CHECK(be.host_memory().current_bytes == 0);
     }
   }
 }

@@ -168,6 +168,9 @@ const std::vector<KeyDef>& key_table() {
       def("train.stack_dtype", QFT_FIELD(train.stack_dtype),
           "storage of the layer inputs backward keeps for its recompute: activations (as computed: fp32 on the CPU, "
           "bf16 on the GPU), bf16, or int8 with one scale per 64 values (only the gradients see it)"),
+      def("train.stack_offload", QFT_FIELD(train.stack_offload),
+          "keep the layer-input stack in page-locked host memory: the GPU holds one layer's; each layer's input "
+          "crosses PCIe once each way per step. Same results"),
       def("quant.weights", QFT_FIELD(quant.weights),
           "weight matrices: int8 = dense INT8 with one scale per row + sparse fp32 outliers; norms stay fp32"),
       def("quant.momentum", QFT_FIELD(quant.momentum), "Lion momentum of matrices: block-wise INT8 or fp32"),

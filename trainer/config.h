@@ -52,6 +52,7 @@ struct TrainSection {
   int log_every = 1;
   OnNonFinite on_nonfinite = OnNonFinite::Stop;
   StackStorage stack_dtype = StackStorage::Int8;  // measured: README, "Long context"
+  bool stack_offload = false;
 };
 
 struct QuantSection {

@@ -41,11 +41,13 @@ Batch worst_case_batch(const RunConfig& cfg) {
 }  // namespace
 
 PlanTarget plan_target(Device device) {
-  if (device == Device::Cpu) return {DType::F32, 0, 0};
-  return {CudaOptions{}.activations, kCudaReservedBytes, kCudaGemmWorkspaceBytes};
+  if (device == Device::Cpu) return {DType::F32, 0, 0, false};
+  return {CudaOptions{}.activations, kCudaReservedBytes, kCudaGemmWorkspaceBytes, true};
 }
 
-PlanTarget plan_target(const Backend& be) { return {be.act_dtype(), be.reserved_bytes(), be.workspace_bytes()}; }
+PlanTarget plan_target(const Backend& be) {
+  return {be.act_dtype(), be.reserved_bytes(), be.workspace_bytes(), be.host_memory_is_apart()};
+}
 
 LlamaConfig plan_architecture(const RunConfig& cfg) {
   const std::string config_json = (std::filesystem::path(cfg.model.path) / "config.json").string();
@@ -64,6 +66,7 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
   LlamaModel model(arch, be, cfg.weight_storage());
   model.keep_layer_weights = keep_layer_weights;
   model.stack_storage = cfg.train.stack_dtype;
+  model.stack_offload = cfg.train.stack_offload;
   const OptimizerSettings os = cfg.optimizer_settings();
   LionOptimizer opt(model, os);
   std::unique_ptr<GradAccumulators> acc;
@@ -118,7 +121,10 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
   }
   plan.allowance_bytes = target.reserved_bytes;
   if (plan.allowance_bytes) plan.items.push_back({"CUDA context + libraries", plan.allowance_bytes, "allowance, untracked"});
-  plan.total_bytes = plan.peak_bytes + plan.allowance_bytes;
+  plan.host_bytes = be.host_memory().peak_bytes;
+  plan.host_apart = target.host_apart;
+  // On the CPU an offloaded stack is in the same memory: counted in full, though device and host peaks differ.
+  plan.total_bytes = plan.peak_bytes + plan.allowance_bytes + (plan.host_apart ? 0 : plan.host_bytes);
   plan.keep_layer_weights = keep_layer_weights;
   return plan;
 }
@@ -134,7 +140,7 @@ MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const Plan
   return chosen;
 }
 
-std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch) {
+std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch, size_t available) {
   char line[256];
   std::string out;
   const bool billions = plan.parameters >= 1'000'000'000;
@@ -147,9 +153,18 @@ std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const Llam
     std::snprintf(line, sizeof line, "  %-36s %12s   %s\n", it.name.c_str(), in_unit(it.bytes, plan.total_bytes).c_str(), it.note.c_str());
     out += line;
   }
+  if (plan.host_bytes && !plan.host_apart) {
+    std::snprintf(line, sizeof line, "  %-36s %12s   %s\n", "layer-input stack (offloaded)",
+                  in_unit(plan.host_bytes, plan.total_bytes).c_str(), "train.stack_offload: the same memory on the CPU");
+    out += line;
+  }
   std::snprintf(line, sizeof line, "  %-36s %12s\n  model state: %.2f bytes/parameter (fp32 Adam: 16)\n", "total",
                 in_unit(plan.total_bytes, plan.total_bytes).c_str(), plan.state_bytes_per_param());
   out += line;
+  if (plan.host_bytes && plan.host_apart) {
+    out += "  and " + in_unit(plan.host_bytes, plan.total_bytes) +
+           " of page-locked host memory: the layer-input stack (train.stack_offload)\n";
+  }
   if (plan.kept_weights_bytes) {
     const std::string extra = in_unit(plan.kept_weights_bytes, plan.total_bytes);
     out += plan.keep_layer_weights
@@ -158,18 +173,30 @@ std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const Llam
                : "  backward dequantizes each matrix again: keeping a layer's from its recompute would need " + extra +
                      " more\n";
   }
+  if (available != SIZE_MAX) {
+    const std::string card = in_unit(available, plan.total_bytes);
+    out += plan.total_bytes <= available
+               ? "  fits " + card + "\n"
+               : "  does not fit " + card + ": " + in_unit(plan.total_bytes - available, plan.total_bytes) +
+                     " short (train.stack_offload, a shorter data.seq_len or a smaller train.batch_size help)\n";
+  }
   return out;
 }
 
-std::string plan_json(const MemoryPlan& plan) {
+std::string plan_json(const MemoryPlan& plan, size_t available) {
   nlohmann::ordered_json buffers = nlohmann::ordered_json::array();
   for (const auto& it : plan.items) buffers.push_back({{"name", it.name}, {"bytes", it.bytes}, {"note", it.note}});
   nlohmann::ordered_json j = {{"total_bytes", plan.total_bytes},     {"peak_bytes", plan.peak_bytes},
                               {"allowance_bytes", plan.allowance_bytes}, {"state_bytes", plan.state_bytes},
+                              {"host_bytes", plan.host_bytes},       {"host_memory_apart", plan.host_apart},
                               {"parameters", plan.parameters},       {"state_bytes_per_param", plan.state_bytes_per_param()},
                               {"keep_layer_weights", plan.keep_layer_weights},
                               {"kept_weights_bytes", plan.kept_weights_bytes},
                               {"buffers", buffers}};
+  if (available != SIZE_MAX) {
+    j["available_bytes"] = available;
+    j["fits"] = plan.total_bytes <= available;
+  }
   return j.dump(2);
 }
 

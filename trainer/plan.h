@@ -27,7 +27,9 @@ struct MemoryPlan {
   size_t state_bytes = 0;       // weights + momentum + gradient accumulators
   size_t peak_bytes = 0;        // largest tracked allocation total during a step (state included)
   size_t allowance_bytes = 0;   // the target's reserved bytes: CUDA context and library workspaces; 0 on the CPU
-  size_t total_bytes = 0;       // peak + allowance
+  size_t total_bytes = 0;       // peak + allowance (+ host_bytes where host memory is the device's)
+  size_t host_bytes = 0;        // peak of page-locked host memory (train.stack_offload)
+  bool host_apart = false;      // host_bytes are not device memory (a GPU)
   // The backward pass keeps one layer's dequantized matrices from its recompute (each INT8 matrix dequantized
   // twice per step, not three times) when the run fits with them; kept_weights_bytes is what that adds to the total.
   bool keep_layer_weights = true;
@@ -40,6 +42,7 @@ struct PlanTarget {
   DType activations = DType::F32;
   size_t reserved_bytes = 0;   // untracked: context, libraries
   size_t workspace_bytes = 0;  // tracked, held from the backend's start
+  bool host_apart = false;     // host memory is not the device's (a GPU): what is offloaded spares the device
 };
 PlanTarget plan_target(Device device);      // qft plan: the CUDA backend's defaults, or the CPU reference's
 PlanTarget plan_target(const Backend& be);  // qft train: the backend it is about to run on
@@ -50,7 +53,9 @@ LlamaConfig plan_architecture(const RunConfig& cfg);
 // without (the least the run needs).
 MemoryPlan plan_memory(const RunConfig& cfg, const LlamaConfig& arch, const PlanTarget& target,
                        size_t available = SIZE_MAX);
-std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch);
-std::string plan_json(const MemoryPlan& plan);
+// With `available` bytes (a card's), both also say whether the run fits.
+std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const LlamaConfig& arch,
+                        size_t available = SIZE_MAX);
+std::string plan_json(const MemoryPlan& plan, size_t available = SIZE_MAX);
 
 }  // namespace qft

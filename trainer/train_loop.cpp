@@ -228,6 +228,7 @@ TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>&
   LlamaModel& model = *opened_.model;
   model.keep_layer_weights = plan.keep_layer_weights;
   model.stack_storage = cfg_.train.stack_dtype;
+  model.stack_offload = cfg_.train.stack_offload;
   if (cfg_.profile) profile_ = std::make_unique<OpProfile>();
   opt_ = std::make_unique<LionOptimizer>(model, cfg_.optimizer_settings());
   if (cfg_.train.grad_accum > 1) acc_ = std::make_unique<GradAccumulators>(model, cfg_.optimizer_settings());
@@ -242,8 +243,8 @@ void TrainingRun::check_fits(const MemoryPlan& plan, const LlamaConfig& arch) co
   if (plan.total_bytes <= available) return;
   throw Error("the run needs " + std::to_string(plan.total_bytes >> 20) + " MiB but " + backend_->name() + " has " +
               std::to_string(available >> 20) + " MiB available:\n" + format_plan(plan, cfg_, arch) +
-              "Lower data.seq_len or train.batch_size (use train.grad_accum for the same batch), or set "
-              "quant.weights=int8 and quant.momentum=int8.");
+              "Lower data.seq_len or train.batch_size (use train.grad_accum for the same batch), set "
+              "train.stack_offload=true, or set quant.weights=int8 and quant.momentum=int8.");
 }
 
 // Every check has passed: the directory becomes this run's, and its log and metrics start.
@@ -272,8 +273,8 @@ void TrainingRun::load_data() {
   const LlamaConfig& arch = opened_.source.config;
   log_->info("model {}: {} parameters, {} layers, on {} with {} activations", opened_.source.describe(),
              arch.parameter_count(), arch.num_hidden_layers, backend_->name(), dtype_name(backend_->act_dtype()));
-  log_->info("attention: {}; layer-input stack: {}", backend_->attention_implementation(),
-             enum_name(cfg_.train.stack_dtype));
+  log_->info("attention: {}; layer-input stack: {}{}", backend_->attention_implementation(),
+             enum_name(cfg_.train.stack_dtype), cfg_.train.stack_offload ? ", in host memory" : "");
   log_->info("data {}: {} examples ({} tokens), {} sequences per epoch; {} truncated to {} tokens, {} bad lines "
              "skipped, {} without targets dropped",
              cfg_.data.train, train_stats.examples, train_stats.tokens, train_->rows_per_epoch(), train_stats.truncated,
