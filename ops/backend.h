@@ -62,7 +62,8 @@ struct CAct {
   X(convert) X(matmul_forward) X(embedding_forward) X(rmsnorm_forward) X(rope) X(attention_forward)           \
   X(attention_decode) X(swiglu_forward) X(residual_add) X(cross_entropy_forward) X(matmul_backward_input)      \
   X(matmul_backward_weight) X(rmsnorm_backward) X(attention_backward) X(swiglu_backward)                      \
-  X(cross_entropy_backward) X(embedding_backward) X(add_sum) X(dequantize_hybrid)     X(dequantize_blocks)    \
+  X(cross_entropy_backward) X(embedding_backward) X(add_sum) X(add_sum_f64) X(row_sums) X(dequantize_hybrid)  \
+  X(dequantize_blocks)                                                                                        \
   X(quantize_blocks) X(accumulate_blocks) X(lion_step_rows) X(quantize_groups) X(dequantize_groups)
 
 enum class Op {
@@ -266,6 +267,11 @@ class Backend {
   // ---- reductions ----
   // *total (one double in backend memory) += the sum of x (n,) or of its squares; the result stays on the device.
   virtual void add_sum(double* total, const float* x, int64_t n, SumOf what) = 0;
+  // The same over doubles (n,): partial sums of add_sum's own kind, say.
+  virtual void add_sum_f64(double* total, const double* x, int64_t n) = 0;
+  // out (rows,) = the sum of each row of x (rows, cols), or of its squares, in column order. A gradient norm is the
+  // sum of its rows' sums, so that it does not depend on which rank or chunk held which rows (dist/).
+  virtual void row_sums(double* out, const float* x, int64_t rows, int64_t cols, SumOf what) = 0;
 
   // ---- INT8 state (ops/int8.h) and the Lion step over rows of any mix of fp32 / INT8 state (ops/lion.h) ----
   virtual void dequantize_hybrid(Act out, const HybridView& w) = 0;

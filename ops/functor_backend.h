@@ -180,26 +180,15 @@ class FunctorBackend : public Backend {
   // ---- reductions ----
   void add_sum(double* total, const float* x, int64_t n, SumOf what) override {
     const OpScope scope(*this, "add_sum");
-    // Sums of 1024 values, then sums of 1024 of those, and so on, each in order: one order on every backend.
-    constexpr int64_t kGroup = 1024;
-    const bool squares = what == SumOf::Squares;
-    if (n <= kGroup) {
-      each(OrderedGroupSum<float>{total, x, n, kGroup, squares, true}, 1);
-      return;
-    }
-    int64_t parts = (n + kGroup - 1) / kGroup;
-    Buffer partial = alloc(size_t(parts) * sizeof(double), "reduction scratch");
-    each(OrderedGroupSum<float>{static_cast<double*>(partial.get()), x, n, kGroup, squares, false}, parts);
-    while (parts > kGroup) {
-      const int64_t next = (parts + kGroup - 1) / kGroup;
-      Buffer coarser = alloc(size_t(next) * sizeof(double), "reduction scratch");
-      each(OrderedGroupSum<double>{static_cast<double*>(coarser.get()), static_cast<const double*>(partial.get()), parts,
-                                   kGroup, false, false},
-           next);
-      partial = std::move(coarser);
-      parts = next;
-    }
-    each(OrderedGroupSum<double>{total, static_cast<const double*>(partial.get()), parts, kGroup, false, true}, 1);
+    ordered_sum(total, x, n, what == SumOf::Squares);
+  }
+  void add_sum_f64(double* total, const double* x, int64_t n) override {
+    const OpScope scope(*this, "add_sum_f64");
+    ordered_sum(total, x, n, false);
+  }
+  void row_sums(double* out, const float* x, int64_t rows, int64_t cols, SumOf what) override {
+    const OpScope scope(*this, "row_sums");
+    if (rows > 0) each(OrderedGroupSum<float>{out, x, rows * cols, cols, what == SumOf::Squares, false}, rows);
   }
 
   // ---- INT8 state and the Lion step ----
@@ -275,6 +264,29 @@ class FunctorBackend : public Backend {
 
  private:
   Self& self() { return static_cast<Self&>(*this); }
+  // *total += sum of x (n,) or of its squares: sums of 1024 values, then sums of 1024 of those, and so on, each in
+  // order: one order on every backend.
+  template <class In>
+  void ordered_sum(double* total, const In* x, int64_t n, bool squares) {
+    constexpr int64_t kGroup = 1024;
+    if (n <= kGroup) {
+      each(OrderedGroupSum<In>{total, x, n, kGroup, squares, true}, 1);
+      return;
+    }
+    int64_t parts = (n + kGroup - 1) / kGroup;
+    Buffer partial = this->alloc(size_t(parts) * sizeof(double), "reduction scratch");
+    each(OrderedGroupSum<In>{static_cast<double*>(partial.get()), x, n, kGroup, squares, false}, parts);
+    while (parts > kGroup) {
+      const int64_t next = (parts + kGroup - 1) / kGroup;
+      Buffer coarser = this->alloc(size_t(next) * sizeof(double), "reduction scratch");
+      each(OrderedGroupSum<double>{static_cast<double*>(coarser.get()), static_cast<const double*>(partial.get()), parts,
+                                   kGroup, false, false},
+           next);
+      partial = std::move(coarser);
+      parts = next;
+    }
+    each(OrderedGroupSum<double>{total, static_cast<const double*>(partial.get()), parts, kGroup, false, true}, 1);
+  }
   void gemm(const GemmArgs& g) {
     if (g.A.dtype != g.B.dtype) throw Error("GEMM operands A and B must share a storage type");
     self().run_gemm(g);

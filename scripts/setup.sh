@@ -12,6 +12,7 @@ PACKAGES=(
   libpcre2-dev libutf8proc-dev  # tokenizer.json: pre-tokenizer regexes (UTF + Unicode properties), NFC/NFKC normalizers
   python3 python3-matplotlib  # scripts/plot_metrics.py and the sweep/plot smoke test
   python3-pip  # fetches the cuDNN frontend's headers (below)
+  libopenmpi-dev openmpi-bin  # several ranks: MPI between CPU ranks, and NCCL's id exchange (mpirun in the tests)
 )
 
 missing=()

@@ -371,6 +371,31 @@ const std::vector<OpCase>& op_cases() {
          b.be().add_sum(total, b.f32_in(1100000), 1100000, SumOf::Values);  // three levels of partial sums
          b.add_result({float(b.read_value(total))});
        }},
+      {Op::add_sum_f64, "1.1M doubles into a running total", {1e-12, 0, 1e-12},
+       [](OpBench& b) {
+         std::vector<double> x(1100000);
+         std::normal_distribution<double> z(0.0, 3.0);
+         for (double& v : x) v = z(b.rng());
+         Buffer& in = b.hold(b.be().alloc(x.size() * 8, "test"));
+         b.be().copy_to_device(in.get(), x.data(), x.size() * 8);
+         double* total = b.upload_value(std::uniform_real_distribution<double>(1, 2)(b.rng()));
+         b.be().add_sum_f64(total, static_cast<const double*>(in.get()), int64_t(x.size()));
+         b.add_result({float(b.read_value(total))});
+       }},
+      {Op::row_sums, "sums of squares and of values of 37 rows of 1000, NaN-filled output with a guard", {1e-12, 0, 1e-12},
+       [](OpBench& b) {
+         for (SumOf what : {SumOf::Squares, SumOf::Values}) {
+           const float* x = b.f32_in(kRows * kC);
+           std::vector<double> out(kRows + 8, std::numeric_limits<double>::quiet_NaN());
+           Buffer& dev = b.hold(b.be().alloc(out.size() * 8, "test"));
+           b.be().copy_to_device(dev.get(), out.data(), out.size() * 8);
+           b.be().row_sums(static_cast<double*>(dev.get()), x, kRows, kC, what);
+           b.be().copy_to_host(out.data(), dev.get(), out.size() * 8);
+           for (int64_t r = 0; r < kRows; ++r) REQUIRE(std::isfinite(out[size_t(r)]));
+           for (size_t r = kRows; r < out.size(); ++r) REQUIRE(std::isnan(out[r]));
+           b.add_result(std::vector<float>(out.begin(), out.begin() + kRows));
+         }
+       }},
       {Op::dequantize_hybrid, "(33, 700) with 1% outliers", {0, 0, 0},
        [](OpBench& b) {
          const HybridMatrix m = random_hybrid(b, kQRows, kQCols);

@@ -2,6 +2,8 @@
 
 #include <numeric>
 
+#include "core/error.h"
+
 namespace qft {
 
 namespace {
@@ -10,24 +12,36 @@ namespace {
 uint32_t stream(int param, int kind) { return uint32_t(param) * 4u + uint32_t(kind); }
 enum StreamKind { kWeights = 0, kMomentum = 1, kAccum = 2 };
 
-StateTensor make_state(Backend& be, const Param& p, bool int8, int64_t block, const char* tag) {
+// State for `rows` rows of a parameter (this rank's; a rank may own none of a small tensor's).
+StateTensor make_state(Backend& be, const Param& p, int64_t rows, bool int8, int64_t block, const char* tag) {
   StateTensor t;
-  if (int8 && quantizable(p.role)) {
-    t.int8 = BlockMatrix::zeros(be, p.rows, p.cols, block, tag);
+  if (int8 && quantizable(p.role) && rows > 0) {
+    t.int8 = BlockMatrix::zeros(be, rows, p.cols, block, tag);
   } else {
-    t.fp32 = be.alloc(size_t(p.numel()) * 4, tag);
+    t.fp32 = be.alloc(size_t(rows * p.cols) * 4, tag);
     be.zero(t.fp32.get(), t.fp32.bytes());
   }
   return t;
 }
 
+// Where rows [row0, row0 + rows) of a parameter start in this rank's state; throws for rows it does not own.
+int64_t local_row(const RowShards& shards, const Param& p, int64_t row0, int64_t rows) {
+  const RowRange mine = shards.mine(p.rows);
+  if (!mine.contains(row0, rows)) {
+    throw Error(p.name + ": rows [" + std::to_string(row0) + ", " + std::to_string(row0 + rows) + ") are not rank " +
+                std::to_string(shards.rank) + "'s [" + std::to_string(mine.begin) + ", " + std::to_string(mine.end) + ")");
+  }
+  return row0 - mine.begin;
+}
+
 }  // namespace
 
-LionOptimizer::LionOptimizer(LlamaModel& model, const OptimizerSettings& s) : model_(model), s_(s) {
+LionOptimizer::LionOptimizer(LlamaModel& model, const OptimizerSettings& s, const RowShards& shards)
+    : model_(model), s_(s), shards_(shards) {
   Backend& be = model.backend();
   int64_t rows = 0;
   for (const Param& p : model.params()) {
-    momentum_.push_back(make_state(be, p, s.momentum_int8, s.block_size, "momentum"));
+    momentum_.push_back(make_state(be, p, shards.mine(p.rows).size(), s.momentum_int8, s.block_size, "momentum"));
     rescale_offset_.push_back(p.quantized() ? rows : -1);
     if (p.quantized()) rows += p.rows;
   }
@@ -48,7 +62,7 @@ void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float
   Backend& be = model_.backend();
   const float decay = (decay_exempt(p.role) && !s_.decay_norms) ? 0.0f : s_.weight_decay;
   const LionParams lp{u.lr, s_.beta1, s_.beta2, decay, u.max_grad_norm};
-  const int64_t off = row0 * p.cols;
+  const int64_t off = row0 * p.cols, local = local_row(shards_, p, row0, rows);
   LionRowStep st{};
   st.p = lp;
   st.g = g;
@@ -63,9 +77,9 @@ void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float
     st.w32 = p.fp32.f32() + off;
   }
   if (m.quantized()) {
-    st.m = m.int8.view(row0);
+    st.m = m.int8.view(local);
   } else {
-    st.m32 = m.fp32.f32() + off;
+    st.m32 = m.fp32.f32() + local * p.cols;
   }
   if (p.quantized()) st.rescales = rescale_counts(param) + row0;
   be.lion_step_rows(st, rows);
@@ -90,16 +104,21 @@ int64_t LionOptimizer::take_rescaled_rows() {
   return n;
 }
 
-GradAccumulators::GradAccumulators(const LlamaModel& model, const OptimizerSettings& s) : model_(model), s_(s) {
-  for (const Param& p : model.params()) acc_.push_back(make_state(model.backend(), p, s.grad_int8, s.block_size, "gradient accumulators"));
+GradAccumulators::GradAccumulators(const LlamaModel& model, const OptimizerSettings& s, const RowShards& shards)
+    : model_(model), s_(s), shards_(shards) {
+  for (const Param& p : model.params()) {
+    acc_.push_back(make_state(model.backend(), p, shards.mine(p.rows).size(), s.grad_int8, s.block_size,
+                              "gradient accumulators"));
+  }
 }
 
 void GradAccumulators::add(int param, int64_t row0, int64_t rows, const float* g, bool first, uint32_t micro) {
   Backend& be = model_.backend();
   StateTensor& a = acc_[size_t(param)];
-  const int64_t cols = model_.params()[size_t(param)].cols;
+  const Param& p = model_.params()[size_t(param)];
+  const int64_t cols = p.cols, local = local_row(shards_, p, row0, rows);
   if (!a.quantized()) {
-    float* dst = a.fp32.f32() + row0 * cols;
+    float* dst = a.fp32.f32() + local * cols;
     if (first) {
       be.copy(dst, g, size_t(rows * cols) * 4);
     } else {
@@ -107,7 +126,7 @@ void GradAccumulators::add(int param, int64_t row0, int64_t rows, const float* g
     }
     return;
   }
-  BlockView v = a.int8.view(row0);
+  BlockView v = a.int8.view(local);
   v.rows = rows;
   const RoundingKey key{s_.seed, accumulation_step(step_, micro), stream(param, kAccum), s_.stochastic};
   if (first) {
@@ -120,13 +139,14 @@ void GradAccumulators::add(int param, int64_t row0, int64_t rows, const float* g
 void GradAccumulators::dense_rows(int param, int64_t row0, int64_t rows, float* out) const {
   Backend& be = model_.backend();
   const StateTensor& a = acc_[size_t(param)];
-  const int64_t cols = model_.params()[size_t(param)].cols;
+  const Param& p = model_.params()[size_t(param)];
+  const int64_t cols = p.cols, local = local_row(shards_, p, row0, rows);
   if (a.quantized()) {
-    BlockView v = a.int8.view(row0);
+    BlockView v = a.int8.view(local);
     v.rows = rows;
     be.dequantize_blocks(out, v);
   } else {
-    be.copy(out, a.fp32.f32() + row0 * cols, size_t(rows * cols) * 4);
+    be.copy(out, a.fp32.f32() + local * cols, size_t(rows * cols) * 4);
   }
 }
 
@@ -141,9 +161,10 @@ const float* GradAccumulators::combined(int param, int64_t row0, int64_t rows, c
 
 std::vector<float> GradAccumulators::to_host(int param) const {
   const Param& p = model_.params()[size_t(param)];
-  std::vector<float> out(static_cast<size_t>(p.numel()));
+  const RowRange mine = shards_.mine(p.rows);
+  std::vector<float> out(static_cast<size_t>(mine.size() * p.cols));
   Buffer tmp = model_.backend().alloc(out.size() * 4, "optimizer scratch");
-  dense_rows(param, 0, p.rows, tmp.f32());
+  dense_rows(param, mine.begin, mine.size(), tmp.f32());
   model_.backend().copy_to_host(out.data(), tmp.get(), out.size() * 4);
   return out;
 }
@@ -154,10 +175,25 @@ size_t GradAccumulators::bytes() const {
   return n;
 }
 
+RowSquareSums::RowSquareSums(const LlamaModel& model) : model_(model) {
+  for (const Param& p : model.params()) {
+    first_.push_back(rows_);
+    rows_ += p.rows;
+  }
+  sums_ = model.backend().alloc(size_t(rows_) * sizeof(double), "gradient-norm rows");
+}
+
+void RowSquareSums::add(int param, int64_t row0, int64_t rows, const float* g) {
+  model_.backend().row_sums(at(param, row0), g, rows, model_.params()[size_t(param)].cols, SumOf::Squares);
+}
+
+void RowSquareSums::total_into(double* sum_squares) {
+  model_.backend().add_sum_f64(sum_squares, static_cast<const double*>(sums_.get()), rows_);
+}
+
 void NormSink::consume(int param, int64_t row0, int64_t rows, const float* g) {
   Buffer tmp;
-  const float* total = acc_ ? acc_->combined(param, row0, rows, g, tmp) : g;
-  model_.backend().add_sum(sum_squares_, total, rows * model_.params()[size_t(param)].cols, SumOf::Squares);
+  sums_.add(param, row0, rows, acc_ ? acc_->combined(param, row0, rows, g, tmp) : g);
 }
 
 void UpdateSink::consume(int param, int64_t row0, int64_t rows, const float* g) {

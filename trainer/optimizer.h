@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "dist/row_shards.h"
 #include "model/llama.h"
 #include "trainer/optimizer_settings.h"
 #include "quant/quantized.h"
@@ -25,14 +26,17 @@ struct StepUpdate {
   double max_grad_norm = 0;            // clip to this norm (0: never)
 };
 
+// Momentum is kept for the rows this rank owns (all of them on one rank; dist/row_shards.h); row numbers in the
+// calls below are the parameter's own, and a rank updates only rows it owns.
 class LionOptimizer {
  public:
-  LionOptimizer(LlamaModel& model, const OptimizerSettings& s);
+  LionOptimizer(LlamaModel& model, const OptimizerSettings& s, const RowShards& shards = {});
   // Updates rows [row0, row0 + rows) of a parameter with their gradient g (backend memory).
   void step_rows(int param, int64_t row0, int64_t rows, const float* g, const StepUpdate& u);
   void set_step(uint32_t step) { step_ = step; }  // feeds the stochastic rounding keys
   const OptimizerSettings& settings() const { return s_; }
-  StateTensor& momentum(int param) { return momentum_[size_t(param)]; }
+  const RowShards& shards() const { return shards_; }
+  StateTensor& momentum(int param) { return momentum_[size_t(param)]; }  // this rank's rows of it
   size_t state_bytes() const;
   // Per-row counts of scale growths of an INT8 weight matrix (rows,) u32 in backend memory; null for fp32.
   // They live on the backend, every matrix's in one buffer, so that a step never waits on the host and a log
@@ -45,6 +49,7 @@ class LionOptimizer {
  private:
   LlamaModel& model_;
   OptimizerSettings s_;
+  RowShards shards_;
   std::vector<StateTensor> momentum_;
   Buffer rescales_;                       // (rows of every INT8 matrix,) u32
   std::vector<int64_t> rescale_offset_;  // per parameter: its first row in rescales_, or -1
@@ -54,14 +59,15 @@ class LionOptimizer {
 
 // Per-parameter gradient accumulators for train.grad_accum > 1: fp32, or block-wise INT8 with stochastic
 // rounding as QFT stores its gradients.
+// Like the momentum, kept for this rank's rows only.
 class GradAccumulators {
  public:
-  GradAccumulators(const LlamaModel& model, const OptimizerSettings& s);
+  GradAccumulators(const LlamaModel& model, const OptimizerSettings& s, const RowShards& shards = {});
   // acc[rows] (+)= g; `first` assigns. micro feeds the rounding keys.
   void add(int param, int64_t row0, int64_t rows, const float* g, bool first, uint32_t micro);
   // g + acc for the rows, as fp32 in backend memory (valid while `tmp` lives).
   const float* combined(int param, int64_t row0, int64_t rows, const float* g, Buffer& tmp) const;
-  std::vector<float> to_host(int param) const;  // the accumulated gradient, dequantized
+  std::vector<float> to_host(int param) const;  // this rank's rows of the accumulated gradient, dequantized
   bool empty() const { return !filled_; }
   void set_filled(bool f) { filled_ = f; }
   void set_step(uint32_t step) { step_ = step; }  // feeds the stochastic rounding keys, with the micro-batch
@@ -73,6 +79,7 @@ class GradAccumulators {
 
   const LlamaModel& model_;
   OptimizerSettings s_;
+  RowShards shards_;
   std::vector<StateTensor> acc_;
   bool filled_ = false;
   uint32_t step_ = 0;
@@ -91,18 +98,37 @@ class AccumulateSink final : public GradSink {
   uint32_t micro_;
 };
 
+// A gradient's squares summed row by row (one double per row of every parameter, in parameter order, in backend
+// memory), then over all rows in that order: the same norm however the rows were cut into chunks or shared out
+// among ranks (trainer/data_parallel.h).
+class RowSquareSums {
+ public:
+  explicit RowSquareSums(const LlamaModel& model);
+  void add(int param, int64_t row0, int64_t rows, const float* g);  // g: those rows of the gradient
+  double* at(int param, int64_t row0) { return sums_.get() ? static_cast<double*>(sums_.get()) + first_[size_t(param)] + row0 : nullptr; }
+  void total_into(double* sum_squares);  // *sum_squares += every row's sum, in order
+
+ private:
+  const LlamaModel& model_;
+  std::vector<int64_t> first_;  // per parameter: the index of its row 0
+  int64_t rows_ = 0;
+  Buffer sums_;
+};
+
 // Adds the squares of the step's whole gradient (accumulated + this micro-batch's) to *sum_squares, one double
-// in backend memory, for clipping.
+// in backend memory, for clipping: finish() after the backward pass.
 class NormSink final : public GradSink {
  public:
   NormSink(const LlamaModel& model, GradAccumulators* acc, double* sum_squares)
-      : model_(model), acc_(acc), sum_squares_(sum_squares) {}
+      : model_(model), acc_(acc), sum_squares_(sum_squares), sums_(model) {}
   void consume(int param, int64_t row0, int64_t rows, const float* g) override;
+  void finish() { sums_.total_into(sum_squares_); }
 
  private:
   const LlamaModel& model_;
   GradAccumulators* acc_;
   double* sum_squares_;
+  RowSquareSums sums_;
 };
 
 // The fused update: the gradient (plus the accumulated one) goes straight into Lion, then is dropped.

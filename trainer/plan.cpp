@@ -109,6 +109,7 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
       {"head activations", "final hidden states, logsumexp, residual-stream gradient"},
       {"optimizer scratch", "accumulated-gradient sums"},
       {"reduction scratch", "partial sums of the loss and the gradient norm"},
+      {"gradient-norm rows", "with clipping: each row's sum of squares, one double per row"},
       {"step totals", "the step's loss and gradient norm, read once per step"},
       {"rescale counters", "per-row count of INT8 weight scale growths, u32"},
       {"batch", "token ids, targets, positions"},

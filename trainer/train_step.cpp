@@ -31,19 +31,24 @@ StepResult train_step(LlamaModel& model, LionOptimizer& opt, GradAccumulators* a
   if (clip_norm) {
     NormSink norm(model, last_acc, &totals->grad_sum_squares);
     model.backward(micro.back(), scale, norm, nullptr);  // its loss is added by the update pass below
+    norm.finish();
   }
   UpdateSink update(opt, last_acc, {lr, totals, clip_norm.value_or(0.0)});
   model.backward(micro.back(), scale, update, &totals->loss_sum);
   if (acc) acc->set_filled(false);
 
+  read_step_totals(be, totals, clip_norm.has_value(), r);
+  return r;
+}
+
+void read_step_totals(Backend& be, const StepTotals* totals, bool clipped, StepResult& r) {
   StepTotals host;
   be.copy_to_host(&host, totals, sizeof host);
   r.loss = host.loss_sum / double(r.tokens);
-  if (clip_norm) r.grad_norm = std::sqrt(host.grad_sum_squares);
+  if (clipped) r.grad_norm = std::sqrt(host.grad_sum_squares);
   // The update skipped itself on the device (LionRowStep): every weight and momentum is as it was.
   if (!std::isfinite(host.loss_sum)) throw NonFiniteLoss("loss is " + std::to_string(host.loss_sum));
   if (!std::isfinite(host.grad_sum_squares)) throw NonFiniteLoss("gradient norm is " + std::to_string(*r.grad_norm));
-  return r;
 }
 
 }  // namespace qft

@@ -23,4 +23,8 @@ struct StepResult {
 StepResult train_step(LlamaModel& model, LionOptimizer& opt, GradAccumulators* acc, const std::vector<Batch>& micro,
                       float lr, std::optional<double> clip_norm);
 
+// The step's one read of its totals (backend memory) into r: its loss over r.tokens and, when clipped, the gradient
+// norm. Throws NonFiniteLoss when either is NaN or infinite (the update skipped itself).
+void read_step_totals(Backend& be, const StepTotals* totals, bool clipped, StepResult& r);
+
 }  // namespace qft

@@ -1,0 +1,61 @@
+#pragma once
+// The collectives data-parallel training needs, on backend memory and queued with the backend's work: the same
+// interface over MPI (CPU ranks; dist/mpi_communicator.cpp) and over one process (world size 1: copies, no
+// engine at all). Reductions are not among them: reduce_scatter_sum below sums the ranks' partials itself, in
+// rank order, so that the result does not depend on an engine's reduction algorithm or on the world size.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dist/rank_layout.h"
+
+namespace qft {
+
+class Backend;
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+  const RankLayout& layout() const { return layout_; }
+  int rank() const { return layout_.rank; }
+  int world_size() const { return layout_.world_size; }
+  virtual std::string name() const = 0;
+
+  // send and recv hold world_size blocks of `bytes`: rank s's block r goes to rank r's block s.
+  virtual void all_to_all(void* recv, const void* send, size_t bytes) = 0;
+  // recv holds world_size blocks of `bytes`: block r is rank r's send.
+  virtual void all_gather(void* recv, const void* send, size_t bytes) = 0;
+  // Blocks of different sizes, packed in rank order: send_bytes[r] of send go to rank r, and recv gets
+  // recv_bytes[s] from each rank s. Every size must be what the other side expects.
+  virtual void all_to_all_v(void* recv, const std::vector<size_t>& recv_bytes, const void* send,
+                            const std::vector<size_t>& send_bytes) = 0;
+  // In place: data holds every rank's block, packed in rank order, bytes[r] each; this rank's is already there
+  // and the others' arrive.
+  virtual void all_gather_v(void* data, const std::vector<size_t>& bytes) = 0;
+  virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  virtual void barrier() = 0;
+
+ protected:
+  explicit Communicator(RankLayout layout) : layout_(std::move(layout)) {}
+
+ private:
+  RankLayout layout_;
+};
+
+// The communicator of a job: one process when the layout says so, MPI between ranks whose backend memory is the
+// host's. Throws Error when the build or the backend cannot serve the layout (several GPU ranks need NCCL).
+std::unique_ptr<Communicator> make_communicator(const RankLayout& layout, Backend& be);
+
+// Reduce-scatter of fp32 partials: in (world_size * per_rank) holds this rank's partial of every rank's block;
+// out (per_rank) gets the sum over ranks of their partials of block rank(), added in rank order (rank 0 first,
+// as ((p0 + p1) + p2) ...). scratch: world_size * per_rank floats of backend memory.
+void reduce_scatter_sum(Communicator& comm, Backend& be, float* out, const float* in, int64_t per_rank, float* scratch);
+
+// Every rank's value, in rank order, on every rank (the loss, a gradient norm, a config hash).
+std::vector<double> all_gather_values(Communicator& comm, Backend& be, double value);
+
+}  // namespace qft

@@ -1,0 +1,139 @@
+// Data parallel with sharded state (dist/data_parallel.h) under mpirun -np 2 and -np 3: N ranks with A
+// micro-batches each reach, bit for bit, the weights and momentum one process reaches with grad_accum N * A over
+// the same micro-batches. Every rank computes the one-process reference itself and compares its own shard.
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <random>
+
+#include "cpu/cpu_backend.h"
+#include "trainer/data_parallel.h"
+#include "model/hf_model.h"
+#include "test/helpers.h"
+#include "trainer/optimizer.h"
+
+using namespace qft;
+
+namespace {
+
+struct Setting {
+  bool grad_int8;
+  int micro_per_rank;
+  std::optional<double> clip;  // small enough to scale every step's gradient down
+};
+
+// M micro-batches of fresh tokens, the same on every rank (from the shared seed); some labels masked.
+std::vector<Batch> global_micro_batches(uint64_t seed, int M, int vocab) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> tok(3, vocab - 1);
+  std::bernoulli_distribution masked(0.2);
+  std::vector<Batch> out;
+  const int B = 2, T = 12;
+  for (int m = 0; m < M; ++m) {
+    std::vector<int32_t> ids(size_t(B * T)), labels(size_t(B * T));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ids[i] = tok(rng);
+      labels[i] = masked(rng) ? kIgnoreIndex : ids[i];
+    }
+    out.push_back(Batch::from_labels(B, T, ids, labels));
+  }
+  return out;
+}
+
+template <class T>
+std::vector<T> read(Backend& be, const Buffer& b, size_t offset_elems, size_t elems) {
+  std::vector<T> out(elems);
+  if (elems) be.copy_to_host(out.data(), static_cast<const T*>(b.get()) + offset_elems, elems * sizeof(T));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("N ranks with sharded state reach one process's weights and momentum bit for bit", "[dist][train]") {
+  const RankLayout layout = rank_layout_from_environment();
+  CpuBackend be;
+  const auto comm = make_communicator(layout, be);
+  uint64_t seed = comm->rank() == 0 ? test::fresh_seed() : 0;
+  comm->broadcast(&seed, sizeof seed, 0);
+  const int N = comm->world_size(), me = comm->rank();
+  const HfModel hf(test::fixture("gqa_tied"));
+
+  for (const Setting s : {Setting{true, 1, {}}, Setting{false, 2, {}}, Setting{true, 2, {}}, Setting{true, 1, 1e-3},
+                          Setting{false, 2, 1e-3}}) {
+    INFO("rank " << me << " of " << N << ", " << (s.grad_int8 ? "INT8" : "fp32") << " accumulators, "
+                 << s.micro_per_rank << " micro-batches per rank, " << (s.clip ? "clipped" : "not clipped") << ", seed "
+                 << seed);
+    const WeightStorage storage{true, 0.02};
+    OptimizerSettings os;
+    os.momentum_int8 = true;
+    os.grad_int8 = s.grad_int8;
+    os.weight_decay = 0.1f;
+    os.seed = seed;
+    LlamaModel ref(hf, be, storage), dp(hf, be, storage);
+    LionOptimizer ref_opt(ref, os), dp_opt(dp, os, RowShards{me, N});
+    GradAccumulators ref_acc(ref, os), dp_acc(dp, os, RowShards{me, N});
+
+    const int M = N * s.micro_per_rank;
+    for (uint32_t step = 1; step <= 2; ++step) {
+      const std::vector<Batch> all = global_micro_batches(seed + step, M, hf.config().vocab_size);
+      std::vector<Batch> mine;
+      for (int i = 0; i < s.micro_per_rank; ++i) mine.push_back(all[size_t(i * N + me)]);
+      for (LionOptimizer* o : {&ref_opt, &dp_opt}) o->set_step(step);
+      for (GradAccumulators* a : {&ref_acc, &dp_acc}) a->set_step(step);
+      const StepResult r1 = train_step(ref, ref_opt, &ref_acc, all, 3e-3f, s.clip);
+      const StepResult rn = data_parallel_step(*comm, dp, dp_opt, dp_acc, mine, 3e-3f, s.clip);
+      CHECK(rn.tokens == r1.tokens);
+      CHECK(rn.grad_norm == r1.grad_norm);  // the same double: row sums added in one order
+      if (s.clip) CHECK(*r1.grad_norm > 10 * *s.clip);
+      if (s.micro_per_rank == 1) {
+        CHECK(rn.loss == r1.loss);
+      } else {
+        CHECK(rn.loss == Approx(r1.loss).epsilon(1e-12));  // summed rank by rank: the double's last bits
+      }
+    }
+
+    int64_t weights_apart = 0, momentum_apart = 0, moved = 0;
+    for (int i = 0; i < int(ref.params().size()); ++i) {
+      const Param& a = ref.params()[size_t(i)];
+      const Param& b = dp.params()[size_t(i)];
+      const auto wa = ref.read_weight(i), wb = dp.read_weight(i);
+      weights_apart += std::memcmp(wa.data(), wb.data(), wa.size() * 4) != 0;
+      moved += std::memcmp(wa.data(), hf.read_f32(a.name).data(), wa.size() * 4) != 0;
+      const RowRange rows = RowShards{me, N}.mine(a.rows);
+      const StateTensor& ma = ref_opt.momentum(i);
+      const StateTensor& mb = dp_opt.momentum(i);
+      if (ma.quantized()) {
+        const size_t cols = size_t(a.cols), blocks = size_t((a.cols + os.block_size - 1) / os.block_size);
+        momentum_apart += read<int8_t>(be, ma.int8.q, size_t(rows.begin) * cols, size_t(rows.size()) * cols) !=
+                          read<int8_t>(be, mb.int8.q, 0, size_t(rows.size()) * cols);
+        momentum_apart += read<float>(be, ma.int8.absmax, size_t(rows.begin) * blocks, size_t(rows.size()) * blocks) !=
+                          read<float>(be, mb.int8.absmax, 0, size_t(rows.size()) * blocks);
+      } else {
+        const size_t n = size_t(rows.size() * a.cols);
+        const auto x = read<float>(be, ma.fp32, size_t(rows.begin * a.cols), n), y = read<float>(be, mb.fp32, 0, n);
+        momentum_apart += std::memcmp(x.data(), y.data(), n * 4) != 0;
+      }
+      if (a.quantized()) {
+        weights_apart += read<float>(be, a.int8.scale, 0, size_t(a.rows)) != read<float>(be, b.int8.scale, 0, size_t(b.rows));
+      }
+    }
+    CHECK(moved > 0);  // the steps changed the weights: the comparison is not of untouched copies
+    CHECK(weights_apart == 0);
+    CHECK(momentum_apart == 0);
+  }
+}
+
+TEST_CASE("ranks that disagree on a step's micro-batches all stop with an error instead of waiting", "[dist][bad-input]") {
+  const RankLayout layout = rank_layout_from_environment();
+  CpuBackend be;
+  const auto comm = make_communicator(layout, be);
+  const HfModel hf(test::fixture("gqa_tied"));
+  LlamaModel model(hf, be, WeightStorage{true, 0.02});
+  OptimizerSettings os;
+  LionOptimizer opt(model, os, RowShards{comm->rank(), comm->world_size()});
+  GradAccumulators acc(model, os, RowShards{comm->rank(), comm->world_size()});
+  // Rank 0 brings two micro-batches, the others one.
+  const std::vector<Batch> all = global_micro_batches(7, 2, hf.config().vocab_size);
+  const std::vector<Batch> mine(all.begin(), all.begin() + (comm->rank() == 0 ? 2 : 1));
+  CHECK_THROWS_WITH(data_parallel_step(*comm, model, opt, acc, mine, 1e-3f, std::nullopt),
+                    Catch::Contains("micro-batches in this step"));
+}

@@ -1,0 +1,45 @@
+// The communicator of one process (world size 1, no MPI involved): collectives are copies of the rank's own
+// block. Several ranks are tested under mpirun (test/dist/).
+#include <catch2/catch.hpp>
+#include <cstring>
+
+#include "core/error.h"
+#include "cpu/cpu_backend.h"
+#include "dist/communicator.h"
+#include "test/helpers.h"
+
+using namespace qft;
+
+TEST_CASE("one process's communicator copies its own block and sums nothing", "[dist]") {
+  CpuBackend be;
+  const auto comm = make_communicator(RankLayout{}, be);
+  CHECK(comm->world_size() == 1);
+  std::mt19937_64 rng(test::fresh_seed());
+  const int64_t n = 1 + int64_t(rng() % 300);
+  const std::vector<float> in = test::random_normal(size_t(n), rng, 3.0f);
+  std::vector<float> out(size_t(n), NAN), scratch(size_t(n), NAN);
+  reduce_scatter_sum(*comm, be, out.data(), in.data(), n, scratch.data());
+  CHECK(std::memcmp(out.data(), in.data(), size_t(n) * 4) == 0);
+  std::fill(out.begin(), out.end(), NAN);
+  comm->all_gather(out.data(), in.data(), size_t(n) * 4);
+  CHECK(out == in);
+  const double v = double(rng() % 1000) / 7.0;
+  CHECK(all_gather_values(*comm, be, v) == std::vector<double>{v});
+}
+
+// A process that thinks it is one of two ranks but was not started by mpirun: MPI sees a world of one, and the
+// communicator says so instead of waiting for a peer that never comes.
+TEST_CASE("a rank layout that MPI does not share is refused, not waited on", "[dist][bad-input]") {
+  CpuBackend be;
+  RankLayout two;
+  two.world_size = 2;
+  two.launcher = "a test";
+  try {
+    make_communicator(two, be);
+    FAIL("accepted");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    INFO(what);
+    CHECK((what.find("MPI sees rank 0 of 1") != std::string::npos || what.find("built without MPI") != std::string::npos));
+  }
+}

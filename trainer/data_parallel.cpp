@@ -1,0 +1,176 @@
+#include "trainer/data_parallel.h"
+
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+
+namespace qft {
+
+namespace {
+
+// Receives one micro-batch's gradient chunks on one rank, exchanges them, and folds the partials of the rows
+// this rank owns into the accumulators or, for the step's last micro-batch, into the update.
+// What a backward pass of the step does with the rows it receives. With clipping, the last micro-batch runs
+// twice: Norm folds all but the last partial into the accumulators and measures the whole gradient's rows; Update
+// then takes the last partial alone.
+enum class Pass { Accumulate, Norm, Update };
+
+class ShardedSink final : public GradSink {
+ public:
+  struct Place {
+    int micro_step;   // i: this backward is every rank's i-th micro-batch
+    int micro_steps;  // A
+    Pass pass;
+    bool clipping;
+  };
+  ShardedSink(Communicator& comm, LlamaModel& model, LionOptimizer& opt, GradAccumulators& acc, Place place,
+              StepUpdate update, const StepTotals* local, StepTotals* global, RowSquareSums* norms)
+      : comm_(comm), model_(model), opt_(opt), acc_(acc), place_(place), update_(update), local_(local), global_(global),
+        norms_(norms) {}
+
+  void consume(int param, int64_t row0, int64_t rows, const float* g) override {
+    Backend& be = model_.backend();
+    const Param& p = model_.params()[size_t(param)];
+    const int n = comm_.world_size();
+    if (place_.pass == Pass::Update && !totals_shared_) share_totals();
+    // Rank r's piece of the chunk is the part of its rows: pieces tile the chunk in rank order.
+    std::vector<size_t> send(static_cast<size_t>(n)), recv(static_cast<size_t>(n));
+    const RowRange mine = opt_.shards().mine(p.rows).clip(row0, rows);
+    for (int r = 0; r < n; ++r) {
+      send[size_t(r)] = size_t(opt_.shards().of(p.rows, r).clip(row0, rows).size() * p.cols) * 4;
+      recv[size_t(r)] = size_t(mine.size() * p.cols) * 4;
+    }
+    Buffer partials = be.alloc(recv[0] * size_t(n), "optimizer scratch");  // (N, mine rows, cols)
+    comm_.all_to_all_v(partials.get(), recv, g, send);
+    const int64_t count = mine.size() * p.cols;
+    for (int r = 0; r < n && count > 0; ++r) {
+      const int m = place_.micro_step * n + r, last_m = place_.micro_steps * n - 1;
+      const float* partial = partials.f32() + int64_t(r) * count;
+      if (m < last_m) {
+        // Accumulated once: in the Norm pass when there is one, so not again in the Update pass.
+        if (place_.pass != Pass::Update || !place_.clipping) acc_.add(param, mine.begin, mine.size(), partial, m == 0, uint32_t(m));
+        continue;
+      }
+      Buffer tmp;
+      acc_.set_filled(last_m > 0);
+      const float* total = acc_.combined(param, mine.begin, mine.size(), partial, tmp);
+      if (place_.pass == Pass::Norm) {
+        norms_->add(param, mine.begin, mine.size(), total);
+      } else {
+        opt_.step_rows(param, mine.begin, mine.size(), total, update_);
+      }
+    }
+    if (place_.pass == Pass::Norm) gather_norms(p, param, row0, rows);
+    if (place_.pass == Pass::Update) gather_rows(p, row0, rows);
+  }
+
+ private:
+  // Row r's piece of [row0, row0 + rows) for data of bytes_per_row, for each rank.
+  std::vector<size_t> piece_bytes(const Param& p, int64_t row0, int64_t rows, int64_t bytes_per_row) const {
+    std::vector<size_t> bytes(static_cast<size_t>(comm_.world_size()));
+    for (int r = 0; r < comm_.world_size(); ++r) {
+      bytes[size_t(r)] = size_t(opt_.shards().of(p.rows, r).clip(row0, rows).size() * bytes_per_row);
+    }
+    return bytes;
+  }
+
+  // Every rank's rows' sums of squares, so that each rank adds all of them in the same order.
+  void gather_norms(const Param& p, int param, int64_t row0, int64_t rows) {
+    comm_.all_gather_v(norms_->at(param, row0), piece_bytes(p, row0, rows, sizeof(double)));
+  }
+
+  // The update reads the step's totals for its NaN check: every rank must see the same, the ranks' losses summed
+  // in rank order. The last backward has summed its loss before its first gradient leaves.
+  void share_totals() {
+    Backend& be = model_.backend();
+    StepTotals mine;
+    be.copy_to_host(&mine, local_, sizeof mine);
+    double loss_sum = 0;
+    for (double v : all_gather_values(comm_, be, mine.loss_sum)) loss_sum += v;
+    be.copy_to_device(&global_->loss_sum, &loss_sum, sizeof loss_sum);  // the norm pass wrote grad_sum_squares
+    totals_shared_ = true;
+  }
+
+  // Every rank's updated rows of the chunk, in place: INT8 values, row scales and outlier values (the outliers'
+  // columns do not move during a step), or fp32 values.
+  void gather_rows(const Param& p, int64_t row0, int64_t rows) {
+    auto gather = [&](void* base, int64_t bytes_per_row) {
+      comm_.all_gather_v(static_cast<uint8_t*>(base) + row0 * bytes_per_row, piece_bytes(p, row0, rows, bytes_per_row));
+    };
+    if (!p.quantized()) {
+      gather(p.fp32.get(), p.cols * 4);
+      return;
+    }
+    const int64_t k = p.int8.nnz / p.int8.rows;  // outliers per row, the same in every row
+    gather(p.int8.q.get(), p.cols);
+    gather(p.int8.scale.get(), 4);
+    if (k > 0) gather(p.int8.val.get(), k * 4);
+  }
+
+  Communicator& comm_;
+  LlamaModel& model_;
+  LionOptimizer& opt_;
+  GradAccumulators& acc_;
+  Place place_;
+  StepUpdate update_;
+  const StepTotals* local_;
+  StepTotals* global_;
+  RowSquareSums* norms_;  // with clipping
+  bool totals_shared_ = false;
+};
+
+}  // namespace
+
+StepResult data_parallel_step(Communicator& comm, LlamaModel& model, LionOptimizer& opt, GradAccumulators& acc,
+                              const std::vector<Batch>& micro, float lr, std::optional<double> clip_norm) {
+  const RowShards& shards = opt.shards();
+  if (shards.rank != comm.rank() || shards.world_size != comm.world_size()) {
+    throw Error("the optimizer's state is sharded for rank " + std::to_string(shards.rank) + " of " +
+                std::to_string(shards.world_size) + ", not this communicator's");
+  }
+  Backend& be = model.backend();
+  // Every rank must run as many micro-batches, and the loss is normalised by the target tokens of all of them.
+  int64_t tokens = 0;
+  for (const Batch& b : micro) tokens += b.target_count();
+  const std::vector<double> counts = all_gather_values(comm, be, double(micro.size()));
+  const std::vector<double> all_tokens = all_gather_values(comm, be, double(tokens));
+  for (int r = 0; r < comm.world_size(); ++r) {
+    if (counts[size_t(r)] != double(micro.size())) {
+      throw Error("rank " + std::to_string(r) + " has " + std::to_string(int64_t(counts[size_t(r)])) +
+                  " micro-batches in this step, rank " + std::to_string(comm.rank()) + " has " +
+                  std::to_string(micro.size()));
+    }
+  }
+  if (micro.empty()) throw Error("data_parallel_step: no micro-batches");
+  StepResult result;
+  for (double t : all_tokens) result.tokens += int64_t(t);
+  if (result.tokens == 0) throw Error("data_parallel_step: the step holds no target tokens (every label is masked)");
+  const float scale = float(1.0 / double(result.tokens));
+
+  Buffer totals_buffer = be.alloc(2 * sizeof(StepTotals), "step totals");  // this rank's, then every rank's
+  be.zero(totals_buffer.get(), totals_buffer.bytes());
+  auto* local = static_cast<StepTotals*>(totals_buffer.get());
+  StepTotals* global = local + 1;
+  const int steps = int(micro.size());
+  const bool clipping = clip_norm.has_value();
+  const StepUpdate update{lr, global, clip_norm.value_or(0.0)};
+  for (int i = 0; i + 1 < steps; ++i) {
+    ShardedSink sink(comm, model, opt, acc, {i, steps, Pass::Accumulate, clipping}, update, local, global, nullptr);
+    model.backward(micro[size_t(i)], scale, sink, &local->loss_sum);
+  }
+  if (clipping) {
+    RowSquareSums norms(model);
+    ShardedSink sink(comm, model, opt, acc, {steps - 1, steps, Pass::Norm, true}, update, local, global, &norms);
+    model.backward(micro.back(), scale, sink, nullptr);  // its loss is added by the update pass below
+    norms.total_into(&global->grad_sum_squares);       // every rank holds every row's sum: the same total
+  }
+  ShardedSink sink(comm, model, opt, acc, {steps - 1, steps, Pass::Update, clipping}, update, local, global, nullptr);
+  model.backward(micro.back(), scale, sink, &local->loss_sum);
+  acc.set_filled(false);
+
+  read_step_totals(be, global, clipping, result);
+  return result;
+}
+
+}  // namespace qft
