@@ -21,9 +21,36 @@ class SingleProcess final : public Communicator {
   void all_gather_v(void*, const std::vector<size_t>&) override {}
   void broadcast(void*, size_t, int) override {}
   void barrier() override {}
+  std::vector<double> all_gather_host(double value) override { return {value}; }
 
  private:
   Backend& be_;
+};
+
+class PlanningCommunicator final : public Communicator {
+ public:
+  explicit PlanningCommunicator(const RankLayout& layout) : Communicator(layout) {}
+  std::string name() const override { return "plan"; }
+  void all_to_all(void*, const void*, size_t bytes) override { traffic_.all_to_all += bytes * size_t(world_size() - 1); }
+  void all_gather(void*, const void*, size_t bytes) override { traffic_.all_gather += bytes * size_t(world_size() - 1); }
+  void all_to_all_v(void*, const std::vector<size_t>& recv, const void*, const std::vector<size_t>&) override {
+    traffic_.all_to_all += others(recv);
+  }
+  void all_gather_v(void*, const std::vector<size_t>& bytes) override { traffic_.all_gather += others(bytes); }
+  Traffic traffic() const override { return traffic_; }
+  void broadcast(void*, size_t, int) override {}
+  void barrier() override {}
+  std::vector<double> all_gather_host(double value) override {
+    return std::vector<double>(static_cast<size_t>(world_size()), value);
+  }
+
+ private:
+  size_t others(const std::vector<size_t>& blocks) const {  // what this rank receives: every block but its own
+    size_t n = 0;
+    for (size_t r = 0; r < blocks.size(); ++r) n += r == size_t(rank()) ? 0 : blocks[r];
+    return n;
+  }
+  Traffic traffic_;
 };
 
 }  // namespace
@@ -53,15 +80,8 @@ void reduce_scatter_sum(Communicator& comm, Backend& be, float* out, const float
   for (int r = 1; r < comm.world_size(); ++r) be.residual_add(out, scratch + int64_t(r) * per_rank, per_rank);
 }
 
-std::vector<double> all_gather_values(Communicator& comm, Backend& be, double value) {
-  const int n = comm.world_size();
-  Buffer mine = be.alloc(sizeof(double), "collectives");
-  Buffer all = be.alloc(sizeof(double) * size_t(n), "collectives");
-  be.copy_to_device(mine.get(), &value, sizeof(double));
-  comm.all_gather(all.get(), mine.get(), sizeof(double));
-  std::vector<double> out(static_cast<size_t>(n));
-  be.copy_to_host(out.data(), all.get(), sizeof(double) * size_t(n));
-  return out;
+std::unique_ptr<Communicator> make_planning_communicator(const RankLayout& layout) {
+  return std::make_unique<PlanningCommunicator>(layout);
 }
 
 }  // namespace qft

@@ -38,6 +38,14 @@ class Communicator {
   virtual void all_gather_v(void* data, const std::vector<size_t>& bytes) = 0;
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+  // Every rank's value, in rank order, on every rank, in host memory (a loss, a count, a config hash).
+  virtual std::vector<double> all_gather_host(double value) = 0;
+
+  // Bytes this rank received from the others, by kind of collective: what the planning communicator counts.
+  struct Traffic {
+    size_t all_to_all = 0, all_gather = 0;
+  };
+  virtual Traffic traffic() const { return {}; }
 
  protected:
   explicit Communicator(RankLayout layout) : layout_(std::move(layout)) {}
@@ -49,13 +57,13 @@ class Communicator {
 // The communicator of a job: one process when the layout says so, MPI between ranks whose backend memory is the
 // host's. Throws Error when the build or the backend cannot serve the layout (several GPU ranks need NCCL).
 std::unique_ptr<Communicator> make_communicator(const RankLayout& layout, Backend& be);
+// One rank of a job that runs nothing (the memory planner, on a PlanningBackend): collectives move nothing, and
+// every rank is said to hold what this one holds.
+std::unique_ptr<Communicator> make_planning_communicator(const RankLayout& layout);
 
 // Reduce-scatter of fp32 partials: in (world_size * per_rank) holds this rank's partial of every rank's block;
 // out (per_rank) gets the sum over ranks of their partials of block rank(), added in rank order (rank 0 first,
 // as ((p0 + p1) + p2) ...). scratch: world_size * per_rank floats of backend memory.
 void reduce_scatter_sum(Communicator& comm, Backend& be, float* out, const float* in, int64_t per_rank, float* scratch);
-
-// Every rank's value, in rank order, on every rank (the loss, a gradient norm, a config hash).
-std::vector<double> all_gather_values(Communicator& comm, Backend& be, double value);
 
 }  // namespace qft

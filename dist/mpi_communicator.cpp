@@ -59,6 +59,11 @@ class MpiCommunicator final : public Communicator {
     check(MPI_Bcast(data, count(bytes), MPI_BYTE, root, comm_), "MPI_Bcast");
   }
   void barrier() override { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+  std::vector<double> all_gather_host(double value) override {
+    std::vector<double> out(static_cast<size_t>(world_size()));
+    check(MPI_Allgather(&value, 1, MPI_DOUBLE, out.data(), 1, MPI_DOUBLE, comm_), "MPI_Allgather");
+    return out;
+  }
 
  private:
   // MPI counts are ints: callers send in chunks (a weight gradient's rows arrive in chunks of at most 32 MiB).

@@ -2,6 +2,7 @@
 // block. Several ranks are tested under mpirun (test/dist/).
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <filesystem>
 
 #include "core/error.h"
 #include "cpu/cpu_backend.h"
@@ -24,7 +25,7 @@ TEST_CASE("one process's communicator copies its own block and sums nothing", "[
   comm->all_gather(out.data(), in.data(), size_t(n) * 4);
   CHECK(out == in);
   const double v = double(rng() % 1000) / 7.0;
-  CHECK(all_gather_values(*comm, be, v) == std::vector<double>{v});
+  CHECK(comm->all_gather_host(v) == std::vector<double>{v});
 }
 
 // A process that thinks it is one of two ranks but was not started by mpirun: MPI sees a world of one, and the
@@ -42,4 +43,17 @@ TEST_CASE("a rank layout that MPI does not share is refused, not waited on", "[d
     INFO(what);
     CHECK((what.find("MPI sees rank 0 of 1") != std::string::npos || what.find("built without MPI") != std::string::npos));
   }
+}
+
+// Until qft train runs several ranks, it says so instead of training N unaware copies.
+TEST_CASE("qft train refuses several ranks, from the config or from a launcher", "[dist][cli][bad-input]") {
+  test::TempDir tmp;
+  const std::string args = test::tiny_train_args(tmp / "run");
+  CHECK(test::expect_cli_error(args + " --set dist.world_size=2", "dist.world_size").find("one rank") !=
+        std::string::npos);
+  const auto r = test::run_shell("OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 " + std::string(QFT_BINARY) + " " + args);
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("Open MPI started 2") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(tmp / "run"));
 }

@@ -112,6 +112,41 @@ TEST_CASE("qft plan meets the long-context targets", "[plan][cli]") {
   CHECK(kept["host_bytes"] == 0);
 }
 
+// dist.world_size=N plans one rank of N: its share of the momentum (the last rank's, which holds the most rows), the
+// accumulators that keep N ranks equal to one, and what it receives per step: (N - 1) / N of the fp32 gradient and
+// of the INT8 rows.
+TEST_CASE("qft plan with dist.world_size plans one rank's memory and traffic", "[plan][cli][dist]") {
+  auto plan = [](int world) {
+    const auto r = test::run_qft("plan --json --config " + test::source_path("configs/llama7b.json") +
+                                 " --set model.path=/nonexistent --set dist.world_size=" + std::to_string(world));
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    return nlohmann::json::parse(r.output);
+  };
+  auto item = [](const nlohmann::json& j, const std::string& name) {
+    for (const auto& b : j["buffers"]) {
+      if (b["name"] == name) return b["bytes"].get<double>();
+    }
+    return 0.0;
+  };
+  const auto one = plan(1), eight = plan(8);
+  const double P = one["parameters"].get<double>();
+  CHECK(one["world_size"] == 1);
+  CHECK(one["gradient_bytes_per_step"] == 0);
+  CHECK(eight["world_size"] == 8);
+  CHECK(item(eight, "Lion momentum") == Approx(item(one, "Lion momentum") / 8).epsilon(0.01));
+  CHECK(item(eight, "gradient accumulators") > 0);
+  CHECK(eight["gradient_bytes_per_step"].get<double>() == Approx(4 * P * 7 / 8).epsilon(0.01));
+  CHECK(eight["weight_bytes_per_step"].get<double>() == Approx(P * 7 / 8).epsilon(0.06));  // + scales, outliers
+  CHECK(eight["total_bytes"].get<double>() < one["total_bytes"].get<double>());
+  const auto text = test::run_qft("plan --config " + test::source_path("configs/llama7b.json") +
+                                  " --set model.path=/nonexistent --set dist.world_size=8");
+  CHECK(text.output.find("for each of 8 ranks") != std::string::npos);
+  CHECK(text.output.find("at 100 Gb/s") != std::string::npos);
+  CHECK(test::run_qft("plan --config " + test::source_path("configs/llama7b.json") +
+                      " --set dist.world_size=-1").exit_code == 1);
+}
+
 // Offloaded on the CPU, the stack is in the memory it would have used anyway: the plan counts it, and still
 // equals what the allocator measures.
 TEST_CASE("an offloaded stack on the CPU is counted in the plan's total", "[plan][stack]") {

@@ -183,6 +183,10 @@ const std::vector<KeyDef>& key_table() {
           "rounding of every INT8 write; stochastic keeps small updates in expectation"),
       def("quant.reselect_every", QFT_FIELD(quant.reselect_every), "re-select weight outliers every N steps; 0: never"),
       def("output.dir", QFT_FIELD(output.dir), "run directory: config.json, metrics.jsonl, train.log"),
+      def("dist.world_size", QFT_FIELD(dist.world_size),
+          "ranks of the job, each on its own part of every batch with 1/N of the optimizer state; 0: as many as the "
+          "launcher started (mpirun, srun), 1 without one. qft plan plans one rank of this many; qft train runs one rank "
+          "for now and refuses more"),
       def("device", QFT_FIELD(device), "compute device; auto takes CUDA when qft was built with it and a GPU is visible"),
       def("debug_sync", QFT_FIELD(debug_sync), "CUDA: synchronize after every op so that a device fault names its op (slow); every backend: log each step's device-to-host reads"),
       def("profile", QFT_FIELD(profile), "time every op of the training steps and log each op kind's share of the step time at the end (CUDA: waits for every op, which slows the run)"),
@@ -266,6 +270,9 @@ void RunConfig::apply_override(const std::string& assignment) {
   find_key(key, "--set").set(*this, value, "--set");
 }
 
+// More ranks than any machine room holds for one fine-tuning job: a typo, refused before any plan divides by it.
+constexpr int kMaxRanks = 65536;
+
 void RunConfig::validate(bool for_training) const {
   const std::string where = "config";
   auto at_least = [&](const char* key, double v, double lo) {
@@ -304,6 +311,11 @@ void RunConfig::validate(bool for_training) const {
   }
   at_least("quant.block_size", quant.block_size, 1);
   at_least("quant.reselect_every", quant.reselect_every, 0);
+  at_least("dist.world_size", dist.world_size, 0);
+  if (dist.world_size > kMaxRanks) {
+    throw ConfigError(where, "dist.world_size", "is " + std::to_string(dist.world_size) + "; qft runs at most " +
+                                                    std::to_string(kMaxRanks) + " ranks");
+  }
 }
 
 std::string RunConfig::to_json() const {

@@ -69,12 +69,17 @@ struct OutputSection {
   std::string dir = "runs/qft";
 };
 
+struct DistSection {
+  int world_size = 0;  // 0: the launcher's (1 without one)
+};
+
 struct RunConfig {
   ModelSection model;
   DataSection data;
   TrainSection train;
   QuantSection quant;
   OutputSection output;
+  DistSection dist;
   Device device = Device::Auto;
   bool debug_sync = false;
   bool profile = false;  // time every op and log each op kind's share of the step time at the end

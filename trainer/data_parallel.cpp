@@ -87,7 +87,7 @@ class ShardedSink final : public GradSink {
     StepTotals mine;
     be.copy_to_host(&mine, local_, sizeof mine);
     double loss_sum = 0;
-    for (double v : all_gather_values(comm_, be, mine.loss_sum)) loss_sum += v;
+    for (double v : comm_.all_gather_host(mine.loss_sum)) loss_sum += v;
     be.copy_to_device(&global_->loss_sum, &loss_sum, sizeof loss_sum);  // the norm pass wrote grad_sum_squares
     totals_shared_ = true;
   }
@@ -133,8 +133,8 @@ StepResult data_parallel_step(Communicator& comm, LlamaModel& model, LionOptimiz
   // Every rank must run as many micro-batches, and the loss is normalised by the target tokens of all of them.
   int64_t tokens = 0;
   for (const Batch& b : micro) tokens += b.target_count();
-  const std::vector<double> counts = all_gather_values(comm, be, double(micro.size()));
-  const std::vector<double> all_tokens = all_gather_values(comm, be, double(tokens));
+  const std::vector<double> counts = comm.all_gather_host(double(micro.size()));
+  const std::vector<double> all_tokens = comm.all_gather_host(double(tokens));
   for (int r = 0; r < comm.world_size(); ++r) {
     if (counts[size_t(r)] != double(micro.size())) {
       throw Error("rank " + std::to_string(r) + " has " + std::to_string(int64_t(counts[size_t(r)])) +

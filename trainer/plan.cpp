@@ -8,8 +8,10 @@
 
 #include "core/error.h"
 #include "cuda/cuda_backend.h"
+#include "dist/communicator.h"
 #include "model/llama.h"
 #include "ops/planning_backend.h"
+#include "trainer/data_parallel.h"
 #include "trainer/train_step.h"
 
 namespace qft {
@@ -68,9 +70,12 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
   model.stack_storage = cfg.train.stack_dtype;
   model.stack_offload = cfg.train.stack_offload;
   const OptimizerSettings os = cfg.optimizer_settings();
-  LionOptimizer opt(model, os);
+  // With several ranks, the plan is the last rank's: it owns the most rows of every tensor (dist/row_shards.h).
+  const int world = std::max(1, cfg.dist.world_size);
+  const RowShards shards{world - 1, world};
+  LionOptimizer opt(model, os, shards);
   std::unique_ptr<GradAccumulators> acc;
-  if (cfg.train.grad_accum > 1) acc = std::make_unique<GradAccumulators>(model, os);
+  if (cfg.train.grad_accum * world > 1) acc = std::make_unique<GradAccumulators>(model, os, shards);
 
   MemoryPlan plan;
   plan.parameters = arch.parameter_count();
@@ -95,7 +100,18 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
 
   // Two micro-batches allocate what any number does (the accumulators exist once): a step is planned with at most two.
   const std::vector<Batch> micro(size_t(std::min(cfg.train.grad_accum, 2)), worst_case_batch(cfg));
-  train_step(model, opt, acc.get(), micro, 1e-4f, cfg.train.clip_grad_norm);
+  plan.world_size = world;
+  if (world > 1) {
+    const auto comm = make_planning_communicator({world - 1, world, 0, "plan"});
+    data_parallel_step(*comm, model, opt, *acc, micro, 1e-4f, cfg.train.clip_grad_norm);
+    // Gradients cross once per backward pass (the planned ones: micro, plus the norm's); updated rows once a step.
+    const int clip = cfg.train.clip_grad_norm ? 1 : 0;
+    const Communicator::Traffic t = comm->traffic();
+    plan.gradient_bytes_per_step = t.all_to_all / size_t(int(micro.size()) + clip) * size_t(cfg.train.grad_accum + clip);
+    plan.weight_bytes_per_step = t.all_gather;
+  } else {
+    train_step(model, opt, acc.get(), micro, 1e-4f, cfg.train.clip_grad_norm);
+  }
   model.forward_loss(micro[0]);  // validation: a forward pass only
   plan.peak_bytes = be.memory().peak_bytes;
   // What else was live at the peak, by allocation tag (weights and optimizer state are listed above).
@@ -149,6 +165,10 @@ std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const Llam
                 double(plan.parameters) / (billions ? 1e9 : 1e6), billions ? "B" : "M", cfg.data.seq_len, cfg.train.batch_size, cfg.train.grad_accum,
                 enum_name(cfg.quant.weights), enum_name(cfg.quant.momentum));
   out += line;
+  if (plan.world_size > 1) {
+    out += "  per rank, for each of " + std::to_string(plan.world_size) +
+           " ranks (momentum and gradient accumulators sharded by rows, weights replicated)\n";
+  }
   (void)arch;
   for (const auto& it : plan.items) {
     std::snprintf(line, sizeof line, "  %-36s %12s   %s\n", it.name.c_str(), in_unit(it.bytes, plan.total_bytes).c_str(), it.note.c_str());
@@ -174,6 +194,16 @@ std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const Llam
                : "  backward dequantizes each matrix again: keeping a layer's from its recompute would need " + extra +
                      " more\n";
   }
+  if (plan.world_size > 1) {
+    // Bandwidths per direction: NVLink 4 (H100, H200) and a 100 Gb/s network.
+    const double bytes = double(plan.gradient_bytes_per_step + plan.weight_bytes_per_step);
+    std::snprintf(line, sizeof line,
+                  "  each rank receives %.2f GiB a step: %.2f GiB of fp32 gradient rows it owns, %.2f GiB of updated rows;"
+                  " %.3f s at NVLink (450 GB/s), %.2f s at 100 Gb/s\n",
+                  bytes / double(1ull << 30), double(plan.gradient_bytes_per_step) / double(1ull << 30),
+                  double(plan.weight_bytes_per_step) / double(1ull << 30), bytes / 450e9, bytes / 12.5e9);
+    out += line;
+  }
   if (available != SIZE_MAX) {
     const std::string card = in_unit(available, plan.total_bytes);
     out += plan.total_bytes <= available
@@ -192,6 +222,9 @@ std::string plan_json(const MemoryPlan& plan, size_t available) {
                               {"host_bytes", plan.host_bytes},       {"host_memory_apart", plan.host_apart},
                               {"parameters", plan.parameters},       {"state_bytes_per_param", plan.state_bytes_per_param()},
                               {"keep_layer_weights", plan.keep_layer_weights},
+                              {"world_size", plan.world_size},
+                              {"gradient_bytes_per_step", plan.gradient_bytes_per_step},
+                              {"weight_bytes_per_step", plan.weight_bytes_per_step},
                               {"kept_weights_bytes", plan.kept_weights_bytes},
                               {"buffers", buffers}};
   if (available != SIZE_MAX) {

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "dist/rank_layout.h"
 #include "model/llama.h"
 #include "text/tokenizer.h"
 #include "trainer/checkpoint.h"
@@ -447,6 +448,16 @@ void TrainingRun::save(int done) {
 
 TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop) {
   cfg.validate();
+  // The sharded step exists (trainer/data_parallel.h) but the run around it (data split, rank 0's logs, sharded
+  // checkpoints) does not yet: refuse rather than train N copies side by side.
+  const RankLayout layout = rank_layout_from_environment();
+  if (cfg.dist.world_size > 1 || layout.distributed()) {
+    throw ConfigError("config", "dist.world_size",
+                      "qft train runs one rank for now (" +
+                          (layout.distributed() ? layout.launcher + " started " + std::to_string(layout.world_size)
+                                                : "the config asks for " + std::to_string(cfg.dist.world_size)) +
+                          "); qft plan plans several");
+  }
   return TrainingRun(cfg, resume, stop).run();
 }
 

@@ -101,10 +101,10 @@ TEST_CASE("reduce_scatter_sum adds the ranks' partials in rank order: one proces
   if (w.n() >= 3) CHECK_FALSE(same_bits(fold.data(), reversed.data(), per_rank));
 }
 
-TEST_CASE("all_gather_values gives every rank every rank's value, in rank order", "[dist]") {
+TEST_CASE("all_gather_host gives every rank every rank's value, in rank order", "[dist]") {
   World w;
   const double mine = double(w.seed % 1000) + 0.25 * w.me();
-  const std::vector<double> all = all_gather_values(*w.comm, w.be, mine);
+  const std::vector<double> all = w.comm->all_gather_host(mine);
   CHECK(int(all.size()) == w.n());
   for (int r = 0; r < w.n() && r < int(all.size()); ++r) CHECK(all[size_t(r)] == double(w.seed % 1000) + 0.25 * r);
 }
