@@ -43,29 +43,44 @@ class ShardedSink final : public GradSink {
     }
     Buffer partials = be.alloc(recv[0] * size_t(n), "optimizer scratch");  // (N, mine rows, cols)
     comm_.all_to_all_v(partials.get(), recv, g, send);
-    const int64_t count = mine.size() * p.cols;
-    for (int r = 0; r < n && count > 0; ++r) {
-      const int m = place_.micro_step * n + r, last_m = place_.micro_steps * n - 1;
-      const float* partial = partials.f32() + int64_t(r) * count;
-      if (m < last_m) {
-        // Accumulated once: in the Norm pass when there is one, so not again in the Update pass.
-        if (place_.pass != Pass::Update || !place_.clipping) acc_.add(param, mine.begin, mine.size(), partial, m == 0, uint32_t(m));
-        continue;
-      }
-      Buffer tmp;
-      acc_.set_filled(last_m > 0);
-      const float* total = acc_.combined(param, mine.begin, mine.size(), partial, tmp);
-      if (place_.pass == Pass::Norm) {
-        norms_->add(param, mine.begin, mine.size(), total);
-      } else {
-        opt_.step_rows(param, mine.begin, mine.size(), total, update_);
-      }
-    }
+    if (mine.size() > 0) fold_mine(param, mine, partials.f32(), mine.size() * p.cols);
     if (place_.pass == Pass::Norm) gather_norms(p, param, row0, rows);
     if (place_.pass == Pass::Update) gather_rows(p, row0, rows);
   }
 
  private:
+  // The ranks' partials (N, count) of this rank's rows, as micro-batches i * N + r: into the accumulators, or, in
+  // the step's last micro-batch, added to them for the norm or the update.
+  void fold_mine(int param, const RowRange& mine, const float* partials, int64_t count) {
+    const int n = comm_.world_size();
+    const float* final_partial = partials + int64_t(n - 1) * count;
+    Buffer tmp;
+    const float* total = nullptr;
+    if (place_.micro_steps == 1) {
+      // Every rank's one micro-batch: folded as accumulating them would, in a scratch of these rows alone, so that
+      // no accumulator outlives the chunk.
+      total = acc_.fold(param, mine.begin, mine.size(), partials, n - 1, final_partial, tmp);
+    } else {
+      const int last_m = place_.micro_steps * n - 1;
+      for (int r = 0; r < n; ++r) {
+        const int m = place_.micro_step * n + r;
+        if (m == last_m) break;
+        // Accumulated once: in the Norm pass when there is one, so not again in the Update pass.
+        if (place_.pass != Pass::Update || !place_.clipping) {
+          acc_.add(param, mine.begin, mine.size(), partials + int64_t(r) * count, m == 0, uint32_t(m));
+        }
+      }
+      if (place_.pass == Pass::Accumulate) return;
+      acc_.set_filled(true);
+      total = acc_.combined(param, mine.begin, mine.size(), final_partial, tmp);
+    }
+    if (place_.pass == Pass::Norm) {
+      norms_->add(param, mine.begin, mine.size(), total);
+    } else {
+      opt_.step_rows(param, mine.begin, mine.size(), total, update_);
+    }
+  }
+
   // Row r's piece of [row0, row0 + rows) for data of bytes_per_row, for each rank.
   std::vector<size_t> piece_bytes(const Param& p, int64_t row0, int64_t rows, int64_t bytes_per_row) const {
     std::vector<size_t> bytes(static_cast<size_t>(comm_.world_size()));

@@ -19,7 +19,8 @@
 namespace qft {
 
 // micro: this rank's micro-batches (the same count on every rank). opt and acc are sharded with the
-// communicator's rank and world size (RowShards). With clip_norm, the norm is every rank's rows' sums of squares,
+// communicator's rank and world size (RowShards); with one micro-batch per rank acc need not be persistent (the
+// ranks' partials are folded chunk by chunk). With clip_norm, the norm is every rank's rows' sums of squares,
 // gathered and added in parameter and row order, as one process adds them (RowSquareSums).
 StepResult data_parallel_step(Communicator& comm, LlamaModel& model, LionOptimizer& opt, GradAccumulators& acc,
                               const std::vector<Batch>& micro, float lr, std::optional<double> clip_norm);

@@ -104,19 +104,38 @@ int64_t LionOptimizer::take_rescaled_rows() {
   return n;
 }
 
-GradAccumulators::GradAccumulators(const LlamaModel& model, const OptimizerSettings& s, const RowShards& shards)
+GradAccumulators::GradAccumulators(const LlamaModel& model, const OptimizerSettings& s, const RowShards& shards,
+                                   bool persistent)
     : model_(model), s_(s), shards_(shards) {
   for (const Param& p : model.params()) {
-    acc_.push_back(make_state(model.backend(), p, shards.mine(p.rows).size(), s.grad_int8, s.block_size,
-                              "gradient accumulators"));
+    acc_.push_back(make_state(model.backend(), p, persistent ? shards.mine(p.rows).size() : 0, s.grad_int8,
+                              s.block_size, "gradient accumulators"));
   }
 }
 
 void GradAccumulators::add(int param, int64_t row0, int64_t rows, const float* g, bool first, uint32_t micro) {
-  Backend& be = model_.backend();
-  StateTensor& a = acc_[size_t(param)];
   const Param& p = model_.params()[size_t(param)];
-  const int64_t cols = p.cols, local = local_row(shards_, p, row0, rows);
+  add_into(acc_[size_t(param)], local_row(shards_, p, row0, rows), param, row0, rows, g, first, micro);
+}
+
+const float* GradAccumulators::fold(int param, int64_t row0, int64_t rows, const float* partials, int count,
+                                    const float* last, Buffer& tmp) const {
+  if (count == 0) return last;
+  Backend& be = model_.backend();
+  const Param& p = model_.params()[size_t(param)];
+  const int64_t n = rows * p.cols;
+  StateTensor t = make_state(be, p, rows, s_.grad_int8, s_.block_size, "optimizer scratch");
+  for (int i = 0; i < count; ++i) add_into(t, 0, param, row0, rows, partials + i * n, i == 0, uint32_t(i));
+  tmp = be.alloc(size_t(n) * 4, "optimizer scratch");
+  dense_from(t, 0, param, rows, tmp.f32());
+  be.residual_add(tmp.f32(), last, n);
+  return tmp.f32();
+}
+
+void GradAccumulators::add_into(StateTensor& a, int64_t local, int param, int64_t row0, int64_t rows, const float* g,
+                                bool first, uint32_t micro) const {
+  Backend& be = model_.backend();
+  const int64_t cols = model_.params()[size_t(param)].cols;
   if (!a.quantized()) {
     float* dst = a.fp32.f32() + local * cols;
     if (first) {
@@ -137,10 +156,13 @@ void GradAccumulators::add(int param, int64_t row0, int64_t rows, const float* g
 }
 
 void GradAccumulators::dense_rows(int param, int64_t row0, int64_t rows, float* out) const {
-  Backend& be = model_.backend();
-  const StateTensor& a = acc_[size_t(param)];
   const Param& p = model_.params()[size_t(param)];
-  const int64_t cols = p.cols, local = local_row(shards_, p, row0, rows);
+  dense_from(acc_[size_t(param)], local_row(shards_, p, row0, rows), param, rows, out);
+}
+
+void GradAccumulators::dense_from(const StateTensor& a, int64_t local, int param, int64_t rows, float* out) const {
+  Backend& be = model_.backend();
+  const int64_t cols = model_.params()[size_t(param)].cols;
   if (a.quantized()) {
     BlockView v = a.int8.view(local);
     v.rows = rows;

@@ -59,12 +59,18 @@ class LionOptimizer {
 
 // Per-parameter gradient accumulators for train.grad_accum > 1: fp32, or block-wise INT8 with stochastic
 // rounding as QFT stores its gradients.
-// Like the momentum, kept for this rank's rows only.
+// Like the momentum, kept for this rank's rows only; not kept at all without `persistent` (then only fold works).
 class GradAccumulators {
  public:
-  GradAccumulators(const LlamaModel& model, const OptimizerSettings& s, const RowShards& shards = {});
+  GradAccumulators(const LlamaModel& model, const OptimizerSettings& s, const RowShards& shards = {},
+                   bool persistent = true);
   // acc[rows] (+)= g; `first` assigns. micro feeds the rounding keys.
   void add(int param, int64_t row0, int64_t rows, const float* g, bool first, uint32_t micro);
+  // What accumulating `count` gradients of the rows (partials: count blocks of rows x cols) as micro-batches 0, 1,
+  // ... would leave, plus `last`, as fp32 in backend memory (valid while `tmp` lives; `last` itself when count is
+  // 0): the rounding of add() and combined(), in a scratch of the rows alone.
+  const float* fold(int param, int64_t row0, int64_t rows, const float* partials, int count, const float* last,
+                    Buffer& tmp) const;
   // g + acc for the rows, as fp32 in backend memory (valid while `tmp` lives).
   const float* combined(int param, int64_t row0, int64_t rows, const float* g, Buffer& tmp) const;
   std::vector<float> to_host(int param) const;  // this rank's rows of the accumulated gradient, dequantized
@@ -76,6 +82,10 @@ class GradAccumulators {
  private:
   // The accumulated gradient of rows [row0, row0 + rows) as fp32 into out (backend memory).
   void dense_rows(int param, int64_t row0, int64_t rows, float* out) const;
+  // add and dense_rows on any state of a parameter's rows: local is the state's row of parameter row row0.
+  void add_into(StateTensor& a, int64_t local, int param, int64_t row0, int64_t rows, const float* g, bool first,
+                uint32_t micro) const;
+  void dense_from(const StateTensor& a, int64_t local, int param, int64_t rows, float* out) const;
 
   const LlamaModel& model_;
   OptimizerSettings s_;

@@ -75,7 +75,10 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
   const RowShards shards{world - 1, world};
   LionOptimizer opt(model, os, shards);
   std::unique_ptr<GradAccumulators> acc;
-  if (cfg.train.grad_accum * world > 1) acc = std::make_unique<GradAccumulators>(model, os, shards);
+  // Several ranks fold their partials through the accumulators' rounding; with one micro-batch each, chunk by chunk.
+  if (cfg.train.grad_accum * world > 1) {
+    acc = std::make_unique<GradAccumulators>(model, os, shards, cfg.train.grad_accum > 1);
+  }
 
   MemoryPlan plan;
   plan.parameters = arch.parameter_count();
