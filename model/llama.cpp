@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "dist/communicator.h"
 #include "model/hf_model.h"
 #include "model/llama_internal.h"
 #include "ops/rounding.h"
@@ -37,15 +38,22 @@ LossSum sum_losses(Backend& be, const Buffer& loss, const Batch& batch) {
   return out;
 }
 
-LlamaModel::LlamaModel(const LlamaConfig& config, Backend& backend, const WeightStorage& storage)
-    : config_(config), backend_(backend), storage_(storage) {
+LlamaModel::LlamaModel(const LlamaConfig& config, Backend& backend, const WeightStorage& storage,
+                       Communicator* shard_over)
+    : config_(config), backend_(backend), storage_(storage), shard_over_(shard_over) {
+  if (shard_over_) weight_shards_ = {shard_over_->rank(), shard_over_->world_size()};
   layers_.resize(size_t(config_.num_hidden_layers));
   for (const TensorSpec& spec : llama_tensor_specs(config_)) {
     const int index = int(params_.size());
     const bool is_1d = spec.shape.size() == 1;
     Param p{spec.name, spec.shape, spec.role, is_1d ? 1 : spec.shape[0], is_1d ? spec.shape[0] : spec.shape[1], {}, {}};
     if (storage.int8 && quantizable(spec.role)) {
-      p.int8 = allocate_hybrid(backend_, p.rows, p.cols, storage.outlier_fraction);
+      const int64_t held = weight_shards_.mine(p.rows).size();
+      if (held == 0) {
+        throw Error(p.name + ": " + std::to_string(p.rows) + " rows cannot be shared by " +
+                    std::to_string(weight_shards_.world_size) + " ranks");
+      }
+      p.int8 = allocate_hybrid(backend_, held, p.cols, storage.outlier_fraction);
     } else {
       p.fp32 = backend_.alloc(size_t(p.numel()) * 4, "weights");
     }
@@ -64,8 +72,8 @@ LlamaModel::LlamaModel(const LlamaConfig& config, Backend& backend, const Weight
   inv_freq_ = upload_f32(backend_, config_.rope_inv_freq());
 }
 
-LlamaModel::LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage)
-    : LlamaModel(hf.config(), backend, storage) {
+LlamaModel::LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage, Communicator* shard_over)
+    : LlamaModel(hf.config(), backend, storage, shard_over) {
   for (size_t i = 0; i < params_.size(); ++i) load_weight(int(i), hf.read_f32(params_[i].name).data());
 }
 
@@ -90,10 +98,16 @@ std::vector<float> LlamaModel::read_weight(int param) const {
   return backend_.read_f32(dense(param, DType::F32).get(), params_[size_t(param)].numel());
 }
 
+RowRange LlamaModel::held_rows(int param) const {
+  const Param& p = params_[size_t(param)];
+  return shard_over_ && p.quantized() ? weight_shards_.mine(p.rows) : RowRange{0, p.rows};
+}
+
 void LlamaModel::load_weight(int param, const float* host) {
   Param& p = params_[size_t(param)];
   if (p.quantized()) {
-    quantize_hybrid_into(backend_, p.int8, host, storage_.outlier_fraction);
+    // Rows are quantized independently: this rank's rows come out as they would in the whole matrix.
+    quantize_hybrid_into(backend_, p.int8, host + held_rows(param).begin * p.cols, storage_.outlier_fraction);
   } else {
     backend_.copy_to_device(p.fp32.get(), host, size_t(p.numel()) * 4);
   }
@@ -108,13 +122,41 @@ DenseWeight LlamaModel::dense(int param, DType as) const {
   }
   d.copy = backend_.alloc(size_t(p.numel()) * act_size(as), "dequantized weights");
   const Act out{d.copy.get(), as};
-  if (p.quantized()) {
+  if (p.quantized() && shard_over_) {
+    const HybridMatrix whole = gathered(param);
+    backend_.dequantize_hybrid(out, whole.view());
+  } else if (p.quantized()) {
     backend_.dequantize_hybrid(out, p.int8.view());
   } else {
     backend_.convert(out, p.fp32.f32(), p.numel());
   }
   d.ptr = out;
   return d;
+}
+
+HybridMatrix LlamaModel::gathered(int param) const {
+  const Param& p = params_[size_t(param)];
+  HybridMatrix whole = allocate_hybrid(backend_, p.rows, p.cols, storage_.outlier_fraction, "gathered weights");
+  const int64_t k = whole.nnz / p.rows;  // outliers per row, the same in every row
+  const RowRange mine = weight_shards_.mine(p.rows);
+  // Each part in place: this rank's rows copied where they belong, the others' gathered around them.
+  auto gather = [&](Buffer& to, const Buffer& from, int64_t bytes_per_row) {
+    backend_.copy(static_cast<uint8_t*>(to.get()) + mine.begin * bytes_per_row, from.get(),
+                  size_t(mine.size() * bytes_per_row));
+    std::vector<size_t> bytes(static_cast<size_t>(weight_shards_.world_size));
+    for (int r = 0; r < weight_shards_.world_size; ++r) {
+      bytes[size_t(r)] = size_t(weight_shards_.of(p.rows, r).size() * bytes_per_row);
+    }
+    shard_over_->all_gather_v(to.get(), bytes);
+  };
+  gather(whole.q, p.int8.q, p.cols);
+  gather(whole.scale, p.int8.scale, 4);
+  gather(whole.val, p.int8.val, k * 4);
+  gather(whole.col, p.int8.col, k * whole.col_bytes);
+  std::vector<int32_t> row_ptr(static_cast<size_t>(p.rows) + 1);
+  for (int64_t r = 0; r <= p.rows; ++r) row_ptr[size_t(r)] = int32_t(r * k);
+  backend_.copy_to_device(whole.row_ptr.get(), row_ptr.data(), row_ptr.size() * 4);
+  return whole;
 }
 
 CAct LlamaModel::dense_into(DenseWeight& slot, int param) const {

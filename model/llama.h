@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/row_shards.h"
 #include "model/batch.h"
 #include "model/llama_config.h"
 #include "model/weight_storage.h"
@@ -15,6 +16,7 @@
 
 namespace qft {
 
+class Communicator;
 class HfModel;
 
 // One trainable tensor, (rows, cols) row-major; 1-D tensors have rows = 1. Stored in fp32, or when its role is
@@ -58,10 +60,13 @@ struct KvCache {
 
 class LlamaModel {
  public:
-  // Loads every tensor of the HF checkpoint into backend memory: fp32, or hybrid INT8 matrices.
-  LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage = {});
+  // Loads every tensor of the HF checkpoint into backend memory: fp32, or hybrid INT8 matrices. With
+  // `shard_over` (dist.shard_weights), each INT8 matrix keeps only this rank's rows (dist/row_shards.h): using a
+  // matrix gathers the other ranks' rows first, and an update writes this rank's alone.
+  LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage = {}, Communicator* shard_over = nullptr);
   // Allocates the parameters without loading them (the memory planner's dry run).
-  LlamaModel(const LlamaConfig& config, Backend& backend, const WeightStorage& storage);
+  LlamaModel(const LlamaConfig& config, Backend& backend, const WeightStorage& storage,
+             Communicator* shard_over = nullptr);
 
   const LlamaConfig& config() const { return config_; }
   Backend& backend() const { return backend_; }
@@ -73,6 +78,9 @@ class LlamaModel {
   int head_param() const { return head_; }
   const LayerParams& layer_params(int layer) const { return layers_[size_t(layer)]; }
   Param& param(int i) { return params_[size_t(i)]; }
+  // The rows of a parameter this rank stores: all of them, unless its INT8 weights are sharded.
+  RowRange held_rows(int param) const;
+  bool weights_sharded() const { return shard_over_ != nullptr; }
   // The weight in the activation dtype (or `as`): INT8 weights dequantized, fp32 ones converted when needed.
   DenseWeight dense(int param) const { return dense(param, backend_.act_dtype()); }
   DenseWeight dense(int param, DType as) const;
@@ -146,10 +154,14 @@ class LlamaModel {
   // dW (O, I) = dout (N, O)^T @ inp (N, I) of a layer matrix, delivered in chunks of weight_grad_chunk_bytes.
   void weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink);
   const float* norm_weight(int param) const { return params_[size_t(param)].fp32.f32(); }  // always fp32
+  // A sharded INT8 matrix whole, every rank's rows gathered (collective: every rank calls it in the same order).
+  HybridMatrix gathered(int param) const;
 
   LlamaConfig config_;
   Backend& backend_;
   WeightStorage storage_;
+  Communicator* shard_over_ = nullptr;
+  RowShards weight_shards_;
   Buffer inv_freq_;
   std::vector<Param> params_;  // in llama_tensor_specs order
   int embedding_ = -1, final_norm_ = -1, head_ = -1;

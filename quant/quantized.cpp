@@ -78,18 +78,18 @@ HybridView HybridMatrix::view(int64_t row0) const {
           cols};
 }
 
-HybridMatrix allocate_hybrid(Backend& be, int64_t rows, int64_t cols, double outlier_fraction) {
+HybridMatrix allocate_hybrid(Backend& be, int64_t rows, int64_t cols, double outlier_fraction, const char* tag) {
   if (outlier_fraction < 0 || outlier_fraction > 0.5) throw Error("quant.outlier_fraction must lie in [0, 0.5]");
   HybridMatrix m;
   m.rows = rows;
   m.cols = cols;
   m.nnz = rows * outliers_per_row(cols, outlier_fraction);
   m.col_bytes = cols <= 256 ? 1 : (cols <= 65536 ? 2 : 4);
-  m.q = be.alloc(size_t(rows * cols), "weights");
-  m.scale = be.alloc(size_t(rows) * 4, "weights");
-  m.row_ptr = be.alloc(size_t(rows + 1) * 4, "weights");
-  m.col = be.alloc(size_t(m.nnz) * size_t(m.col_bytes), "weights");
-  m.val = be.alloc(size_t(m.nnz) * 4, "weights");
+  m.q = be.alloc(size_t(rows * cols), tag);
+  m.scale = be.alloc(size_t(rows) * 4, tag);
+  m.row_ptr = be.alloc(size_t(rows + 1) * 4, tag);
+  m.col = be.alloc(size_t(m.nnz) * size_t(m.col_bytes), tag);
+  m.val = be.alloc(size_t(m.nnz) * 4, tag);
   return m;
 }
 

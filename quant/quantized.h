@@ -19,7 +19,8 @@ struct HybridMatrix {
 
 // Allocates a hybrid matrix with round(outlier_fraction * cols) outliers per row, contents undefined. Every
 // hybrid matrix is sized here, so the memory planner and real runs allocate the same bytes.
-HybridMatrix allocate_hybrid(Backend& be, int64_t rows, int64_t cols, double outlier_fraction);
+HybridMatrix allocate_hybrid(Backend& be, int64_t rows, int64_t cols, double outlier_fraction,
+                             const char* tag = "weights");
 // Fills m from w (rows, cols) in host memory: the k entries of largest |w| per row stay fp32 outliers; the rest
 // of the row becomes symmetric INT8 with scale = absmax / 127, rounded to nearest.
 void quantize_hybrid_into(Backend& be, HybridMatrix& m, const float* w, double outlier_fraction);

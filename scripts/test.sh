@@ -28,8 +28,7 @@ bash scripts/build.sh build-asan -DQFT_CUDA=OFF -DQFT_SANITIZE=ON -DCMAKE_BUILD_
 echo "== test: CPU-only, AddressSanitizer + UBSan =="
 # The INT8-vs-fp32 quality test trains 7 short runs to measure a statistical claim; the default build runs it,
 # and the same code paths run under the sanitizers in every other training test.
-lsan_options="suppressions=$PWD/test/lsan_suppressions.txt:print_suppressions=0"  # Open MPI's own allocations
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS="$lsan_options" \
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --no-tests=error --output-on-failure -j "$(nproc)" -E "INT8 training state matches fp32 quality")
 
 echo "== fuzz: every parser of user files, 10 s each (clang, libFuzzer, ASan + UBSan) =="

@@ -28,23 +28,6 @@ TEST_CASE("one process's communicator copies its own block and sums nothing", "[
   CHECK(comm->all_gather_host(v) == std::vector<double>{v});
 }
 
-// A process that thinks it is one of two ranks but was not started by mpirun: MPI sees a world of one, and the
-// communicator says so instead of waiting for a peer that never comes.
-TEST_CASE("a rank layout that MPI does not share is refused, not waited on", "[dist][bad-input]") {
-  CpuBackend be;
-  RankLayout two;
-  two.world_size = 2;
-  two.launcher = "a test";
-  try {
-    make_communicator(two, be);
-    FAIL("accepted");
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    INFO(what);
-    CHECK((what.find("MPI sees rank 0 of 1") != std::string::npos || what.find("built without MPI") != std::string::npos));
-  }
-}
-
 // Until qft train runs several ranks, it says so instead of training N unaware copies.
 TEST_CASE("qft train refuses several ranks, from the config or from a launcher", "[dist][cli][bad-input]") {
   test::TempDir tmp;

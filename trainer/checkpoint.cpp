@@ -49,6 +49,7 @@ std::string momentum_name(const std::string& param) { return "momentum." + param
 DType col_dtype(int bytes) { return bytes == 1 ? DType::U8 : (bytes == 2 ? DType::U16 : DType::I32); }
 
 std::vector<Entry> model_entries(LlamaModel& model) {
+  if (model.weights_sharded()) throw Error("checkpoints of sharded weights are not supported yet");
   std::vector<Entry> out;
   for (size_t i = 0; i < model.params().size(); ++i) {
     Param& p = model.param(int(i));

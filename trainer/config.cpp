@@ -187,6 +187,9 @@ const std::vector<KeyDef>& key_table() {
           "ranks of the job, each on its own part of every batch with 1/N of the optimizer state; 0: as many as the "
           "launcher started (mpirun, srun), 1 without one. qft plan plans one rank of this many; qft train runs one rank "
           "for now and refuses more"),
+      def("dist.shard_weights", QFT_FIELD(dist.shard_weights),
+          "with several ranks, each keeps only its rows of every INT8 matrix, and a matrix is gathered whole just "
+          "before use: 1/N of the weights per rank, for models whose state exceeds one device"),
       def("device", QFT_FIELD(device), "compute device; auto takes CUDA when qft was built with it and a GPU is visible"),
       def("debug_sync", QFT_FIELD(debug_sync), "CUDA: synchronize after every op so that a device fault names its op (slow); every backend: log each step's device-to-host reads"),
       def("profile", QFT_FIELD(profile), "time every op of the training steps and log each op kind's share of the step time at the end (CUDA: waits for every op, which slows the run)"),

@@ -71,6 +71,7 @@ struct OutputSection {
 
 struct DistSection {
   int world_size = 0;  // 0: the launcher's (1 without one)
+  bool shard_weights = false;
 };
 
 struct RunConfig {

@@ -110,6 +110,7 @@ class ShardedSink final : public GradSink {
   // Every rank's updated rows of the chunk, in place: INT8 values, row scales and outlier values (the outliers'
   // columns do not move during a step), or fp32 values.
   void gather_rows(const Param& p, int64_t row0, int64_t rows) {
+    if (p.quantized() && model_.weights_sharded()) return;  // each rank keeps its own rows, gathered when used
     auto gather = [&](void* base, int64_t bytes_per_row) {
       comm_.all_gather_v(static_cast<uint8_t*>(base) + row0 * bytes_per_row, piece_bytes(p, row0, rows, bytes_per_row));
     };

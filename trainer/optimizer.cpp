@@ -72,7 +72,7 @@ void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float
   st.wkey = {s_.seed, step_, stream(param, kWeights), s_.stochastic};
   st.mkey = {s_.seed, step_, stream(param, kMomentum), s_.stochastic};
   if (p.quantized()) {
-    st.w = p.int8.view(row0);
+    st.w = p.int8.view(row0 - model_.held_rows(param).begin);  // sharded weights hold this rank's rows only
   } else {
     st.w32 = p.fp32.f32() + off;
   }

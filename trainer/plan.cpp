@@ -65,13 +65,15 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
   PlanningBackend be(target.activations);
   Buffer workspace;
   if (target.workspace_bytes) workspace = be.alloc(target.workspace_bytes, "GEMM workspace");
-  LlamaModel model(arch, be, cfg.weight_storage());
+  // With several ranks, the plan is the last rank's: it owns the most rows of every tensor (dist/row_shards.h).
+  const int world = std::max(1, cfg.dist.world_size);
+  const auto comm = make_planning_communicator({world - 1, world, 0, "plan"});
+  const bool shard_weights = world > 1 && cfg.dist.shard_weights && cfg.quant.weights == StateStorage::Int8;
+  LlamaModel model(arch, be, cfg.weight_storage(), shard_weights ? comm.get() : nullptr);
   model.keep_layer_weights = keep_layer_weights;
   model.stack_storage = cfg.train.stack_dtype;
   model.stack_offload = cfg.train.stack_offload;
   const OptimizerSettings os = cfg.optimizer_settings();
-  // With several ranks, the plan is the last rank's: it owns the most rows of every tensor (dist/row_shards.h).
-  const int world = std::max(1, cfg.dist.world_size);
   const RowShards shards{world - 1, world};
   LionOptimizer opt(model, os, shards);
   std::unique_ptr<GradAccumulators> acc;
@@ -105,7 +107,6 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
   const std::vector<Batch> micro(size_t(std::min(cfg.train.grad_accum, 2)), worst_case_batch(cfg));
   plan.world_size = world;
   if (world > 1) {
-    const auto comm = make_planning_communicator({world - 1, world, 0, "plan"});
     data_parallel_step(*comm, model, opt, *acc, micro, 1e-4f, cfg.train.clip_grad_norm);
     // Gradients cross once per backward pass (the planned ones: micro, plus the norm's); updated rows once a step.
     const int clip = cfg.train.clip_grad_norm ? 1 : 0;
@@ -123,6 +124,7 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
       {"layer activations", "one layer's recomputed forward, attention logsumexp included"},
       {"layer gradients", "one layer's activation gradients"},
       {"dequantized weights", "compute copies: the matrix in use, or one layer's kept from its recompute"},
+      {"gathered weights", "dist.shard_weights: the INT8 matrix in use, every rank's rows"},
       {"weight-gradient chunk", "a chunk of rows of one matrix's gradient (32 MiB at most), or a vocabulary chunk of the head's"},
       {"logits chunk", "a token chunk of full-vocabulary logits"},
       {"head activations", "final hidden states, logsumexp, residual-stream gradient"},
@@ -169,8 +171,8 @@ std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const Llam
                 enum_name(cfg.quant.weights), enum_name(cfg.quant.momentum));
   out += line;
   if (plan.world_size > 1) {
-    out += "  per rank, for each of " + std::to_string(plan.world_size) +
-           " ranks (momentum and gradient accumulators sharded by rows, weights replicated)\n";
+    out += "  per rank, for each of " + std::to_string(plan.world_size) + " ranks (momentum and gradient accumulators" +
+           (cfg.dist.shard_weights ? ", and INT8 weights," : "") + " sharded by rows)\n";
   }
   (void)arch;
   for (const auto& it : plan.items) {
@@ -201,10 +203,12 @@ std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const Llam
     // Bandwidths per direction: NVLink 4 (H100, H200) and a 100 Gb/s network.
     const double bytes = double(plan.gradient_bytes_per_step + plan.weight_bytes_per_step);
     std::snprintf(line, sizeof line,
-                  "  each rank receives %.2f GiB a step: %.2f GiB of fp32 gradient rows it owns, %.2f GiB of updated rows;"
-                  " %.3f s at NVLink (450 GB/s), %.2f s at 100 Gb/s\n",
+                  "  each rank receives %.2f GiB a step: %.2f GiB of fp32 gradient rows it owns, %.2f GiB of INT8 weight "
+                  "rows (%s); %.3f s at NVLink (450 GB/s), %.2f s at 100 Gb/s\n",
                   bytes / double(1ull << 30), double(plan.gradient_bytes_per_step) / double(1ull << 30),
-                  double(plan.weight_bytes_per_step) / double(1ull << 30), bytes / 450e9, bytes / 12.5e9);
+                  double(plan.weight_bytes_per_step) / double(1ull << 30),
+                  cfg.dist.shard_weights ? "each matrix gathered before each use" : "the others' updated rows",
+                  bytes / 450e9, bytes / 12.5e9);
     out += line;
   }
   if (available != SIZE_MAX) {

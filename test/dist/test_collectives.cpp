@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 
+#include "core/error.h"
 #include "cpu/cpu_backend.h"
 #include "dist/communicator.h"
 #include "test/helpers.h"
@@ -107,4 +108,21 @@ TEST_CASE("all_gather_host gives every rank every rank's value, in rank order", 
   const std::vector<double> all = w.comm->all_gather_host(mine);
   CHECK(int(all.size()) == w.n());
   for (int r = 0; r < w.n() && r < int(all.size()); ++r) CHECK(all[size_t(r)] == double(w.seed % 1000) + 0.25 * r);
+}
+
+// A process that thinks it is one of two ranks but was not started by mpirun (ctest runs this case alone, without
+// mpirun): MPI sees a world of one, and the communicator says so instead of waiting for a peer that never comes.
+TEST_CASE("a rank layout that MPI does not share is refused, not waited on", "[not-launched][bad-input]") {
+  CpuBackend be;
+  RankLayout two;
+  two.world_size = 2;
+  two.launcher = "a test";
+  try {
+    make_communicator(two, be);
+    FAIL("accepted");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    INFO(what);
+    CHECK((what.find("MPI sees rank 0 of 1") != std::string::npos || what.find("built without MPI") != std::string::npos));
+  }
 }
