@@ -10,6 +10,7 @@
 #include "model/hf_model.h"
 #include "test/helpers.h"
 #include "trainer/optimizer.h"
+#include "trainer/plan.h"
 
 using namespace qft;
 
@@ -141,4 +142,50 @@ TEST_CASE("ranks that disagree on a step's micro-batches all stop with an error 
   const std::vector<Batch> mine(all.begin(), all.begin() + (comm->rank() == 0 ? 2 : 1));
   CHECK_THROWS_WITH(data_parallel_step(*comm, model, opt, acc, mine, 1e-3f, std::nullopt),
                     Catch::Contains("micro-batches in this step"));
+}
+
+// qft plan --set dist.world_size=N plans the last rank (it holds the most rows) from the same code: its plan equals
+// what that rank's allocator measures, within 5%, with the weights replicated or sharded.
+TEST_CASE("the per-rank plan equals the last rank's measured peak within 5%", "[dist][plan]") {
+  const RankLayout layout = rank_layout_from_environment();
+  CpuBackend comm_backend;
+  const auto comm = make_communicator(layout, comm_backend);
+  uint64_t seed = comm->rank() == 0 ? test::fresh_seed() : 0;
+  comm->broadcast(&seed, sizeof seed, 0);
+  for (bool shard : {false, true}) {
+    RunConfig cfg;
+    cfg.model.path = test::fixture("gqa_tied");
+    cfg.data.seq_len = 40;
+    cfg.data.packing = true;
+    cfg.train.batch_size = 3;
+    cfg.train.grad_accum = 2;
+    cfg.dist.world_size = comm->world_size();
+    cfg.dist.shard_weights = shard;
+    const HfModel hf(cfg.model.path);
+    const MemoryPlan plan = plan_memory(cfg, plan_architecture(cfg), plan_target(Device::Cpu));
+
+    CpuBackend be;
+    LlamaModel model(hf, be, cfg.weight_storage(), shard ? comm.get() : nullptr);
+    model.stack_storage = cfg.train.stack_dtype;
+    const RowShards shards{comm->rank(), comm->world_size()};
+    LionOptimizer opt(model, cfg.optimizer_settings(), shards);
+    GradAccumulators acc(model, cfg.optimizer_settings(), shards);
+    std::vector<Batch> micro;
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<int32_t> tok(3, hf.config().vocab_size - 1);
+    for (int i = 0; i < cfg.train.grad_accum; ++i) {  // full rows, every position a target: the plan's batch
+      std::vector<int32_t> ids(size_t(cfg.train.batch_size * cfg.data.seq_len));
+      for (int32_t& t : ids) t = tok(rng);
+      Batch b = Batch::from_labels(cfg.train.batch_size, cfg.data.seq_len, ids, ids);
+      b.doc_start.assign(ids.size(), 0);
+      micro.push_back(b);
+    }
+    data_parallel_step(*comm, model, opt, acc, micro, 1e-3f, std::nullopt);
+    if (comm->rank() + 1 == comm->world_size()) {
+      const double measured = double(be.memory().peak_bytes);
+      INFO((shard ? "sharded" : "replicated") << " weights: plan " << plan.peak_bytes << " measured " << measured);
+      CHECK(std::fabs(double(plan.peak_bytes) - measured) <= 0.05 * measured);
+      CHECK(plan.world_size == comm->world_size());
+    }
+  }
 }
