@@ -9,13 +9,13 @@ namespace qft {
 
 namespace {
 
-// Receives one micro-batch's gradient chunks on one rank, exchanges them, and folds the partials of the rows
-// this rank owns into the accumulators or, for the step's last micro-batch, into the update.
 // What a backward pass of the step does with the rows it receives. With clipping, the last micro-batch runs
 // twice: Norm folds all but the last partial into the accumulators and measures the whole gradient's rows; Update
 // then takes the last partial alone.
 enum class Pass { Accumulate, Norm, Update };
 
+// Receives one micro-batch's gradient chunks on one rank, exchanges them, and folds the partials of the rows
+// this rank owns into the accumulators or, for the step's last micro-batch, into the norm or the update.
 class ShardedSink final : public GradSink {
  public:
   struct Place {
@@ -81,7 +81,7 @@ class ShardedSink final : public GradSink {
     }
   }
 
-  // Row r's piece of [row0, row0 + rows) for data of bytes_per_row, for each rank.
+  // Each rank's piece of [row0, row0 + rows), in bytes for data of bytes_per_row.
   std::vector<size_t> piece_bytes(const Param& p, int64_t row0, int64_t rows, int64_t bytes_per_row) const {
     std::vector<size_t> bytes(static_cast<size_t>(comm_.world_size()));
     for (int r = 0; r < comm_.world_size(); ++r) {
