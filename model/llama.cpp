@@ -143,11 +143,7 @@ HybridMatrix LlamaModel::gathered(int param) const {
   auto gather = [&](Buffer& to, const Buffer& from, int64_t bytes_per_row) {
     backend_.copy(static_cast<uint8_t*>(to.get()) + mine.begin * bytes_per_row, from.get(),
                   size_t(mine.size() * bytes_per_row));
-    std::vector<size_t> bytes(static_cast<size_t>(weight_shards_.world_size));
-    for (int r = 0; r < weight_shards_.world_size; ++r) {
-      bytes[size_t(r)] = size_t(weight_shards_.of(p.rows, r).size() * bytes_per_row);
-    }
-    shard_over_->all_gather_v(to.get(), bytes);
+    shard_over_->all_gather_v(to.get(), weight_shards_.piece_bytes(p.rows, 0, p.rows, bytes_per_row));
   };
   gather(whole.q, p.int8.q, p.cols);
   gather(whole.scale, p.int8.scale, 4);

@@ -35,12 +35,9 @@ class ShardedSink final : public GradSink {
     const int n = comm_.world_size();
     if (place_.pass == Pass::Update && !totals_shared_) share_totals();
     // Rank r's piece of the chunk is the part of its rows: pieces tile the chunk in rank order.
-    std::vector<size_t> send(static_cast<size_t>(n)), recv(static_cast<size_t>(n));
+    const std::vector<size_t> send = piece_bytes(p, row0, rows, p.cols * 4);
     const RowRange mine = opt_.shards().mine(p.rows).clip(row0, rows);
-    for (int r = 0; r < n; ++r) {
-      send[size_t(r)] = size_t(opt_.shards().of(p.rows, r).clip(row0, rows).size() * p.cols) * 4;
-      recv[size_t(r)] = size_t(mine.size() * p.cols) * 4;
-    }
+    const std::vector<size_t> recv(static_cast<size_t>(n), size_t(mine.size() * p.cols) * 4);
     Buffer partials = be.alloc(recv[0] * size_t(n), "optimizer scratch");  // (N, mine rows, cols)
     comm_.all_to_all_v(partials.get(), recv, g, send);
     if (mine.size() > 0) fold_mine(param, mine, partials.f32(), mine.size() * p.cols);
@@ -81,13 +78,8 @@ class ShardedSink final : public GradSink {
     }
   }
 
-  // Each rank's piece of [row0, row0 + rows), in bytes for data of bytes_per_row.
   std::vector<size_t> piece_bytes(const Param& p, int64_t row0, int64_t rows, int64_t bytes_per_row) const {
-    std::vector<size_t> bytes(static_cast<size_t>(comm_.world_size()));
-    for (int r = 0; r < comm_.world_size(); ++r) {
-      bytes[size_t(r)] = size_t(opt_.shards().of(p.rows, r).clip(row0, rows).size() * bytes_per_row);
-    }
-    return bytes;
+    return opt_.shards().piece_bytes(p.rows, row0, rows, bytes_per_row);
   }
 
   // Every rank's rows' sums of squares, so that each rank adds all of them in the same order.

@@ -115,7 +115,7 @@ class RowSquareSums {
  public:
   explicit RowSquareSums(const LlamaModel& model);
   void add(int param, int64_t row0, int64_t rows, const float* g);  // g: those rows of the gradient
-  double* at(int param, int64_t row0) { return sums_.get() ? static_cast<double*>(sums_.get()) + first_[size_t(param)] + row0 : nullptr; }
+  double* at(int param, int64_t row0) { return static_cast<double*>(sums_.get()) + first_[size_t(param)] + row0; }
   void total_into(double* sum_squares);  // *sum_squares += every row's sum, in order
 
  private:

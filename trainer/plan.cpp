@@ -106,6 +106,7 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
   // Two micro-batches allocate what any number does (the accumulators exist once): a step is planned with at most two.
   const std::vector<Batch> micro(size_t(std::min(cfg.train.grad_accum, 2)), worst_case_batch(cfg));
   plan.world_size = world;
+  plan.weights_sharded = shard_weights;
   if (world > 1) {
     data_parallel_step(*comm, model, opt, *acc, micro, 1e-4f, cfg.train.clip_grad_norm);
     // Gradients cross once per backward pass (the planned ones: micro, plus the norm's); updated rows once a step.
@@ -172,7 +173,7 @@ std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const Llam
   out += line;
   if (plan.world_size > 1) {
     out += "  per rank, for each of " + std::to_string(plan.world_size) + " ranks (momentum and gradient accumulators" +
-           (cfg.dist.shard_weights ? ", and INT8 weights," : "") + " sharded by rows)\n";
+           (plan.weights_sharded ? ", and INT8 weights," : "") + " sharded by rows)\n";
   }
   (void)arch;
   for (const auto& it : plan.items) {
@@ -203,11 +204,11 @@ std::string format_plan(const MemoryPlan& plan, const RunConfig& cfg, const Llam
     // Bandwidths per direction: NVLink 4 (H100, H200) and a 100 Gb/s network.
     const double bytes = double(plan.gradient_bytes_per_step + plan.weight_bytes_per_step);
     std::snprintf(line, sizeof line,
-                  "  each rank receives %.2f GiB a step: %.2f GiB of fp32 gradient rows it owns, %.2f GiB of INT8 weight "
-                  "rows (%s); %.3f s at NVLink (450 GB/s), %.2f s at 100 Gb/s\n",
+                  "  each rank receives %.2f GiB a step: %.2f GiB of fp32 gradient rows it owns, %.2f GiB of weight rows "
+                  "(%s); %.3f s at NVLink (450 GB/s), %.2f s at 100 Gb/s\n",
                   bytes / double(1ull << 30), double(plan.gradient_bytes_per_step) / double(1ull << 30),
                   double(plan.weight_bytes_per_step) / double(1ull << 30),
-                  cfg.dist.shard_weights ? "each matrix gathered before each use" : "the others' updated rows",
+                  plan.weights_sharded ? "each matrix gathered before each use" : "the others' updated rows",
                   bytes / 450e9, bytes / 12.5e9);
     out += line;
   }

@@ -36,6 +36,7 @@ struct MemoryPlan {
   size_t kept_weights_bytes = 0;
   // With several ranks (dist.world_size): the plan is one rank's, and what it receives from the others per step.
   int world_size = 1;
+  bool weights_sharded = false;        // dist.shard_weights took effect (INT8 weights, several ranks)
   size_t gradient_bytes_per_step = 0;  // partials of the gradient rows it owns, fp32, each backward pass
   size_t weight_bytes_per_step = 0;    // the others' updated rows (INT8 values, scales, outliers), once
   double state_bytes_per_param() const { return double(state_bytes) / double(parameters); }

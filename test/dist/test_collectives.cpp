@@ -6,26 +6,12 @@
 #include <random>
 
 #include "core/error.h"
-#include "cpu/cpu_backend.h"
-#include "dist/communicator.h"
-#include "test/helpers.h"
+#include "test/dist/world.h"
 
 using namespace qft;
+using test::World;
 
 namespace {
-
-struct World {
-  RankLayout layout = rank_layout_from_environment();
-  CpuBackend be;
-  std::unique_ptr<Communicator> comm = make_communicator(layout, be);
-  uint64_t seed = 0;
-  World() {
-    if (comm->rank() == 0) seed = test::fresh_seed();
-    comm->broadcast(&seed, sizeof seed, 0);
-  }
-  int n() const { return comm->world_size(); }
-  int me() const { return comm->rank(); }
-};
 
 // What rank `from` holds for block `to`: values of mixed magnitudes, so that the order of a sum shows.
 std::vector<float> block_of(uint64_t seed, int from, int to, int64_t count) {

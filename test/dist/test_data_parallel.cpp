@@ -5,10 +5,10 @@
 #include <cstring>
 #include <random>
 
-#include "cpu/cpu_backend.h"
-#include "trainer/data_parallel.h"
 #include "model/hf_model.h"
+#include "test/dist/world.h"
 #include "test/helpers.h"
+#include "trainer/data_parallel.h"
 #include "trainer/optimizer.h"
 #include "trainer/plan.h"
 
@@ -51,12 +51,11 @@ std::vector<T> read(Backend& be, const Buffer& b, size_t offset_elems, size_t el
 }  // namespace
 
 TEST_CASE("N ranks with sharded state reach one process's weights and momentum bit for bit", "[dist][train]") {
-  const RankLayout layout = rank_layout_from_environment();
-  CpuBackend be;
-  const auto comm = make_communicator(layout, be);
-  uint64_t seed = comm->rank() == 0 ? test::fresh_seed() : 0;
-  comm->broadcast(&seed, sizeof seed, 0);
-  const int N = comm->world_size(), me = comm->rank();
+  test::World w;
+  CpuBackend& be = w.be;
+  Communicator* comm = w.comm.get();
+  const uint64_t seed = w.seed;
+  const int N = w.n(), me = w.me();
   const HfModel hf(test::fixture("gqa_tied"));
 
   for (const Setting s : {Setting{true, 1, {}}, Setting{false, 2, {}}, Setting{true, 2, {}}, Setting{true, 1, 1e-3},
@@ -70,7 +69,7 @@ TEST_CASE("N ranks with sharded state reach one process's weights and momentum b
     os.grad_int8 = s.grad_int8;
     os.weight_decay = 0.1f;
     os.seed = seed;
-    LlamaModel ref(hf, be, storage), dp(hf, be, storage, s.shard_weights ? comm.get() : nullptr);
+    LlamaModel ref(hf, be, storage), dp(hf, be, storage, s.shard_weights ? comm : nullptr);
     LionOptimizer ref_opt(ref, os), dp_opt(dp, os, RowShards{me, N});
     GradAccumulators ref_acc(ref, os), dp_acc(dp, os, RowShards{me, N}, s.micro_per_rank > 1);
     if (s.micro_per_rank == 1) CHECK(dp_acc.bytes() <= size_t(dp.params().size()));  // nothing kept but empty buffers
@@ -129,11 +128,10 @@ TEST_CASE("N ranks with sharded state reach one process's weights and momentum b
 }
 
 TEST_CASE("ranks that disagree on a step's micro-batches all stop with an error instead of waiting", "[dist][bad-input]") {
-  const RankLayout layout = rank_layout_from_environment();
-  CpuBackend be;
-  const auto comm = make_communicator(layout, be);
+  test::World w;
+  Communicator* comm = w.comm.get();
   const HfModel hf(test::fixture("gqa_tied"));
-  LlamaModel model(hf, be, WeightStorage{true, 0.02});
+  LlamaModel model(hf, w.be, WeightStorage{true, 0.02});
   OptimizerSettings os;
   LionOptimizer opt(model, os, RowShards{comm->rank(), comm->world_size()});
   GradAccumulators acc(model, os, RowShards{comm->rank(), comm->world_size()});
@@ -147,11 +145,9 @@ TEST_CASE("ranks that disagree on a step's micro-batches all stop with an error 
 // qft plan --set dist.world_size=N plans the last rank (it holds the most rows) from the same code: its plan equals
 // what that rank's allocator measures, within 5%, with the weights replicated or sharded.
 TEST_CASE("the per-rank plan equals the last rank's measured peak within 5%", "[dist][plan]") {
-  const RankLayout layout = rank_layout_from_environment();
-  CpuBackend comm_backend;
-  const auto comm = make_communicator(layout, comm_backend);
-  uint64_t seed = comm->rank() == 0 ? test::fresh_seed() : 0;
-  comm->broadcast(&seed, sizeof seed, 0);
+  test::World w;  // its backend serves the communicator; each measured run gets a fresh one
+  Communicator* comm = w.comm.get();
+  const uint64_t seed = w.seed;
   for (bool shard : {false, true}) {
     RunConfig cfg;
     cfg.model.path = test::fixture("gqa_tied");
@@ -165,7 +161,7 @@ TEST_CASE("the per-rank plan equals the last rank's measured peak within 5%", "[
     const MemoryPlan plan = plan_memory(cfg, plan_architecture(cfg), plan_target(Device::Cpu));
 
     CpuBackend be;
-    LlamaModel model(hf, be, cfg.weight_storage(), shard ? comm.get() : nullptr);
+    LlamaModel model(hf, be, cfg.weight_storage(), shard ? comm : nullptr);
     model.stack_storage = cfg.train.stack_dtype;
     const RowShards shards{comm->rank(), comm->world_size()};
     LionOptimizer opt(model, cfg.optimizer_settings(), shards);
