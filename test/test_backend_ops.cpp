@@ -298,7 +298,9 @@ const std::vector<OpCase>& op_cases() {
          b.be().cross_entropy_forward(b.f32_out(kRows), b.f32_out(kRows), b.act_in(int64_t(kRows) * kV, 3.0f), b.ids_in(t),
                                       kRows, kV);
        }},
-      {Op::cross_entropy_backward, "(37, 3001) in two vocabulary tiles, one ignored target", {1e-5, 8e-3, 0},
+      // Each backend's forward sums a row's 3001 exponentials in its own order, and every probability inherits that
+      // sum's relative rounding: about sqrt(3001) fp32 roundings (3e-6) in a typical row, 1.1e-5 seen in the tail.
+      {Op::cross_entropy_backward, "(37, 3001) in two vocabulary tiles, one ignored target", {5e-5, 8e-3, 0},
        [](OpBench& b) {
          Backend& be = b.be();
          std::vector<int32_t> t = ids(b, kRows, kV);
