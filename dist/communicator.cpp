@@ -1,5 +1,7 @@
 #include "dist/communicator.h"
 
+#include <cstdlib>
+
 #include "core/error.h"
 #include "ops/backend.h"
 
@@ -22,6 +24,8 @@ class SingleProcess final : public Communicator {
   void broadcast(void*, size_t, int) override {}
   void barrier() override {}
   std::vector<double> all_gather_host(double value) override { return {value}; }
+  void broadcast_host(std::string&, int) override {}
+  [[noreturn]] void abort_job(int exit_code) override { std::_Exit(exit_code); }
 
  private:
   Backend& be_;
@@ -43,6 +47,8 @@ class PlanningCommunicator final : public Communicator {
   std::vector<double> all_gather_host(double value) override {
     return std::vector<double>(static_cast<size_t>(world_size()), value);
   }
+  void broadcast_host(std::string&, int) override {}
+  [[noreturn]] void abort_job(int exit_code) override { std::_Exit(exit_code); }
 
  private:
   size_t others(const std::vector<size_t>& blocks) const {  // what this rank receives: every block but its own

@@ -40,6 +40,11 @@ class Communicator {
   virtual void barrier() = 0;
   // Every rank's value, in rank order, on every rank, in host memory (a loss, a count, a config hash).
   virtual std::vector<double> all_gather_host(double value) = 0;
+  // Root's text on every rank, in host memory (a path that root alone resolved).
+  virtual void broadcast_host(std::string& text, int root) = 0;
+  // Ends every rank of the job now, with this exit code: what a rank that fails alone must do, since the others
+  // may be waiting for it in a collective (and a rank that simply returned would wait for them in MPI_Finalize).
+  [[noreturn]] virtual void abort_job(int exit_code) = 0;
 
   // Bytes this rank received from the others, by kind of collective: what the planning communicator counts.
   struct Traffic {

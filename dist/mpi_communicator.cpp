@@ -3,6 +3,8 @@
 #include <mpi.h>
 
 #include <climits>
+#include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include "core/error.h"
@@ -63,6 +65,16 @@ class MpiCommunicator final : public Communicator {
     std::vector<double> out(static_cast<size_t>(world_size()));
     check(MPI_Allgather(&value, 1, MPI_DOUBLE, out.data(), 1, MPI_DOUBLE, comm_), "MPI_Allgather");
     return out;
+  }
+  void broadcast_host(std::string& text, int root) override {
+    uint64_t size = text.size();
+    check(MPI_Bcast(&size, 1, MPI_UINT64_T, root, comm_), "MPI_Bcast");
+    text.resize(size_t(size));
+    check(MPI_Bcast(text.data(), count(text.size()), MPI_CHAR, root, comm_), "MPI_Bcast");
+  }
+  [[noreturn]] void abort_job(int exit_code) override {
+    MPI_Abort(MPI_COMM_WORLD, exit_code);
+    std::_Exit(exit_code);  // MPI_Abort does not return; should an implementation, this rank still ends
   }
 
  private:

@@ -81,6 +81,8 @@ class LlamaModel {
   // The rows of a parameter this rank stores: all of them, unless its INT8 weights are sharded.
   RowRange held_rows(int param) const;
   bool weights_sharded() const { return shard_over_ != nullptr; }
+  // A sharded INT8 matrix whole, every rank's rows gathered (collective: every rank calls it in the same order).
+  HybridMatrix gathered(int param) const;
   // The weight in the activation dtype (or `as`): INT8 weights dequantized, fp32 ones converted when needed.
   DenseWeight dense(int param) const { return dense(param, backend_.act_dtype()); }
   DenseWeight dense(int param, DType as) const;
@@ -154,8 +156,6 @@ class LlamaModel {
   // dW (O, I) = dout (N, O)^T @ inp (N, I) of a layer matrix, delivered in chunks of weight_grad_chunk_bytes.
   void weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink);
   const float* norm_weight(int param) const { return params_[size_t(param)].fp32.f32(); }  // always fp32
-  // A sharded INT8 matrix whole, every rank's rows gathered (collective: every rank calls it in the same order).
-  HybridMatrix gathered(int param) const;
 
   LlamaConfig config_;
   Backend& backend_;

@@ -129,7 +129,9 @@ void SafeTensorsFile::parse_header(std::string_view header, size_t data_size) {
   std::vector<const SafeTensorInfo*> by_offset;
   for (const auto& t : tensors_) by_offset.push_back(&t);
   std::sort(by_offset.begin(), by_offset.end(),
-            [](const SafeTensorInfo* a, const SafeTensorInfo* b) { return a->begin < b->begin; });
+            [](const SafeTensorInfo* a, const SafeTensorInfo* b) {  // an empty tensor before one at its offset
+              return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+            });
   for (size_t i = 1; i < by_offset.size(); ++i) {
     if (by_offset[i]->begin < by_offset[i - 1]->end) {
       throw FileError(path_, "tensors '" + by_offset[i - 1]->name + "' and '" + by_offset[i]->name + "' overlap");

@@ -57,6 +57,26 @@ TEST_CASE("safetensors write/read round trip keeps dtypes, shapes, bytes and met
   REQUIRE_THROWS_AS(f.read_f32("c"), TensorError);  // integers are not floats
 }
 
+// An empty tensor starts where the next one does (a rank's share of a tensor may be empty): it overlaps nothing,
+// in whatever order a sort of many offsets leaves the two.
+TEST_CASE("empty tensors among many others are read back", "[safetensors]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  test::TempDir tmp;
+  std::vector<HostTensor> tensors;
+  tensors.reserve(64);
+  std::vector<NamedTensor> named;
+  for (int i = 0; i < 64; ++i) {
+    tensors.emplace_back(DType::F32, Shape{i % 2 ? 0 : int64_t(1 + rng() % 5)});
+    for (int64_t k = 0; k < tensors.back().numel(); ++k) tensors.back().data<float>()[k] = float(rng() % 1000);
+    named.emplace_back("t" + std::to_string(1000 - i), &tensors.back());  // names sort against the data's order
+  }
+  const std::string path = tmp / "x.safetensors";
+  write_safetensors(path, named);
+  const SafeTensorsFile f(path);
+  REQUIRE(f.tensors().size() == named.size());
+  for (const auto& [name, t] : named) CHECK(f.read(name).bytes == t->bytes);
+}
+
 TEST_CASE("corrupt safetensors files are rejected with a message naming the file", "[safetensors][bad-input]") {
   const std::string ok_entry = R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
   SECTION("too short") { expect_rejected("abc", "too short"); }

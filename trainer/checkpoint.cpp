@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
+#include <functional>
 #include <limits>
 #include <cstdio>
 #include <filesystem>
@@ -38,7 +40,9 @@ struct Entry {
   std::string name;
   DType dtype;
   Shape shape;
-  void* data;  // backend memory
+  void* data;         // backend memory; null where only the layout is wanted
+  int64_t row0 = 0;   // the parameter row of its first row (a rank's share of optimizer state)
+  int64_t rows = 0;   // parameter rows it holds
 };
 
 // The names of a parameter's tensors in a checkpoint: its INT8 parts and its optimizer state.
@@ -48,53 +52,108 @@ std::string momentum_name(const std::string& param) { return "momentum." + param
 
 DType col_dtype(int bytes) { return bytes == 1 ? DType::U8 : (bytes == 2 ? DType::U16 : DType::I32); }
 
+// A whole INT8 weight matrix's parts.
+void add_hybrid_entries(std::vector<Entry>& out, const std::string& param, const HybridMatrix& m) {
+  out.push_back({int8_part(param, "q"), DType::I8, {m.rows, m.cols}, m.q.get()});
+  out.push_back({int8_part(param, "scale"), DType::F32, {m.rows}, m.scale.get()});
+  out.push_back({int8_part(param, "row_ptr"), DType::I32, {m.rows + 1}, m.row_ptr.get()});
+  out.push_back({int8_part(param, "col"), col_dtype(m.col_bytes), {m.nnz}, m.col.get()});
+  out.push_back({int8_part(param, "val"), DType::F32, {m.nnz}, m.val.get()});
+}
+
+// The whole weights, as a checkpoint holds them. A sharded model's INT8 matrices hold only this rank's rows: their
+// entries have the whole matrix's shapes and no data.
 std::vector<Entry> model_entries(LlamaModel& model) {
-  if (model.weights_sharded()) throw Error("checkpoints of sharded weights are not supported yet");
   std::vector<Entry> out;
   for (size_t i = 0; i < model.params().size(); ++i) {
     Param& p = model.param(int(i));
-    if (!p.quantized()) {
+    if (p.quantized() && model.weights_sharded()) {
+      HybridMatrix whole;  // no memory: its shapes alone
+      whole.rows = p.rows;
+      whole.cols = p.cols;
+      whole.nnz = p.int8.rows > 0 ? p.int8.nnz / p.int8.rows * p.rows : 0;
+      whole.col_bytes = p.int8.col_bytes;
+      add_hybrid_entries(out, p.name, whole);
+    } else if (p.quantized()) {
+      add_hybrid_entries(out, p.name, p.int8);
+    } else {
       out.push_back({p.name, DType::F32, p.shape, p.fp32.get()});
-      continue;
     }
-    HybridMatrix& m = p.int8;
-    out.push_back({int8_part(p.name, "q"), DType::I8, {m.rows, m.cols}, m.q.get()});
-    out.push_back({int8_part(p.name, "scale"), DType::F32, {m.rows}, m.scale.get()});
-    out.push_back({int8_part(p.name, "row_ptr"), DType::I32, {m.rows + 1}, m.row_ptr.get()});
-    out.push_back({int8_part(p.name, "col"), col_dtype(m.col_bytes), {m.nnz}, m.col.get()});
-    out.push_back({int8_part(p.name, "val"), DType::F32, {m.nnz}, m.val.get()});
   }
   return out;
 }
 
-std::vector<Entry> optimizer_entries(LlamaModel& model, LionOptimizer& opt) {
+// The optimizer state of one rank's rows (`shards`), as its optimizer file holds it; with `opt`, pointing at that
+// state (opt's own shards), else the layout alone.
+std::vector<Entry> optimizer_entries(const LlamaModel& model, const OptimizerSettings& s, const RowShards& shards,
+                                     LionOptimizer* opt) {
   std::vector<Entry> out;
   for (size_t i = 0; i < model.params().size(); ++i) {
     const Param& p = model.params()[i];
-    StateTensor& m = opt.momentum(int(i));
+    const RowRange mine = shards.mine(p.rows);
+    StateTensor* m = opt ? &opt->momentum(int(i)) : nullptr;
     const std::string name = momentum_name(p.name);
-    if (m.quantized()) {
-      const BlockMatrix& b = m.int8;
-      out.push_back({int8_part(name, "q"), DType::I8, {b.rows, b.cols}, m.int8.q.get()});
-      out.push_back({int8_part(name, "absmax"), DType::F32, {b.rows, (b.cols + b.block - 1) / b.block}, m.int8.absmax.get()});
+    if (int8_momentum(s, p, mine.size())) {
+      const int64_t blocks = (p.cols + s.block_size - 1) / s.block_size;
+      out.push_back({int8_part(name, "q"), DType::I8, {mine.size(), p.cols}, m ? m->int8.q.get() : nullptr, mine.begin, mine.size()});
+      out.push_back({int8_part(name, "absmax"), DType::F32, {mine.size(), blocks}, m ? m->int8.absmax.get() : nullptr,
+                     mine.begin, mine.size()});
     } else {
-      out.push_back({name, DType::F32, {p.numel()}, m.fp32.get()});
+      out.push_back({name, DType::F32, {mine.size() * p.cols}, m ? m->fp32.get() : nullptr, mine.begin, mine.size()});
     }
-    if (p.quantized()) out.push_back({rescales_name(p.name), DType::U32, {p.rows}, opt.rescale_counts(int(i))});
+    if (p.quantized()) {
+      out.push_back({rescales_name(p.name), DType::U32, {mine.size()},
+                     opt ? opt->rescale_counts(int(i)) + mine.begin : nullptr, mine.begin, mine.size()});
+    }
   }
   return out;
 }
 
-void write_entries(Backend& be, const std::vector<Entry>& entries, const std::string& path) {
-  std::vector<HostTensor> host;
-  host.reserve(entries.size());
+// Tensors copied to the host under their names, ready to write.
+struct HostEntries {
+  std::deque<HostTensor> tensors;  // a deque: adding one never moves the others that `named` points at
   std::vector<NamedTensor> named;
-  for (const Entry& e : entries) {
-    host.emplace_back(e.dtype, e.shape);
-    be.copy_to_host(host.back().bytes.data(), e.data, host.back().bytes.size());
-    named.emplace_back(e.name, &host.back());
+  void add(Backend& be, const Entry& e) {
+    tensors.emplace_back(e.dtype, e.shape);
+    be.copy_to_host(tensors.back().bytes.data(), e.data, tensors.back().bytes.size());
+    named.emplace_back(e.name, &tensors.back());
   }
-  write_safetensors(path, named, {{"format", "qft"}, {"qft_version", QFT_VERSION}});
+  void write(const std::string& path) const {
+    write_safetensors(path, named, {{"format", "qft"}, {"qft_version", QFT_VERSION}});
+    fsync_path(path);
+  }
+};
+
+void write_entries(Backend& be, const std::vector<Entry>& entries, const std::string& path) {
+  HostEntries host;
+  for (const Entry& e : entries) host.add(be, e);
+  host.write(path);
+}
+
+// The whole weights on the host (kept only where `keep`): a sharded model's INT8 matrices are gathered one at a
+// time, a collective that every rank joins.
+HostEntries weights_on_host(LlamaModel& model, bool keep) {
+  HostEntries host;
+  if (!model.weights_sharded()) {
+    if (keep) {
+      for (const Entry& e : model_entries(model)) host.add(model.backend(), e);
+    }
+    return host;
+  }
+  for (size_t i = 0; i < model.params().size(); ++i) {
+    Param& p = model.param(int(i));
+    std::vector<Entry> entries;
+    HybridMatrix whole;
+    if (p.quantized()) {
+      whole = model.gathered(int(i));
+      add_hybrid_entries(entries, p.name, whole);
+    } else {
+      entries.push_back({p.name, DType::F32, p.shape, p.fp32.get()});
+    }
+    if (!keep) continue;
+    for (const Entry& e : entries) host.add(model.backend(), e);
+  }
+  return host;
 }
 
 // Checks an entry's dtype and shape against what this run needs.
@@ -178,20 +237,110 @@ void check_values(const SafeTensorsFile& f, const Entry& e, const HostTensor& h)
   }
 }
 
-// `hybrids`: the model whose INT8 weight matrices the file holds (the weights file), or nullptr.
-void read_entries(Backend& be, const std::vector<Entry>& entries, const std::string& path, const LlamaModel* hybrids) {
+// A sharded model's rows of a whole INT8 matrix (checked whole by stored_hybrid). Every row of a matrix holds the
+// same number k of outliers (allocate_hybrid), so row r's outliers start at r * k.
+void read_held_rows(const SafeTensorsFile& f, LlamaModel& model, int param) {
+  Param& p = model.param(param);
+  const StoredHybrid stored = stored_hybrid(f, p.name);
+  const HybridView& w = stored.view;
+  HybridMatrix& m = p.int8;
+  const int64_t k = m.nnz / m.rows;
+  for (int64_t r = 0; r <= w.rows; ++r) {
+    if (w.row_ptr[r] != r * k) {
+      throw TensorError(f.path(), int8_part(p.name, "row_ptr"), "row " + std::to_string(r) + " does not start at " +
+                                                                    std::to_string(r * k) + ": not " + std::to_string(k) +
+                                                                    " outliers in every row");
+    }
+  }
+  const RowRange held = model.held_rows(param);
+  Backend& be = model.backend();
+  be.copy_to_device(m.q.get(), w.q + held.begin * w.cols, size_t(held.size() * w.cols));
+  be.copy_to_device(m.scale.get(), w.scale + held.begin, size_t(held.size()) * 4);
+  be.copy_to_device(m.col.get(), static_cast<const uint8_t*>(w.col_idx) + held.begin * k * w.col_bytes,
+                    size_t(held.size() * k * w.col_bytes));
+  be.copy_to_device(m.val.get(), w.val + held.begin * k, size_t(held.size() * k) * 4);
+  std::vector<int32_t> row_ptr(static_cast<size_t>(held.size()) + 1);
+  for (size_t r = 0; r < row_ptr.size(); ++r) row_ptr[r] = int32_t(int64_t(r) * k);
+  be.copy_to_device(m.row_ptr.get(), row_ptr.data(), row_ptr.size() * 4);
+}
+
+// `hybrids`: the model whose INT8 weight matrices the file holds (the weights file), or nullptr. Entries without
+// data are a sharded model's matrices: their rows are read by read_held_rows.
+void read_entries(Backend& be, const std::vector<Entry>& entries, const std::string& path, LlamaModel* hybrids) {
   const SafeTensorsFile f(path);
   check_entries(f, entries);
   if (hybrids) {
-    for (const Param& p : hybrids->params()) {
-      if (p.quantized()) stored_hybrid(f, p.name);
+    for (size_t i = 0; i < hybrids->params().size(); ++i) {
+      const Param& p = hybrids->params()[i];
+      if (!p.quantized()) continue;
+      if (hybrids->weights_sharded()) {
+        read_held_rows(f, *hybrids, int(i));
+      } else {
+        stored_hybrid(f, p.name);
+      }
     }
   }
   for (const Entry& e : entries) {
+    if (!e.data) continue;
     const HostTensor h = f.read(e.name);
     check_values(f, e, h);
     be.copy_to_device(e.data, h.bytes.data(), h.bytes.size());
   }
+}
+
+// This rank's rows of the optimizer state, from the files of the `saved` ranks that wrote the checkpoint: a resume on
+// another number of ranks takes each row from the file that holds it.
+void read_optimizer(const std::string& dir, int saved, const LlamaModel& model, LionOptimizer& opt) {
+  std::vector<std::unique_ptr<SafeTensorsFile>> files;
+  std::vector<std::vector<Entry>> layouts;  // what each saved rank's file holds
+  for (int r = 0; r < saved; ++r) {
+    files.push_back(std::make_unique<SafeTensorsFile>((fs::path(dir) / optimizer_file(r, saved)).string()));
+    layouts.push_back(optimizer_entries(model, opt.settings(), {r, saved}, nullptr));
+    check_entries(*files.back(), layouts.back());
+  }
+  for (const Entry& want : optimizer_entries(model, opt.settings(), opt.shards(), &opt)) {
+    for (int r = 0; r < saved && want.rows > 0; ++r) {
+      const std::vector<Entry>& layout = layouts[size_t(r)];
+      const auto has = std::find_if(layout.begin(), layout.end(), [&](const Entry& e) { return e.name == want.name; });
+      if (has == layout.end() || has->rows == 0) continue;  // none of this tensor's rows (or stored otherwise)
+      const RowRange part = RowRange{has->row0, has->row0 + has->rows}.clip(want.row0, want.rows);
+      if (part.size() == 0) continue;
+      const HostTensor h = files[size_t(r)]->read(want.name);
+      check_values(*files[size_t(r)], *has, h);
+      const size_t per_row = h.bytes.size() / size_t(has->rows);
+      model.backend().copy_to_device(static_cast<uint8_t*>(want.data) + size_t(part.begin - want.row0) * per_row,
+                                     h.bytes.data() + size_t(part.begin - has->row0) * per_row,
+                                     size_t(part.size()) * per_row);
+    }
+  }
+}
+
+// Runs `work` on this rank, if `here`, and lets every rank know whether any rank's work failed: then rank 0 runs
+// `cleanup` and every rank throws, the failing rank its own error and the others a FileError naming it. Without
+// ranks (one process), a failure runs `cleanup` and is rethrown.
+void on_every_rank(Communicator* ranks, bool here, const std::string& where, const std::function<void()>& work,
+                   const std::function<void()>& cleanup) {
+  std::exception_ptr failed;
+  std::string what;
+  if (here) {
+    try {
+      work();
+    } catch (const std::exception& e) {
+      failed = std::current_exception();
+      what = e.what();
+    }
+  }
+  int first = failed ? 0 : -1;
+  if (ranks) {
+    const std::vector<double> flags = ranks->all_gather_host(failed ? 1.0 : 0.0);
+    const auto at = std::find(flags.begin(), flags.end(), 1.0);
+    first = at == flags.end() ? -1 : int(at - flags.begin());
+    if (first >= 0) ranks->broadcast_host(what, first);
+  }
+  if (first < 0) return;
+  if (!ranks || ranks->rank() == 0) cleanup();
+  if (failed) std::rethrow_exception(failed);
+  throw FileError(where, "rank " + std::to_string(first) + " failed: " + what);
 }
 
 std::string step_dir_name(int step) {
@@ -216,15 +365,22 @@ std::string settings_hash(const std::string& config_json) {
 }
 
 // One INT8 matrix: its outliers, the range of its row scales, and how often its rows' scales had to grow.
-MatrixStats matrix_stats(const SafeTensorsFile& weights, const SafeTensorsFile& opt, const std::string& name) {
+// opt: the optimizer files of the ranks that saved the checkpoint, in rank order (each holds its rows' counts).
+MatrixStats matrix_stats(const SafeTensorsFile& weights, const std::vector<std::unique_ptr<SafeTensorsFile>>& opt,
+                         const std::string& name) {
   const StoredHybrid stored = stored_hybrid(weights, name);
   const HybridView& w = stored.view;
   MatrixStats m;
   m.name = name;
   m.rows = w.rows;
   m.cols = w.cols;
-  const HostTensor rescale_counts = require_tensor(opt, rescales_name(name), DType::U32, m.rows);
-  const auto* rescales = rescale_counts.data<uint32_t>();
+  std::vector<uint32_t> counts;
+  for (size_t r = 0; r < opt.size(); ++r) {
+    const RowRange rows = RowShards{int(r), int(opt.size())}.mine(m.rows);
+    const HostTensor part = require_tensor(*opt[r], rescales_name(name), DType::U32, rows.size());
+    counts.insert(counts.end(), part.data<uint32_t>(), part.data<uint32_t>() + rows.size());
+  }
+  const uint32_t* rescales = counts.data();
   m.outliers = w.row_ptr[m.rows];
   m.scale_min = m.scale_max = m.rows > 0 ? w.scale[0] : 0.0f;
   for (int64_t r = 0; r < m.rows; ++r) {
@@ -244,7 +400,10 @@ CheckpointReport inspect_checkpoint(const std::string& dir) {
   verify_manifest(dir, true);
   rep.config = load_llama_config((fs::path(dir) / "config.json").string());
   const SafeTensorsFile weights((fs::path(dir) / "model.safetensors").string());
-  const SafeTensorsFile opt((fs::path(dir) / "optimizer.safetensors").string());
+  std::vector<std::unique_ptr<SafeTensorsFile>> opt;
+  for (int r = 0; r < rep.info.state.world_size; ++r) {
+    opt.push_back(std::make_unique<SafeTensorsFile>((fs::path(dir) / optimizer_file(r, rep.info.state.world_size)).string()));
+  }
   int64_t quantized = 0;
   for (const auto& spec : llama_tensor_specs(rep.config)) {
     if (!weights.find(int8_part(spec.name, "q"))) continue;
@@ -314,6 +473,7 @@ CheckpointInfo parse_trainer_state(const std::string& text, const std::string& w
   s.tokens = state_field(j, "tokens", 0, kMaxCount, where);
   s.cursor = {state_field(j, "epoch", 0, kMaxCount, where), state_field(j, "row", 0, kMaxCount, where)};
   s.reselections = int(state_field(j, "outlier_reselections", 0, kMaxInt, where));
+  s.world_size = j.contains("world_size") ? int(state_field(j, "world_size", 1, kMaxRanks, where)) : 1;
   if (!j.contains("config") || !j["config"].is_object()) throw FileError(where, "the trainer state lacks its run's 'config'");
   s.config_json = j["config"].dump();
   const RunConfig cfg = RunConfig::from_json_text(s.config_json, where);
@@ -352,16 +512,30 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
 }
 
 std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, LionOptimizer& opt,
-                            const TrainerState& state, const std::string& model_dir) {
+                            const TrainerState& state, const std::string& model_dir, Communicator* ranks) {
+  const int rank = ranks ? ranks->rank() : 0, world = ranks ? ranks->world_size() : 1;
+  const bool lead = rank == 0;
   const fs::path final_dir = fs::path(output_dir) / step_dir_name(state.step);
+  std::string tmp_path;
   std::error_code ec;
-  if (fs::exists(final_dir, ec)) throw FileError(final_dir.string(), "already exists; qft never replaces a checkpoint");
-  const fs::path tmp = temp_path_beside(final_dir.string());
-  fs::remove_all(tmp, ec);
-  if (!fs::create_directories(tmp, ec) || ec) throw FileError(tmp.string(), "cannot create checkpoint directory: " + ec.message());
-  try {
-    write_checkpoint_weights((tmp / "model.safetensors").string(), model);
-    write_entries(model.backend(), optimizer_entries(model, opt), (tmp / "optimizer.safetensors").string());
+  const auto remove_tmp = [&] { fs::remove_all(tmp_path, ec); };
+  on_every_rank(ranks, lead, final_dir.string(), [&] {
+    if (fs::exists(final_dir, ec)) throw FileError(final_dir.string(), "already exists; qft never replaces a checkpoint");
+    tmp_path = temp_path_beside(final_dir.string());
+    fs::remove_all(tmp_path, ec);
+    if (!fs::create_directories(tmp_path, ec) || ec) throw FileError(tmp_path, "cannot create checkpoint directory: " + ec.message());
+  }, [] {});
+  if (ranks) ranks->broadcast_host(tmp_path, 0);
+  const fs::path tmp(tmp_path);
+  // Collectives first (a sharded model's matrices are gathered), then each rank's files: a rank that fails to
+  // write is known to every rank before anything is declared complete.
+  const HostEntries weights = weights_on_host(model, lead);
+  on_every_rank(ranks, true, final_dir.string(), [&] {
+    if (lead) weights.write((tmp / "model.safetensors").string());
+    write_entries(model.backend(), optimizer_entries(model, opt.settings(), opt.shards(), &opt),
+                  (tmp / optimizer_file(rank, world)).string());
+  }, remove_tmp);
+  on_every_rank(ranks, lead, final_dir.string(), [&] {
     for (const std::string& f : model_side_files()) {
       const fs::path src = fs::path(model_dir) / f;
       if (!fs::exists(src)) continue;
@@ -375,6 +549,7 @@ std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, Li
                                 {"epoch", state.cursor.epoch},
                                 {"row", state.cursor.row},
                                 {"outlier_reselections", state.reselections},
+                                {"world_size", world},
                                 {"seed", nlohmann::json::parse(state.config_json)["train"]["seed"]},
                                 {"settings_hash", settings_hash(state.config_json)},
                                 {"config", nlohmann::json::parse(state.config_json)}};
@@ -385,16 +560,18 @@ std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, Li
     fs::rename(tmp, final_dir, ec);
     if (ec) throw FileError(final_dir.string(), "cannot move the checkpoint into place: " + ec.message());
     fsync_path(output_dir);
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
+  }, remove_tmp);
   return final_dir.string();
 }
 
-void write_checkpoint_weights(const std::string& path, LlamaModel& model) {
-  write_entries(model.backend(), model_entries(model), path);
+std::string optimizer_file(int rank, int world) {
+  if (world == 1) return "optimizer.safetensors";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "optimizer-%05d-of-%05d.safetensors", rank, world);
+  return buf;
 }
+
+void write_checkpoint_weights(const std::string& path, LlamaModel& model) { weights_on_host(model, true).write(path); }
 
 void read_checkpoint_weights(const std::string& path, LlamaModel& model) {
   read_entries(model.backend(), model_entries(model), path, &model);
@@ -404,7 +581,7 @@ TrainerState load_checkpoint(const std::string& dir, LlamaModel& model, LionOpti
   const CheckpointInfo info = read_checkpoint_info(dir);
   verify_manifest(dir, true);
   read_checkpoint_weights((fs::path(dir) / "model.safetensors").string(), model);
-  read_entries(model.backend(), optimizer_entries(model, opt), (fs::path(dir) / "optimizer.safetensors").string(), nullptr);
+  read_optimizer(dir, info.state.world_size, model, opt);
   return info.state;
 }
 

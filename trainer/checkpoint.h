@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "trainer/config.h"
 #include "trainer/data.h"
 #include "trainer/optimizer.h"
@@ -25,6 +26,7 @@ struct TrainerState {
   DataCursor cursor;
   int reselections = 0;     // times the weight outliers were picked again
   std::string config_json;  // the effective run config when saved
+  int world_size = 1;       // ranks that saved it: how many optimizer files it holds (set when loaded)
 };
 
 // What a checkpoint directory says about itself, read without loading any tensor.
@@ -69,10 +71,17 @@ struct CheckpointReport {
 CheckpointReport inspect_checkpoint(const std::string& dir);
 
 // Writes output_dir/step_%08d; returns its path. Throws FileError on any failed write, leaving earlier
-// checkpoints untouched.
+// checkpoints untouched. With several ranks (every rank calls it; output_dir on a filesystem they share): rank 0
+// writes the whole weights (a sharded model's gathered matrix by matrix) and the small files, each rank its rows of
+// the optimizer state (optimizer_file), and rank 0 writes DONE last, once every rank's files are written; a failure
+// on any rank is thrown on every rank.
 std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, LionOptimizer& opt,
-                            const TrainerState& state, const std::string& model_dir);
-// Restores weights, momentum and trainer state. Refuses what read_checkpoint_info refuses, a file whose content
+                            const TrainerState& state, const std::string& model_dir, Communicator* ranks = nullptr);
+// The optimizer file of a rank among `world` that saved a checkpoint: optimizer.safetensors for one rank, else
+// optimizer-RRRRR-of-WWWWW.safetensors, each with the rank's rows (dist/row_shards.h) of every tensor.
+std::string optimizer_file(int rank, int world);
+// Restores weights, momentum and trainer state, for the rows the model and optimizer hold (a checkpoint saved by any
+// number of ranks resumes on any number). Refuses what read_checkpoint_info refuses, a file whose content
 // hash differs from the manifest's, and tensors that do not match the model and optimizer built from the current
 // config exactly (none missing, none extra), hold non-finite values or a broken outlier structure.
 TrainerState load_checkpoint(const std::string& dir, LlamaModel& model, LionOptimizer& opt);

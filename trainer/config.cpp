@@ -146,7 +146,7 @@ const std::vector<KeyDef>& key_table() {
       def("data.shuffle", QFT_FIELD(data.shuffle), "shuffle examples each epoch (deterministic by train.seed)"),
       def("train.steps", QFT_FIELD(train.steps), "optimizer steps"),
       def("train.batch_size", QFT_FIELD(train.batch_size), "sequences per micro-batch"),
-      def("train.grad_accum", QFT_FIELD(train.grad_accum), "micro-batches per optimizer step"),
+      def("train.grad_accum", QFT_FIELD(train.grad_accum), "micro-batches per optimizer step, on each rank"),
       def("train.lr", QFT_FIELD(train.lr), "peak learning rate (Lion: 3-10x smaller than AdamW's)"),
       def("train.lr_schedule", QFT_FIELD(train.lr_schedule), "decay after warmup, to 0 at train.steps"),
       def("train.warmup_steps", QFT_FIELD(train.warmup_steps), "linear warmup from 0 over this many steps"),
@@ -185,8 +185,8 @@ const std::vector<KeyDef>& key_table() {
       def("output.dir", QFT_FIELD(output.dir), "run directory: config.json, metrics.jsonl, train.log"),
       def("dist.world_size", QFT_FIELD(dist.world_size),
           "ranks of the job, each on its own part of every batch with 1/N of the optimizer state; 0: as many as the "
-          "launcher started (mpirun, srun), 1 without one. qft plan plans one rank of this many; qft train runs one rank "
-          "for now and refuses more"),
+          "launcher started (mpirun, srun), 1 without one. qft plan plans one rank of this many; qft train refuses a "
+          "count that differs from the launcher's. The global batch is train.batch_size x train.grad_accum x ranks"),
       def("dist.shard_weights", QFT_FIELD(dist.shard_weights),
           "with several ranks, each keeps only its rows of every INT8 matrix, and a matrix is gathered whole just "
           "before use: 1/N of the weights per rank, for models whose state exceeds one device"),
@@ -272,9 +272,6 @@ void RunConfig::apply_override(const std::string& assignment) {
   }
   find_key(key, "--set").set(*this, value, "--set");
 }
-
-// More ranks than any machine room holds for one fine-tuning job: a typo, refused before any plan divides by it.
-constexpr int kMaxRanks = 65536;
 
 void RunConfig::validate(bool for_training) const {
   const std::string where = "config";

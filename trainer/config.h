@@ -69,6 +69,9 @@ struct OutputSection {
   std::string dir = "runs/qft";
 };
 
+// More ranks than any machine room holds for one fine-tuning job: a typo, refused before any plan divides by it.
+constexpr int kMaxRanks = 65536;
+
 struct DistSection {
   int world_size = 0;  // 0: the launcher's (1 without one)
   bool shard_weights = false;

@@ -181,4 +181,34 @@ StepResult data_parallel_step(Communicator& comm, LlamaModel& model, LionOptimiz
   return result;
 }
 
+std::vector<Batch> rank_micro_batches(const std::vector<Batch>& step, int rank, int world_size) {
+  if (step.size() % size_t(world_size) != 0) {
+    throw Error(std::to_string(step.size()) + " micro-batches cannot be shared by " + std::to_string(world_size) + " ranks");
+  }
+  std::vector<Batch> mine;
+  for (size_t m = size_t(rank); m < step.size(); m += size_t(world_size)) mine.push_back(step[m]);
+  return mine;
+}
+
+void require_same_on_every_rank(Communicator& comm, const std::string& text, const std::string& what) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, shared as two 32-bit halves (exact in a double)
+  for (char c : text) h = (h ^ uint8_t(c)) * 1099511628211ull;
+  const std::vector<double> high = comm.all_gather_host(double(h >> 32)), low = comm.all_gather_host(double(h & 0xffffffffu));
+  std::string differ;
+  for (size_t r = 1; r < high.size(); ++r) {
+    if (high[r] != high[0] || low[r] != low[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
+  }
+  if (!differ.empty()) {
+    throw Error("the ranks were started with different " + what + ": rank(s) " + differ + " differ from rank 0's; every "
+                "rank of a job must run the same command with the same files");
+  }
+}
+
+int agreed_signal(Communicator& comm, int received) {
+  for (double s : comm.all_gather_host(double(received))) {
+    if (s != 0) return int(s);
+  }
+  return 0;
+}
+
 }  // namespace qft

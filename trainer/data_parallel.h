@@ -11,6 +11,7 @@
 // bit for bit (test/dist/). The step's loss is summed rank by rank, so for A > 1 it may differ from one rank's in
 // the last bits of its double; nothing but the NaN check reads it.
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "dist/communicator.h"
@@ -24,5 +25,15 @@ namespace qft {
 // gathered and added in parameter and row order, as one process adds them (RowSquareSums).
 StepResult data_parallel_step(Communicator& comm, LlamaModel& model, LionOptimizer& opt, GradAccumulators& acc,
                               const std::vector<Batch>& micro, float lr, std::optional<double> clip_norm);
+
+// The step's micro-batches that are this rank's: of the step's A * N, micro-batch i * N + rank for i < A. The
+// loader draws the same global batches whatever N is, so the examples seen do not depend on the world size.
+std::vector<Batch> rank_micro_batches(const std::vector<Batch>& step, int rank, int world_size);
+
+// Throws Error on every rank when the ranks' `what` (a config) differs from rank 0's, naming the ranks that differ.
+void require_same_on_every_rank(Communicator& comm, const std::string& text, const std::string& what);
+
+// The stop request every rank acts on at a step boundary: the signal of the lowest rank that received one (0: none).
+int agreed_signal(Communicator& comm, int received);
 
 }  // namespace qft

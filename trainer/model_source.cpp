@@ -29,10 +29,10 @@ ModelSource open_model_source(const std::string& path) {
 }
 
 std::unique_ptr<LlamaModel> load_model(const ModelSource& src, Backend& backend,
-                                       const std::optional<WeightStorage>& storage) {
+                                       const std::optional<WeightStorage>& storage, Communicator* shard_over) {
   const WeightStorage want = storage.value_or(src.stored);
-  if (!src.checkpoint) return std::make_unique<LlamaModel>(HfModel(src.path), backend, want);
-  auto model = std::make_unique<LlamaModel>(src.config, backend, want);
+  if (!src.checkpoint) return std::make_unique<LlamaModel>(HfModel(src.path), backend, want, shard_over);
+  auto model = std::make_unique<LlamaModel>(src.config, backend, want, shard_over);
   if (want == src.stored) {
     load_checkpoint_weights(src.path, *model);
     return model;
@@ -56,22 +56,24 @@ void check_tokenizer_fits(const Tokenizer& tok, const ModelSource& src) {
 
 }  // namespace
 
-OpenModel open_model(const std::string& path, Backend& backend, const std::optional<WeightStorage>& storage) {
+OpenModel open_model(const std::string& path, Backend& backend, const std::optional<WeightStorage>& storage,
+                     Communicator* shard_over) {
   OpenModel m;
   m.source = open_model_source(path);
   m.tokenizer = std::make_unique<Tokenizer>(path);
   check_tokenizer_fits(*m.tokenizer, m.source);
-  m.model = load_model(m.source, backend, storage);
+  m.model = load_model(m.source, backend, storage, shard_over);
   return m;
 }
 
-OpenModel open_random_model(const std::string& path, Backend& backend, const WeightStorage& storage, uint64_t seed) {
+OpenModel open_random_model(const std::string& path, Backend& backend, const WeightStorage& storage, uint64_t seed,
+                            Communicator* shard_over) {
   OpenModel m;
   m.source = open_model_source(path);
   m.source.random_weights = true;
   m.tokenizer = std::make_unique<Tokenizer>(path);
   check_tokenizer_fits(*m.tokenizer, m.source);
-  m.model = std::make_unique<LlamaModel>(m.source.config, backend, storage);
+  m.model = std::make_unique<LlamaModel>(m.source.config, backend, storage, shard_over);
   m.model->init_random(seed);
   return m;
 }

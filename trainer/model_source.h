@@ -27,8 +27,10 @@ ModelSource open_model_source(const std::string& path);
 // Builds the model on `backend` with weights stored as `storage` asks (nullopt: as the source stores them).
 // A checkpoint whose storage matches is copied bit for bit; otherwise its weights are dequantized on the
 // host and stored anew.
+// With `shard_over` (dist.shard_weights), each INT8 matrix keeps this rank's rows only (LlamaModel).
 std::unique_ptr<LlamaModel> load_model(const ModelSource& src, Backend& backend,
-                                       const std::optional<WeightStorage>& storage = std::nullopt);
+                                       const std::optional<WeightStorage>& storage = std::nullopt,
+                                       Communicator* shard_over = nullptr);
 
 // A model ready to run: where it came from, its tokenizer and its weights on a backend.
 struct OpenModel {
@@ -40,8 +42,9 @@ struct OpenModel {
 // Every command that runs a model opens it here: the source first, then the tokenizer (so that a missing one
 // fails before any weight is read), then the weights, stored as `storage` asks (nullopt: as the source does).
 OpenModel open_model(const std::string& path, Backend& backend,
-                     const std::optional<WeightStorage>& storage = std::nullopt);
+                     const std::optional<WeightStorage>& storage = std::nullopt, Communicator* shard_over = nullptr);
 // The same with seeded random weights (model.init=random, LlamaModel::init_random): no weight file is read.
-OpenModel open_random_model(const std::string& path, Backend& backend, const WeightStorage& storage, uint64_t seed);
+OpenModel open_random_model(const std::string& path, Backend& backend, const WeightStorage& storage, uint64_t seed,
+                            Communicator* shard_over = nullptr);
 
 }  // namespace qft

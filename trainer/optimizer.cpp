@@ -12,7 +12,8 @@ namespace {
 uint32_t stream(int param, int kind) { return uint32_t(param) * 4u + uint32_t(kind); }
 enum StreamKind { kWeights = 0, kMomentum = 1, kAccum = 2 };
 
-// State for `rows` rows of a parameter (this rank's; a rank may own none of a small tensor's).
+// State for `rows` rows of a parameter (this rank's; a rank may own none of a small tensor's): INT8 as
+// int8_momentum decides for the momentum.
 StateTensor make_state(Backend& be, const Param& p, int64_t rows, bool int8, int64_t block, const char* tag) {
   StateTensor t;
   if (int8 && quantizable(p.role) && rows > 0) {
@@ -36,12 +37,17 @@ int64_t local_row(const RowShards& shards, const Param& p, int64_t row0, int64_t
 
 }  // namespace
 
+bool int8_momentum(const OptimizerSettings& s, const Param& p, int64_t rows) {
+  return s.momentum_int8 && quantizable(p.role) && rows > 0;
+}
+
 LionOptimizer::LionOptimizer(LlamaModel& model, const OptimizerSettings& s, const RowShards& shards)
     : model_(model), s_(s), shards_(shards) {
   Backend& be = model.backend();
   int64_t rows = 0;
   for (const Param& p : model.params()) {
-    momentum_.push_back(make_state(be, p, shards.mine(p.rows).size(), s.momentum_int8, s.block_size, "momentum"));
+    const int64_t mine = shards.mine(p.rows).size();
+    momentum_.push_back(make_state(be, p, mine, s.momentum_int8, s.block_size, "momentum"));
     rescale_offset_.push_back(p.quantized() ? rows : -1);
     if (p.quantized()) rows += p.rows;
   }

@@ -26,6 +26,9 @@ struct StepUpdate {
   double max_grad_norm = 0;            // clip to this norm (0: never)
 };
 
+// Whether a parameter's momentum over `rows` rows (a rank's share) is block-wise INT8, or fp32.
+bool int8_momentum(const OptimizerSettings& s, const Param& p, int64_t rows);
+
 // Momentum is kept for the rows this rank owns (all of them on one rank; dist/row_shards.h); row numbers in the
 // calls below are the parameter's own, and a rank updates only rows it owns.
 class LionOptimizer {

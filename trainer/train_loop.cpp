@@ -10,14 +10,17 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "dist/communicator.h"
 #include "dist/rank_layout.h"
 #include "model/llama.h"
 #include "text/tokenizer.h"
 #include "trainer/checkpoint.h"
+#include "trainer/data_parallel.h"
 #include "trainer/data.h"
 #include "trainer/device.h"
 #include "trainer/model_source.h"
@@ -76,9 +79,16 @@ class MetricsWriter {
 constexpr const char* kLogFilePattern = "[%Y-%m-%d %H:%M:%S.%e] [%l] %v";
 
 // Logs to stderr (stdout stays for results) and, once the run directory is committed, to its train.log. Until
-// then the lines wait in memory: nothing is written into the directory before every check has passed.
-std::shared_ptr<spdlog::logger> make_logger() {
+// then the lines wait in memory: nothing is written into the directory before every check has passed. Of several
+// ranks, rank 0 logs the run; the others print only their warnings, marked with their rank.
+std::shared_ptr<spdlog::logger> make_logger(const Communicator& comm) {
   auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  if (comm.rank() > 0) {
+    console->set_pattern(fmt::format("[rank {}] %v", comm.rank()));
+    auto log = std::make_shared<spdlog::logger>("qft.train", console);
+    log->set_level(spdlog::level::warn);
+    return log;
+  }
   console->set_pattern("%v");
   auto pending = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
   pending->set_pattern(kLogFilePattern);
@@ -101,14 +111,25 @@ void attach_log_file(spdlog::logger& log, const std::string& path, bool append) 
   sinks.back() = file;
 }
 
-// Refuses a resume whose config differs in a key that would make it meaningless; logs harmless changes.
+// Micro-batches per optimizer step over all ranks: what a resume must keep, however the ranks share them.
+int64_t global_micro_batches(const RunConfig& c) { return int64_t(c.train.grad_accum) * std::max(1, c.dist.world_size); }
+
+// Refuses a resume whose config differs in a key that would make it meaningless; logs harmless changes. The
+// number of ranks may change if the global batch does not: train.grad_accum x ranks.
 void check_resume_config(const std::string& saved_json, const RunConfig& now, spdlog::logger& log) {
   const auto saved = nlohmann::json::parse(saved_json).flatten(), current = nlohmann::json::parse(now.to_json()).flatten();
   std::string refused;
+  const RunConfig was = RunConfig::from_json_text(saved_json, "the checkpoint's config");
+  if (global_micro_batches(was) != global_micro_batches(now)) {
+    refused += "\n  train.grad_accum x ranks: " + std::to_string(was.train.grad_accum) + " x " +
+               std::to_string(std::max(1, was.dist.world_size)) + " -> " + std::to_string(now.train.grad_accum) + " x " +
+               std::to_string(std::max(1, now.dist.world_size)) + " (the global batch must stay the same)";
+  }
   for (auto it = current.begin(); it != current.end(); ++it) {
     const std::string key = it.key().substr(1);  // "/train/lr" -> "train/lr"
     std::string dotted = key;
     std::replace(dotted.begin(), dotted.end(), '/', '.');
+    if (dotted == "train.grad_accum") continue;  // checked above, with the ranks
     const auto was = saved.find(it.key());
     if (was != saved.end() && *was == it.value()) continue;
     const std::string from = was == saved.end() ? "(absent)" : was->dump();
@@ -124,6 +145,7 @@ void check_resume_config(const std::string& saved_json, const RunConfig& now, sp
   }
 }
 
+// Every rank evaluates every batch: a sharded model's forward is a collective, and the batches are few.
 double validate(LlamaModel& model, const DataLoader& val, const TrainSection& t) {
   LossSum total;
   for (const Batch& b : val.ordered_batches(t.batch_size, t.eval_batches)) {
@@ -165,10 +187,12 @@ class StepProfile {
 
 // One training run: setup in the constructor (will it fit, the run directory, model, data, optimizer, resume),
 // then run() steps; each step is step(), then after_step() for metrics, outlier re-selection, evaluation and
-// checkpoints.
+// checkpoints. Of several ranks (trainer/data_parallel.h), each runs this with its share of every step; rank 0
+// alone holds the run directory and writes the log and metrics.
 class TrainingRun {
  public:
-  TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop);
+  TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop,
+              std::unique_ptr<Backend> backend, Communicator& comm);
   ~TrainingRun() { spdlog::drop("qft.train"); }
   TrainSummary run();
 
@@ -185,6 +209,10 @@ class TrainingRun {
   void evaluate(int step);
   void save(int done);
   void stop_if_requested(int done);
+  void record(const nlohmann::ordered_json& j) {
+    if (metrics_) metrics_->write(j);
+  }
+  bool distributed() const { return comm_.world_size() > 1; }
 
   const RunConfig& cfg_;
   const std::optional<std::string> resume_;
@@ -192,13 +220,15 @@ class TrainingRun {
   const Clock::time_point t0_ = Clock::now();
   Clock::time_point loop_t0_;
   std::unique_ptr<Backend> backend_;  // first: a device that cannot run fails before anything is written
-  std::unique_ptr<RunDirectory> run_dir_;  // locked for the life of the run
+  Communicator& comm_;
+  const bool lead_;                      // rank 0: the run directory, log and metrics are its
+  std::unique_ptr<RunDirectory> run_dir_;  // locked for the life of the run (rank 0's)
   std::shared_ptr<spdlog::logger> log_;
-  std::unique_ptr<MetricsWriter> metrics_;
+  std::unique_ptr<MetricsWriter> metrics_;  // rank 0's
   OpenModel opened_;
   std::unique_ptr<DataLoader> train_, val_;
   std::unique_ptr<LionOptimizer> opt_;
-  std::unique_ptr<GradAccumulators> acc_;  // for train.grad_accum > 1
+  std::unique_ptr<GradAccumulators> acc_;  // for train.grad_accum > 1, and always with several ranks
   TrainSummary summary_;
   std::unique_ptr<OpProfile> profile_;  // with cfg.profile
   int64_t tokens_total_ = 0;
@@ -208,19 +238,26 @@ class TrainingRun {
   std::string resumed_from_;
 };
 
-TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop)
-    : cfg_(cfg), resume_(resume), stop_(stop), backend_(make_backend(cfg.device, cfg.debug_sync)) {
+TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop,
+                         std::unique_ptr<Backend> backend, Communicator& comm)
+    : cfg_(cfg), resume_(resume), stop_(stop), backend_(std::move(backend)), comm_(comm), lead_(comm.rank() == 0) {
+  if (distributed()) require_same_on_every_rank(comm_, cfg_.to_json() + "\n--resume " + resume_.value_or("(none)"), "configs");
   const LlamaConfig arch = plan_architecture(cfg_);
   const MemoryPlan plan = plan_memory(cfg_, arch, plan_target(*backend_), backend_->available_bytes());
   check_fits(plan, arch);
-  run_dir_ = std::make_unique<RunDirectory>(cfg_.output.dir, resume_);
-  log_ = make_logger();
+  if (lead_) run_dir_ = std::make_unique<RunDirectory>(cfg_.output.dir, resume_);
+  log_ = make_logger(comm_);
   log_->info("effective config:\n{}", cfg_.to_json());
   log_->info("{}", format_plan(plan, cfg_, arch));
+  if (distributed()) {
+    log_->info("{} ranks ({}, {}); weights {}", comm_.world_size(), comm_.layout().launcher, comm_.name(),
+               cfg_.dist.shard_weights ? "sharded by rows" : "replicated");
+  }
 
+  Communicator* shard_over = distributed() && cfg_.dist.shard_weights ? &comm_ : nullptr;
   opened_ = cfg_.model.init == ModelInit::Random
-                ? open_random_model(cfg_.model.path, *backend_, cfg_.weight_storage(), cfg_.train.seed)
-                : open_model(cfg_.model.path, *backend_, cfg_.weight_storage());
+                ? open_random_model(cfg_.model.path, *backend_, cfg_.weight_storage(), cfg_.train.seed, shard_over)
+                : open_model(cfg_.model.path, *backend_, cfg_.weight_storage(), shard_over);
   if (opened_.source.checkpoint && !resume_) {
     log_->info("initialized from {}: its weights only; the optimizer, schedule and data order start fresh",
                opened_.source.describe());
@@ -231,10 +268,17 @@ TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>&
   model.stack_storage = cfg_.train.stack_dtype;
   model.stack_offload = cfg_.train.stack_offload;
   if (cfg_.profile) profile_ = std::make_unique<OpProfile>();
-  opt_ = std::make_unique<LionOptimizer>(model, cfg_.optimizer_settings());
-  if (cfg_.train.grad_accum > 1) acc_ = std::make_unique<GradAccumulators>(model, cfg_.optimizer_settings());
+  const RowShards shards{comm_.rank(), comm_.world_size()};
+  opt_ = std::make_unique<LionOptimizer>(model, cfg_.optimizer_settings(), shards);
+  if (cfg_.train.grad_accum > 1 || distributed()) {
+    acc_ = std::make_unique<GradAccumulators>(model, cfg_.optimizer_settings(), shards, cfg_.train.grad_accum > 1);
+  }
   log_state_sizes();
-  if (resume_) restore(run_dir_->checkpoint());
+  if (resume_) {
+    std::string checkpoint = lead_ ? run_dir_->checkpoint() : "";  // rank 0 resolved which one
+    comm_.broadcast_host(checkpoint, 0);
+    restore(checkpoint);
+  }
   commit_run_dir();
 }
 
@@ -248,9 +292,20 @@ void TrainingRun::check_fits(const MemoryPlan& plan, const LlamaConfig& arch) co
               "train.stack_offload=true, or set quant.weights=int8 and quant.momentum=int8.");
 }
 
-// Every check has passed: the directory becomes this run's, and its log and metrics start.
+// Every check has passed: the directory becomes this run's, and its log and metrics start. Every rank must see
+// it: checkpoints are written by all of them into it.
 void TrainingRun::commit_run_dir() {
+  if (!lead_) {
+    comm_.barrier();  // rank 0 has committed
+    const fs::path marker = fs::path(cfg_.output.dir) / kRunMarker;
+    if (!fs::exists(marker)) {
+      throw FileError(cfg_.output.dir, "rank " + std::to_string(comm_.rank()) + " does not see rank 0's " + kRunMarker +
+                                           ": several ranks need output.dir on a filesystem they all share");
+    }
+    return;
+  }
   run_dir_->commit(cfg_.to_json(), start_step_);
+  if (distributed()) comm_.barrier();
   const fs::path dir(cfg_.output.dir);
   attach_log_file(*log_, (dir / "train.log").string(), resume_.has_value());
   if (!run_dir_->discarded().empty()) {
@@ -287,9 +342,9 @@ void TrainingRun::log_state_sizes() const {
   const double params = double(opened_.source.config.parameter_count());
   const size_t acc_bytes = acc_ ? acc_->bytes() : 0;
   const size_t state = model.weight_bytes() + opt_->state_bytes() + acc_bytes;
-  log_->info("model state: weights {} ({:.1f} MiB), momentum {} ({:.1f} MiB), gradient accumulators {} ({:.1f} MiB): "
+  log_->info("model state{}: weights {} ({:.1f} MiB), momentum {} ({:.1f} MiB), gradient accumulators {} ({:.1f} MiB): "
              "{:.2f} bytes/parameter",
-             enum_name(cfg_.quant.weights), double(model.weight_bytes()) / (1 << 20), enum_name(cfg_.quant.momentum),
+             distributed() ? " of rank 0" : "", enum_name(cfg_.quant.weights), double(model.weight_bytes()) / (1 << 20), enum_name(cfg_.quant.momentum),
              double(opt_->state_bytes()) / (1 << 20), acc_ ? enum_name(cfg_.quant.grad_dtype) : "none",
              double(acc_bytes) / (1 << 20), double(state) / params);
   if (cfg_.train.clip_grad_norm) {
@@ -321,11 +376,12 @@ TrainSummary TrainingRun::run() {
   stop_if_requested(start_step_);
   for (int s = start_step_; s < cfg_.train.steps; ++s) {
     const auto step_t0 = Clock::now();
-    const std::vector<Batch> micro = train_->next_step(cfg_.train.grad_accum, cfg_.train.batch_size);
+    const int ranks = comm_.world_size();
+    const std::vector<Batch> micro = train_->next_step(cfg_.train.grad_accum * ranks, cfg_.train.batch_size);
     const double lr = learning_rate(cfg_.train, s);
     StepResult r;
     const int64_t reads_before = backend_->host_reads();
-    if (step(s, micro, lr, r)) {
+    if (step(s, rank_micro_batches(micro, comm_.rank(), ranks), lr, r)) {
       backend_->synchronize();  // the step's updates may still be queued on a GPU: time them too
       if (cfg_.debug_sync) {
         log_->info("step {:>5}/{} | {} device-to-host reads", s + 1, cfg_.train.steps, backend_->host_reads() - reads_before);
@@ -354,7 +410,8 @@ bool TrainingRun::step(int step, const std::vector<Batch>& micro, double lr, Ste
   if (acc_) acc_->set_step(uint32_t(step));
   try {
     const StepProfile profiled(*backend_, profile_.get());
-    r = train_step(*opened_.model, *opt_, acc_.get(), micro, float(lr), cfg_.train.clip_grad_norm);
+    r = distributed() ? data_parallel_step(comm_, *opened_.model, *opt_, *acc_, micro, float(lr), cfg_.train.clip_grad_norm)
+                      : train_step(*opened_.model, *opt_, acc_.get(), micro, float(lr), cfg_.train.clip_grad_norm);
     profiled.finished();
     for (const std::string& note : backend_->take_notes()) log_->info("{}", note);
   } catch (const NonFiniteLoss& e) {
@@ -365,7 +422,7 @@ bool TrainingRun::step(int step, const std::vector<Batch>& micro, double lr, Ste
     }
     log_->warn("step {}: {}; step skipped, weights unchanged", step + 1, e.what());
     summary_.skipped_steps += 1;
-    metrics_->write({{"step", step + 1}, {"skipped", true}, {"reason", e.what()}});
+    record({{"step", step + 1}, {"skipped", true}, {"reason", e.what()}});
     return false;
   }
   return true;
@@ -399,8 +456,12 @@ void TrainingRun::log_progress(int done, const StepResult& r, double lr, double 
   nlohmann::ordered_json m = {{"step", done}, {"loss", r.loss}, {"lr", lr}, {"tokens", tokens_total_},
                               {"tokens_per_s", tps}, {"elapsed_s", seconds_since(t0_)}, {"peak_mem_bytes", peak}};
   if (r.grad_norm) m["grad_norm"] = *r.grad_norm;
-  if (cfg_.quant.weights == StateStorage::Int8) m["rescaled_rows"] = opt_->take_rescaled_rows();
-  metrics_->write(m);
+  if (cfg_.quant.weights == StateStorage::Int8) {
+    int64_t rescaled = 0;  // each rank counts the rows it updates
+    for (double n : comm_.all_gather_host(double(opt_->take_rescaled_rows()))) rescaled += int64_t(n);
+    m["rescaled_rows"] = rescaled;
+  }
+  record(m);
 }
 
 void TrainingRun::evaluate(int step) {
@@ -408,12 +469,14 @@ void TrainingRun::evaluate(int step) {
   const double vl = validate(*opened_.model, *val_, cfg_.train);
   summary_.val_loss = vl;
   log_->info("step {:>5}/{} | val_loss {:.4f} | val_ppl {:.2f}", step, cfg_.train.steps, vl, std::exp(vl));
-  metrics_->write({{"step", step}, {"val_loss", vl}, {"elapsed_s", seconds_since(t0_)}});
+  record({{"step", step}, {"val_loss", vl}, {"elapsed_s", seconds_since(t0_)}});
 }
 
-// A stop request (SIGINT, SIGTERM) ends the run after a whole step, with a checkpoint of it.
+// A stop request (SIGINT, SIGTERM) ends the run after a whole step, with a checkpoint of it. Ranks stop together,
+// at the first step boundary after any of them received one.
 void TrainingRun::stop_if_requested(int done) {
-  const int sig = stop_ ? stop_->received() : 0;
+  int sig = stop_ ? stop_->received() : 0;
+  if (distributed()) sig = agreed_signal(comm_, sig);
   if (sig == 0) return;
   std::string saved = "nothing was trained, so nothing was saved";
   if (done > start_step_) {
@@ -429,7 +492,8 @@ void TrainingRun::save(int done) {
   std::string dir;
   try {
     dir = save_checkpoint(cfg_.output.dir, *opened_.model, *opt_,
-                          {done, tokens_total_, train_->cursor(), reselections_, cfg_.to_json()}, cfg_.model.path);
+                          {done, tokens_total_, train_->cursor(), reselections_, cfg_.to_json(), comm_.world_size()},
+                          cfg_.model.path, distributed() ? &comm_ : nullptr);
   } catch (const FileError& e) {
     std::string previous = "no earlier checkpoint exists";
     try {
@@ -440,7 +504,7 @@ void TrainingRun::save(int done) {
                 previous + ". Free space (or fix permissions) and continue with --resume");
   }
   saved_step_ = done;
-  prune_checkpoints(cfg_.output.dir, cfg_.train.keep_last, resumed_from_);
+  if (lead_) prune_checkpoints(cfg_.output.dir, cfg_.train.keep_last, resumed_from_);
   log_->info("step {:>5}/{} | checkpoint {}", done, cfg_.train.steps, dir);
 }
 
@@ -448,17 +512,28 @@ void TrainingRun::save(int done) {
 
 TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>& resume, const StopSignals* stop) {
   cfg.validate();
-  // The sharded step exists (trainer/data_parallel.h) but the run around it (data split, rank 0's logs, sharded
-  // checkpoints) does not yet: refuse rather than train N copies side by side.
   const RankLayout layout = rank_layout_from_environment();
-  if (cfg.dist.world_size > 1 || layout.distributed()) {
+  if (cfg.dist.world_size > 0 && cfg.dist.world_size != layout.world_size) {
     throw ConfigError("config", "dist.world_size",
-                      "qft train runs one rank for now (" +
-                          (layout.distributed() ? layout.launcher + " started " + std::to_string(layout.world_size)
-                                                : "the config asks for " + std::to_string(cfg.dist.world_size)) +
-                          "); qft plan plans several");
+                      "is " + std::to_string(cfg.dist.world_size) + " but " +
+                          (layout.distributed() ? layout.launcher + " started " + std::to_string(layout.world_size) + " ranks"
+                                                : std::string("qft was started as one process")) +
+                          "; launch it as mpirun -np N qft train ... (or srun), or leave dist.world_size at 0");
   }
-  return TrainingRun(cfg, resume, stop).run();
+  RunConfig job = cfg;
+  if (layout.distributed()) job.dist.world_size = layout.world_size;  // plans and records what runs
+  std::unique_ptr<Backend> backend = make_backend(job.device, job.debug_sync);
+  const std::unique_ptr<Communicator> comm = make_communicator(layout, *backend);
+  if (!layout.distributed()) return TrainingRun(job, resume, stop, std::move(backend), *comm).run();
+  try {
+    return TrainingRun(job, resume, stop, std::move(backend), *comm).run();
+  } catch (const Interrupted&) {
+    throw;  // every rank stopped at the same step boundary (agreed_signal)
+  } catch (const std::exception& e) {
+    // The other ranks may wait for this one in a collective: say why, then end the whole job.
+    std::cerr << "qft: error: rank " << layout.rank << " of " << layout.world_size << ": " << e.what() << std::endl;
+    comm->abort_job(dynamic_cast<const Error*>(&e) ? 1 : 2);
+  }
 }
 
 }  // namespace qft
