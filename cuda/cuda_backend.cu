@@ -90,6 +90,7 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
 
   size_t reserved_bytes() const override { return kCudaReservedBytes; }
   bool host_memory_is_apart() const override { return true; }
+  void* device_stream() const override { return ctx_.stream; }
   size_t workspace_bytes() const override { return kCudaGemmWorkspaceBytes; }
   size_t available_bytes() const override {
     size_t free_bytes = 0, total = 0;

@@ -1,7 +1,5 @@
 #include "dist/communicator.h"
 
-#include <cstdlib>
-
 #include "core/error.h"
 #include "ops/backend.h"
 
@@ -25,7 +23,6 @@ class SingleProcess final : public Communicator {
   void barrier() override {}
   std::vector<double> all_gather_host(double value) override { return {value}; }
   void broadcast_host(std::string&, int) override {}
-  [[noreturn]] void abort_job(int exit_code) override { std::_Exit(exit_code); }
 
  private:
   Backend& be_;
@@ -48,7 +45,6 @@ class PlanningCommunicator final : public Communicator {
     return std::vector<double>(static_cast<size_t>(world_size()), value);
   }
   void broadcast_host(std::string&, int) override {}
-  [[noreturn]] void abort_job(int exit_code) override { std::_Exit(exit_code); }
 
  private:
   size_t others(const std::vector<size_t>& blocks) const {  // what this rank receives: every block but its own
@@ -65,12 +61,17 @@ class PlanningCommunicator final : public Communicator {
 std::unique_ptr<Communicator> make_mpi_communicator(const RankLayout& layout);  // dist/mpi_communicator.cpp
 #endif
 
+#ifndef QFT_WITH_NCCL  // else dist/nccl_communicator.cpp
+std::unique_ptr<Communicator> make_nccl_communicator(const RankLayout& layout, Backend&) {
+  throw UnsupportedError("rank " + std::to_string(layout.rank) + " of " + std::to_string(layout.world_size) +
+                         ": ranks on GPUs communicate through NCCL, and this build has none (it needs the CUDA "
+                         "toolkit's nccl.h)");
+}
+#endif
+
 std::unique_ptr<Communicator> make_communicator(const RankLayout& layout, Backend& be) {
   if (!layout.distributed()) return std::make_unique<SingleProcess>(layout, be);
-  if (be.host_memory_is_apart()) {
-    throw Error("rank " + std::to_string(layout.rank) + " of " + std::to_string(layout.world_size) + " on " +
-                be.name() + ": ranks on GPUs communicate through NCCL, which this build does not have yet");
-  }
+  if (be.host_memory_is_apart()) return make_nccl_communicator(layout, be);
 #ifdef QFT_WITH_MPI
   return make_mpi_communicator(layout);
 #else

@@ -5,6 +5,7 @@
 // rank order, so that the result does not depend on an engine's reduction algorithm or on the world size.
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,9 +43,15 @@ class Communicator {
   virtual std::vector<double> all_gather_host(double value) = 0;
   // Root's text on every rank, in host memory (a path that root alone resolved).
   virtual void broadcast_host(std::string& text, int root) = 0;
+  // A rank that waits longer than this in one collective reports it and ends the job (0: never), where the
+  // engine allows: MPI's calls are watched by a thread of this rank; NCCL's queued ones are not.
+  virtual void set_timeout(int /*seconds*/) {}
   // Ends every rank of the job now, with this exit code: what a rank that fails alone must do, since the others
   // may be waiting for it in a collective (and a rank that simply returned would wait for them in MPI_Finalize).
-  [[noreturn]] virtual void abort_job(int exit_code) = 0;
+  [[noreturn]] void abort_job(int exit_code) {
+    end_every_rank(exit_code);
+    std::_Exit(exit_code);  // this rank ends in any case; the launcher then ends the others
+  }
 
   // Bytes this rank received from the others, by kind of collective: what the planning communicator counts.
   struct Traffic {
@@ -54,14 +61,20 @@ class Communicator {
 
  protected:
   explicit Communicator(RankLayout layout) : layout_(std::move(layout)) {}
+  // The engine's way of ending every rank (MPI_Abort), if it has one.
+  virtual void end_every_rank(int /*exit_code*/) {}
 
  private:
   RankLayout layout_;
 };
 
 // The communicator of a job: one process when the layout says so, MPI between ranks whose backend memory is the
-// host's. Throws Error when the build or the backend cannot serve the layout (several GPU ranks need NCCL).
+// host's, NCCL between GPU ranks. Throws Error when the build or the machine cannot serve the layout.
 std::unique_ptr<Communicator> make_communicator(const RankLayout& layout, Backend& be);
+// NCCL on a GPU backend's stream, for any world size (one rank too: the [cuda] tests run it so). Throws
+// UnsupportedError in a build without CUDA or nccl.h (or, for several ranks, MPI), and Error when libnccl cannot
+// be loaded.
+std::unique_ptr<Communicator> make_nccl_communicator(const RankLayout& layout, Backend& be);
 // One rank of a job that runs nothing (the memory planner, on a PlanningBackend): collectives move nothing, and
 // every rank is said to hold what this one holds.
 std::unique_ptr<Communicator> make_planning_communicator(const RankLayout& layout);

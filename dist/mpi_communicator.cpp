@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "dist/collective_watchdog.h"
 #include "dist/communicator.h"
 
 namespace qft {
@@ -16,7 +17,7 @@ namespace {
 
 class MpiCommunicator final : public Communicator {
  public:
-  explicit MpiCommunicator(const RankLayout& layout) : Communicator(layout) {
+  explicit MpiCommunicator(const RankLayout& layout) : Communicator(layout), watchdog_(layout.rank, layout.world_size) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) {
@@ -40,42 +41,50 @@ class MpiCommunicator final : public Communicator {
 
   std::string name() const override { return "MPI"; }
   void all_to_all(void* recv, const void* send, size_t bytes) override {
+    const auto watch = watched("MPI_Alltoall");
     check(MPI_Alltoall(send, count(bytes), MPI_BYTE, recv, count(bytes), MPI_BYTE, comm_), "MPI_Alltoall");
   }
   void all_gather(void* recv, const void* send, size_t bytes) override {
+    const auto watch = watched("MPI_Allgather");
     check(MPI_Allgather(send, count(bytes), MPI_BYTE, recv, count(bytes), MPI_BYTE, comm_), "MPI_Allgather");
   }
   void all_to_all_v(void* recv, const std::vector<size_t>& recv_bytes, const void* send,
                     const std::vector<size_t>& send_bytes) override {
     const Packed in = packed(send_bytes), out = packed(recv_bytes);
+    const auto watch = watched("MPI_Alltoallv");
     check(MPI_Alltoallv(send, in.counts.data(), in.displs.data(), MPI_BYTE, recv, out.counts.data(), out.displs.data(),
                         MPI_BYTE, comm_),
           "MPI_Alltoallv");
   }
   void all_gather_v(void* data, const std::vector<size_t>& bytes) override {
     const Packed blocks = packed(bytes);
+    const auto watch = watched("MPI_Allgatherv");
     check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, data, blocks.counts.data(), blocks.displs.data(), MPI_BYTE, comm_),
           "MPI_Allgatherv");
   }
   void broadcast(void* data, size_t bytes, int root) override {
+    const auto watch = watched("MPI_Bcast");
     check(MPI_Bcast(data, count(bytes), MPI_BYTE, root, comm_), "MPI_Bcast");
   }
-  void barrier() override { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+  void barrier() override {
+    const auto watch = watched("MPI_Barrier");
+    check(MPI_Barrier(comm_), "MPI_Barrier");
+  }
   std::vector<double> all_gather_host(double value) override {
     std::vector<double> out(static_cast<size_t>(world_size()));
+    const auto watch = watched("MPI_Allgather");
     check(MPI_Allgather(&value, 1, MPI_DOUBLE, out.data(), 1, MPI_DOUBLE, comm_), "MPI_Allgather");
     return out;
   }
   void broadcast_host(std::string& text, int root) override {
     uint64_t size = text.size();
+    const auto watch = watched("MPI_Bcast");
     check(MPI_Bcast(&size, 1, MPI_UINT64_T, root, comm_), "MPI_Bcast");
     text.resize(size_t(size));
     check(MPI_Bcast(text.data(), count(text.size()), MPI_CHAR, root, comm_), "MPI_Bcast");
   }
-  [[noreturn]] void abort_job(int exit_code) override {
-    MPI_Abort(MPI_COMM_WORLD, exit_code);
-    std::_Exit(exit_code);  // MPI_Abort does not return; should an implementation, this rank still ends
-  }
+  void set_timeout(int seconds) override { watchdog_.set_timeout(seconds); }
+  void end_every_rank(int exit_code) override { MPI_Abort(MPI_COMM_WORLD, exit_code); }
 
  private:
   // MPI counts are ints: callers send in chunks (a weight gradient's rows arrive in chunks of at most 32 MiB).
@@ -100,6 +109,8 @@ class MpiCommunicator final : public Communicator {
     count(at);
     return p;
   }
+  // Marks a blocking collective for the watchdog, for the guard's life.
+  CollectiveWatchdog::Watch watched(const char* call) { return CollectiveWatchdog::Watch(watchdog_, call); }
   void check(int rc, const char* call) const {
     if (rc == MPI_SUCCESS) return;
     char text[MPI_MAX_ERROR_STRING];
@@ -116,6 +127,7 @@ class MpiCommunicator final : public Communicator {
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   bool owns_init_ = false;
+  CollectiveWatchdog watchdog_;
 };
 
 }  // namespace

@@ -220,6 +220,9 @@ class Backend {
   }
   int64_t host_reads() const { return host_reads_; }
   virtual void synchronize() {}
+  // The CUDA stream (cudaStream_t) this backend queues its work on, for a library that queues its own with it
+  // (NCCL's collectives); null on the host backends.
+  virtual void* device_stream() const { return nullptr; }
   // Times every op into `profile` (null: stop); on an asynchronous device each op then waits for its end.
   void set_profile(OpProfile* profile) { profile_ = profile; }
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within backend memory

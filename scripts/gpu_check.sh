@@ -95,6 +95,12 @@ if [ -z "${QFT_CUDNN_LIBRARY:-}" ]; then
   [ -n "$cudnn_lib" ] && [ -f "$cudnn_lib" ] && export QFT_CUDNN_LIBRARY=$cudnn_lib
 fi
 
+# NCCL for the communicator's [cuda] test: the loader's, or the Python environment's (nvidia-nccl-cu13).
+if [ -z "${QFT_NCCL_LIBRARY:-}" ]; then
+  nccl_lib=$(python3 -c "import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], 'lib', 'libnccl.so.2'))" 2> /dev/null)
+  [ -n "$nccl_lib" ] && [ -f "$nccl_lib" ] && ! ldconfig -p | grep -q libnccl.so.2 && export QFT_NCCL_LIBRARY=$nccl_lib
+fi
+
 gpu_mem_mib() { nvidia-smi -i "$gpu" --query-gpu=memory.used --format=csv,noheader,nounits | head -1; }
 # with_peak CMD...: runs CMD while sampling this GPU's memory; $work/peak_mib gets the peak above the baseline.
 with_peak() {

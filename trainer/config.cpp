@@ -190,6 +190,9 @@ const std::vector<KeyDef>& key_table() {
       def("dist.shard_weights", QFT_FIELD(dist.shard_weights),
           "with several ranks, each keeps only its rows of every INT8 matrix, and a matrix is gathered whole just "
           "before use: 1/N of the weights per rank, for models whose state exceeds one device"),
+      def("dist.timeout_s", QFT_FIELD(dist.timeout_s),
+          "a rank that waits longer than this in one collective (MPI) says so and ends the job, rather than hang "
+          "on a rank that is stuck; 0: wait forever. Long enough for rank 0 to write a checkpoint's weights"),
       def("device", QFT_FIELD(device), "compute device; auto takes CUDA when qft was built with it and a GPU is visible"),
       def("debug_sync", QFT_FIELD(debug_sync), "CUDA: synchronize after every op so that a device fault names its op (slow); every backend: log each step's device-to-host reads"),
       def("profile", QFT_FIELD(profile), "time every op of the training steps and log each op kind's share of the step time at the end (CUDA: waits for every op, which slows the run)"),
@@ -312,6 +315,7 @@ void RunConfig::validate(bool for_training) const {
   at_least("quant.block_size", quant.block_size, 1);
   at_least("quant.reselect_every", quant.reselect_every, 0);
   at_least("dist.world_size", dist.world_size, 0);
+  at_least("dist.timeout_s", dist.timeout_s, 0);
   if (dist.world_size > kMaxRanks) {
     throw ConfigError(where, "dist.world_size", "is " + std::to_string(dist.world_size) + "; qft runs at most " +
                                                     std::to_string(kMaxRanks) + " ranks");

@@ -75,6 +75,7 @@ constexpr int kMaxRanks = 65536;
 struct DistSection {
   int world_size = 0;  // 0: the launcher's (1 without one)
   bool shard_weights = false;
+  int timeout_s = 1800;  // a collective waiting longer ends the job; 0: never
 };
 
 struct RunConfig {

@@ -522,8 +522,9 @@ TrainSummary run_training(const RunConfig& cfg, const std::optional<std::string>
   }
   RunConfig job = cfg;
   if (layout.distributed()) job.dist.world_size = layout.world_size;  // plans and records what runs
-  std::unique_ptr<Backend> backend = make_backend(job.device, job.debug_sync);
+  std::unique_ptr<Backend> backend = make_backend(job.device, job.debug_sync, layout.local_rank);
   const std::unique_ptr<Communicator> comm = make_communicator(layout, *backend);
+  comm->set_timeout(job.dist.timeout_s);
   if (!layout.distributed()) return TrainingRun(job, resume, stop, std::move(backend), *comm).run();
   try {
     return TrainingRun(job, resume, stop, std::move(backend), *comm).run();

@@ -6,6 +6,7 @@
 # - a global batch the new ranks cannot share, ranks started with different configs and dist.world_size without a
 #   launcher are refused on every rank with exit 1; a rank that cannot write its checkpoint files fails the
 #   checkpoint on every rank, and one killed ends the job: neither leaves a checkpoint that says DONE but is not whole;
+#   one stuck (stopped) ends the job after dist.timeout_s;
 # - SIGTERM to one rank stops every rank at the same step, with a checkpoint, and exit 143.
 set -uo pipefail
 qft=$1
@@ -117,6 +118,16 @@ status=$?
 for done_file in "$tmp"/killed/step_*/DONE; do
   "$qft" inspect "$(dirname "$done_file")" > /dev/null 2>&1 || fail "$(dirname "$done_file") says DONE but is not whole"
 done
+
+# Rank 1 stopped (SIGSTOP: stuck, not gone): rank 0 waits in a collective until dist.timeout_s, says so, and the job
+# ends instead of hanging.
+start stuck --set train.save_every=0 --set dist.timeout_s=3
+kill -STOP "$(cat "$tmp/stuck.pid.1")"
+wait $job
+status=$?
+kill -KILL "$(cat "$tmp/stuck.pid.1")" 2> /dev/null
+[ $status -ne 0 ] && [ $status -ne 124 ] || fail "a stuck rank: exit $status (124: a hang)"
+grep -q "has waited .* for the other ranks (dist.timeout_s is 3)" "$tmp/stuck.log" || fail "no message for a stuck rank"
 
 # SIGTERM to rank 1 alone: every rank stops after the same step, and that step is saved.
 start stopped --set train.save_every=0
