@@ -34,6 +34,19 @@ class Communicator {
   // recv_bytes[s] from each rank s. Every size must be what the other side expects.
   virtual void all_to_all_v(void* recv, const std::vector<size_t>& recv_bytes, const void* send,
                             const std::vector<size_t>& send_bytes) = 0;
+  // all_to_all_v started, to be finished by the returned exchange's wait(), so that the caller computes while the
+  // bytes move: neither buffer may be touched before then, and every rank starts the same exchanges in the same
+  // order. The engines without non-blocking calls finish it here.
+  class Exchange {
+   public:
+    virtual ~Exchange() = default;
+    virtual void wait() {}
+  };
+  virtual std::unique_ptr<Exchange> start_all_to_all_v(void* recv, const std::vector<size_t>& recv_bytes,
+                                                       const void* send, const std::vector<size_t>& send_bytes) {
+    all_to_all_v(recv, recv_bytes, send, send_bytes);
+    return std::make_unique<Exchange>();
+  }
   // In place: data holds every rank's block, packed in rank order, bytes[r] each; this rank's is already there
   // and the others' arrive.
   virtual void all_gather_v(void* data, const std::vector<size_t>& bytes) = 0;

@@ -15,6 +15,11 @@ namespace qft {
 
 namespace {
 
+// Counts and displacements of blocks packed in rank order, as MPI's v-collectives take them.
+struct Packed {
+  std::vector<int> counts, displs;
+};
+
 class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(const RankLayout& layout) : Communicator(layout), watchdog_(layout.rank, layout.world_size) {
@@ -56,6 +61,31 @@ class MpiCommunicator final : public Communicator {
                         MPI_BYTE, comm_),
           "MPI_Alltoallv");
   }
+  // MPI_Ialltoallv: its counts live in the exchange until MPI_Wait. Open MPI moves the bytes while this rank is
+  // inside MPI (the start, the wait) or with a progress thread, so the overlap is what the start and the network
+  // do on their own.
+  class Ialltoallv final : public Exchange {
+   public:
+    Ialltoallv(MpiCommunicator& comm, Packed in, Packed out) : comm_(comm), in_(std::move(in)), out_(std::move(out)) {}
+    ~Ialltoallv() override {
+      if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);  // never left in flight
+    }
+    void wait() override {
+      const auto watch = comm_.watched("MPI_Ialltoallv");
+      comm_.check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
+    }
+    MpiCommunicator& comm_;
+    Packed in_, out_;
+    MPI_Request request_ = MPI_REQUEST_NULL;
+  };
+  std::unique_ptr<Exchange> start_all_to_all_v(void* recv, const std::vector<size_t>& recv_bytes, const void* send,
+                                               const std::vector<size_t>& send_bytes) override {
+    auto x = std::make_unique<Ialltoallv>(*this, packed(send_bytes), packed(recv_bytes));
+    check(MPI_Ialltoallv(send, x->in_.counts.data(), x->in_.displs.data(), MPI_BYTE, recv, x->out_.counts.data(),
+                         x->out_.displs.data(), MPI_BYTE, comm_, &x->request_),
+          "MPI_Ialltoallv");
+    return x;
+  }
   void all_gather_v(void* data, const std::vector<size_t>& bytes) override {
     const Packed blocks = packed(bytes);
     const auto watch = watched("MPI_Allgatherv");
@@ -92,10 +122,6 @@ class MpiCommunicator final : public Communicator {
     if (bytes > size_t(INT_MAX)) throw Error("MPI: " + std::to_string(bytes) + " bytes in one block; at most 2 GiB");
     return int(bytes);
   }
-  // Counts and displacements of blocks packed in rank order, as MPI's v-collectives take them.
-  struct Packed {
-    std::vector<int> counts, displs;
-  };
   Packed packed(const std::vector<size_t>& bytes) const {
     if (int(bytes.size()) != world_size()) throw Error("MPI: " + std::to_string(bytes.size()) + " block sizes for " +
                                                        std::to_string(world_size()) + " ranks");

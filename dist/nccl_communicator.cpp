@@ -24,50 +24,35 @@ std::unique_ptr<Communicator> make_mpi_communicator(const RankLayout& layout);  
 
 namespace {
 
-// The NCCL calls qft makes, from the library loaded at run time.
+// The NCCL calls qft makes: the member that holds each, and its symbol.
+#define QFT_NCCL_CALLS(X)                                                                                    \
+  X(get_unique_id, ncclGetUniqueId) X(comm_init_rank, ncclCommInitRank) X(comm_destroy, ncclCommDestroy)     \
+  X(comm_abort, ncclCommAbort) X(error_string, ncclGetErrorString) X(last_error, ncclGetLastError)            \
+  X(group_start, ncclGroupStart) X(group_end, ncclGroupEnd) X(send, ncclSend) X(recv, ncclRecv)               \
+  X(all_gather, ncclAllGather) X(broadcast, ncclBroadcast)
+
+// Those calls, from the library loaded at run time.
 struct NcclLibrary {
-  void* handle = nullptr;
-  decltype(&ncclGetUniqueId) get_unique_id = nullptr;
-  decltype(&ncclCommInitRank) comm_init_rank = nullptr;
-  decltype(&ncclCommDestroy) comm_destroy = nullptr;
-  decltype(&ncclCommAbort) comm_abort = nullptr;
-  decltype(&ncclGetErrorString) error_string = nullptr;
-  decltype(&ncclGetLastError) last_error = nullptr;
-  decltype(&ncclGroupStart) group_start = nullptr;
-  decltype(&ncclGroupEnd) group_end = nullptr;
-  decltype(&ncclSend) send = nullptr;
-  decltype(&ncclRecv) recv = nullptr;
-  decltype(&ncclAllGather) all_gather = nullptr;
-  decltype(&ncclBroadcast) broadcast = nullptr;
+#define QFT_NCCL_MEMBER(member, symbol) decltype(&symbol) member = nullptr;
+  QFT_NCCL_CALLS(QFT_NCCL_MEMBER)
+#undef QFT_NCCL_MEMBER
 
   // QFT_NCCL_LIBRARY names another file than libnccl.so.2. Throws Error naming what is missing.
   static NcclLibrary open() {
     const char* env = std::getenv("QFT_NCCL_LIBRARY");
     const std::string name = env && *env ? env : "libnccl.so.2";
-    NcclLibrary lib;
-    lib.handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!lib.handle) {
+    void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);  // kept for the process's life, as libcudnn's
+    if (!handle) {
       throw Error("several GPU ranks need NCCL, and " + name + " cannot be loaded (" + dlerror() +
                   "); install NCCL (libnccl2) or set QFT_NCCL_LIBRARY to its path");
     }
-    lib.bind(lib.get_unique_id, "ncclGetUniqueId", name);
-    lib.bind(lib.comm_init_rank, "ncclCommInitRank", name);
-    lib.bind(lib.comm_destroy, "ncclCommDestroy", name);
-    lib.bind(lib.comm_abort, "ncclCommAbort", name);
-    lib.bind(lib.error_string, "ncclGetErrorString", name);
-    lib.bind(lib.last_error, "ncclGetLastError", name);
-    lib.bind(lib.group_start, "ncclGroupStart", name);
-    lib.bind(lib.group_end, "ncclGroupEnd", name);
-    lib.bind(lib.send, "ncclSend", name);
-    lib.bind(lib.recv, "ncclRecv", name);
-    lib.bind(lib.all_gather, "ncclAllGather", name);
-    lib.bind(lib.broadcast, "ncclBroadcast", name);
+    NcclLibrary lib;
+#define QFT_NCCL_BIND(member, symbol)                                                                  \
+  lib.member = reinterpret_cast<decltype(&symbol)>(dlsym(handle, #symbol));                            \
+  if (!lib.member) throw Error(name + " lacks " #symbol ": NCCL 2.18 or newer is needed");
+    QFT_NCCL_CALLS(QFT_NCCL_BIND)
+#undef QFT_NCCL_BIND
     return lib;
-  }
-  template <class F>
-  void bind(F& f, const char* symbol, const std::string& name) {
-    f = reinterpret_cast<F>(dlsym(handle, symbol));
-    if (!f) throw Error(name + " lacks " + symbol + ": NCCL 2.18 or newer is needed");
   }
 };
 

@@ -29,23 +29,60 @@ class ShardedSink final : public GradSink {
       : comm_(comm), model_(model), opt_(opt), acc_(acc), place_(place), update_(update), local_(local), global_(global),
         norms_(norms) {}
 
+  // Starts this chunk's exchange, then finishes the previous chunk's while this one's bytes move; the backward
+  // computes the next chunk meanwhile. The order of every fold is unchanged, so is every bit. A chunk larger than
+  // a layer matrix's (a whole table's gradient, 1 GiB at 70B) is exchanged at once rather than copied.
   void consume(int param, int64_t row0, int64_t rows, const float* g) override {
-    Backend& be = model_.backend();
-    const Param& p = model_.params()[size_t(param)];
-    const int n = comm_.world_size();
     if (place_.pass == Pass::Update && !totals_shared_) share_totals();
-    // Rank r's piece of the chunk is the part of its rows: pieces tile the chunk in rank order.
-    const std::vector<size_t> send = piece_bytes(p, row0, rows, p.cols * 4);
-    const RowRange mine = opt_.shards().mine(p.rows).clip(row0, rows);
-    const std::vector<size_t> recv(static_cast<size_t>(n), size_t(mine.size() * p.cols) * 4);
-    Buffer partials = be.alloc(recv[0] * size_t(n), "optimizer scratch");  // (N, mine rows, cols)
-    comm_.all_to_all_v(partials.get(), recv, g, send);
-    if (mine.size() > 0) fold_mine(param, mine, partials.f32(), mine.size() * p.cols);
-    if (place_.pass == Pass::Norm) gather_norms(p, param, row0, rows);
-    if (place_.pass == Pass::Update) gather_rows(p, row0, rows);
+    const bool overlap = size_t(rows * model_.params()[size_t(param)].cols) * 4 <= model_.weight_grad_chunk_bytes;
+    InFlight next = start(param, row0, rows, g, overlap);
+    finish();
+    in_flight_ = std::move(next);
+    if (!overlap) finish();
+  }
+  // The last chunk's exchange and fold: after the backward returns.
+  void finish() {
+    if (!in_flight_.exchange) return;
+    InFlight x = std::move(in_flight_);
+    in_flight_ = {};
+    x.exchange->wait();
+    x.sent = Buffer{};
+    const Param& p = model_.params()[size_t(x.param)];
+    if (x.mine.size() > 0) fold_mine(x.param, x.mine, x.partials.f32(), x.mine.size() * p.cols);
+    x.partials = Buffer{};
+    if (place_.pass == Pass::Norm) gather_norms(p, x.param, x.row0, x.rows);
+    if (place_.pass == Pass::Update) gather_rows(p, x.row0, x.rows);
   }
 
  private:
+  // A chunk whose partials are on their way: rank r's piece of the chunk is the part of its rows (pieces tile the
+  // chunk in rank order), and this rank receives every rank's partial of its own rows.
+  struct InFlight {
+    int param = -1;
+    int64_t row0 = 0, rows = 0;
+    RowRange mine;
+    Buffer sent;      // (rows, cols): a copy of the gradient, since the backward reuses its chunk buffer
+    Buffer partials;  // (N, mine rows, cols)
+    std::unique_ptr<Communicator::Exchange> exchange;
+  };
+  // copy: send a copy of g, which the backward may overwrite once consume returns; else g itself (finished before).
+  InFlight start(int param, int64_t row0, int64_t rows, const float* g, bool copy) {
+    Backend& be = model_.backend();
+    const Param& p = model_.params()[size_t(param)];
+    const int n = comm_.world_size();
+    InFlight x{param, row0, rows, opt_.shards().mine(p.rows).clip(row0, rows), {}, {}, nullptr};
+    const std::vector<size_t> send = piece_bytes(p, row0, rows, p.cols * 4);
+    const std::vector<size_t> recv(static_cast<size_t>(n), size_t(x.mine.size() * p.cols) * 4);
+    if (copy) {
+      x.sent = be.alloc(size_t(rows * p.cols) * 4, "optimizer scratch");
+      be.copy(x.sent.get(), g, x.sent.bytes());
+      g = x.sent.f32();
+    }
+    x.partials = be.alloc(recv[0] * size_t(n), "optimizer scratch");
+    x.exchange = comm_.start_all_to_all_v(x.partials.get(), recv, g, send);
+    return x;
+  }
+
   // The ranks' partials (N, count) of this rank's rows, as micro-batches i * N + r: into the accumulators, or, in
   // the step's last micro-batch, added to them for the norm or the update.
   void fold_mine(int param, const RowRange& mine, const float* partials, int64_t count) {
@@ -126,6 +163,7 @@ class ShardedSink final : public GradSink {
   StepTotals* global_;
   RowSquareSums* norms_;  // with clipping
   bool totals_shared_ = false;
+  InFlight in_flight_;
 };
 
 }  // namespace
@@ -166,15 +204,18 @@ StepResult data_parallel_step(Communicator& comm, LlamaModel& model, LionOptimiz
   for (int i = 0; i + 1 < steps; ++i) {
     ShardedSink sink(comm, model, opt, acc, {i, steps, Pass::Accumulate, clipping}, update, local, global, nullptr);
     model.backward(micro[size_t(i)], scale, sink, &local->loss_sum);
+    sink.finish();
   }
   if (clipping) {
     RowSquareSums norms(model);
     ShardedSink sink(comm, model, opt, acc, {steps - 1, steps, Pass::Norm, true}, update, local, global, &norms);
     model.backward(micro.back(), scale, sink, nullptr);  // its loss is added by the update pass below
+    sink.finish();
     norms.total_into(&global->grad_sum_squares);       // every rank holds every row's sum: the same total
   }
   ShardedSink sink(comm, model, opt, acc, {steps - 1, steps, Pass::Update, clipping}, update, local, global, nullptr);
   model.backward(micro.back(), scale, sink, &local->loss_sum);
+  sink.finish();
   acc.set_filled(false);
 
   read_step_totals(be, global, clipping, result);
