@@ -4,7 +4,9 @@
 // and each value is a signed integer mantissa of b bits: x = m * 2^e with |m| <= 2^(b-1) - 1. The exponent is the
 // smallest that holds the group's largest magnitude without clamping (as OCP's MX formats store it, one byte), so
 // a value's rounding error is at most half a step 2^e with nearest rounding, under one step with stochastic
-// rounding (RowRandom, the INT8 state's counter-based rounding: the same bits on every backend).
+// rounding (RowRandom, the INT8 state's counter-based rounding: the same bits on every backend). As there, the
+// floor is taken by truncating v + 128 in fp32, which moves a value within 2^-17 of a step below an integer up to it
+// (so either bound may be exceeded by 2^-16 of a step).
 //
 // An integer product of two GSE operands sums mantissa products per group in int32 (exact: G * (2^(b-1) - 1)^2 <
 // 2^24 for G <= 1040 at b = 8, so the sum also converts to fp32 exactly) and scales each group's sum by
