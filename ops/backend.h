@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "ops/gse.h"
 #include "ops/int8.h"
 #include "ops/lion.h"
 #include "ops/stack_quant.h"
@@ -64,7 +65,8 @@ struct CAct {
   X(matmul_backward_weight) X(rmsnorm_backward) X(attention_backward) X(swiglu_backward)                      \
   X(cross_entropy_backward) X(embedding_backward) X(add_sum) X(add_sum_f64) X(row_sums) X(dequantize_hybrid)  \
   X(dequantize_blocks)                                                                                        \
-  X(quantize_blocks) X(accumulate_blocks) X(lion_step_rows) X(quantize_groups) X(dequantize_groups)
+  X(quantize_blocks) X(accumulate_blocks) X(lion_step_rows) X(quantize_groups) X(dequantize_groups)         \
+  X(gse_quantize) X(gse_dequantize) X(gse_matmul)
 
 enum class Op {
 #define QFT_OP_ENUMERATOR(name) name,
@@ -286,6 +288,13 @@ class Backend {
   // ---- the layer-input stack at low precision (ops/stack_quant.h) ----
   virtual void quantize_groups(const PackedGroups& out, CAct x) = 0;  // out.n values of x
   virtual void dequantize_groups(Act x, const PackedGroups& in) = 0;
+
+  // ---- GSE integers (ops/gse.h): GSQ-Tuning's format, and its integer product ----
+  // out = x (out.rows, out.cols) in groups along each row, rounded as key says (rows keyed from row_base).
+  virtual void gse_quantize(const GseView& out, CAct x, const RoundingKey& key, int64_t row_base) = 0;
+  virtual void gse_dequantize(Act out, const GseView& in) = 0;  // out (in.rows, in.cols)
+  // c (a.rows, b.rows) (+)= a @ b^T: int32 sums per group, exactly scaled, added in group order in fp32.
+  virtual void gse_matmul(float* c, const GseView& a, const GseView& b, bool accumulate) = 0;
 
  protected:
   explicit Backend(DType act_dtype = DType::F32);  // F32 or BF16

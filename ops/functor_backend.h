@@ -232,6 +232,30 @@ class FunctorBackend : public Backend {
     });
   }
 
+  // ---- GSE integers ----
+  void gse_quantize(const GseView& out, CAct x, const RoundingKey& key, int64_t row_base) override {
+    const OpScope scope(*this, "gse_quantize");
+    with_act_type(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      each(GseQuantize<T>{out.m, out.e, x.as<T>(), out.cols, out.f, key, row_base}, out.rows * out.groups());
+    });
+  }
+  void gse_dequantize(Act out, const GseView& in) override {
+    const OpScope scope(*this, "gse_dequantize");
+    with_act_type(out.dtype, [&](auto t) {
+      using T = decltype(t);
+      each(GseDequantize<T>{out.as<T>(), in.m, in.e, in.cols, in.f.group}, in.rows * in.cols);
+    });
+  }
+  void gse_matmul(float* c, const GseView& a, const GseView& b, bool accumulate) override {
+    const OpScope scope(*this, "gse_matmul");
+    if (a.cols != b.cols || a.f.group != b.f.group) {
+      throw Error("gse_matmul: operands of " + std::to_string(a.cols) + " and " + std::to_string(b.cols) +
+                  " columns in groups of " + std::to_string(a.f.group) + " and " + std::to_string(b.f.group));
+    }
+    each(GseMatmul{c, a.m, a.e, b.m, b.e, b.rows, a.cols, a.f.group, accumulate}, a.rows * b.rows);
+  }
+
  protected:
   // For replacements in Self: run a shared functor as the reference does.
   template <class F>

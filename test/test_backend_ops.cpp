@@ -434,6 +434,37 @@ const std::vector<OpCase>& op_cases() {
          b.be().quantize_groups(p, b.act_in(n, 3.0f));
          b.be().dequantize_groups(b.act_out(n), p);
        }},
+      // GSE integers: exact on every backend (the rounding is keyed, the products are integers, the group sums are
+      // added in group order). Rows of 1000 in groups of 32 leave a partial last group.
+      {Op::gse_quantize, "(37, 1000) in groups of 32: 8 bits stochastic, 4 bits nearest", {0, 0, 0},
+       [](OpBench& b) {
+         for (const auto& [bits, stochastic] : {std::pair{8, true}, std::pair{4, false}}) {
+           const GseView v{b.int8_out(kRows * kC), b.int8_out(kRows * 32), kRows, kC, {32, bits}};
+           b.be().gse_quantize(v, b.act_in(kRows * kC, 3.0f), {11, 2, 5, stochastic}, 7);
+         }
+       }},
+      {Op::gse_dequantize, "(37, 1000) in groups of 32, 6 bits", {0, 0, 0},
+       [](OpBench& b) {
+         Buffer& m = b.hold(b.be().alloc(size_t(kRows * kC), "test"));
+         Buffer& e = b.hold(b.be().alloc(size_t(kRows * 32), "test"));
+         const GseView v{static_cast<int8_t*>(m.get()), static_cast<int8_t*>(e.get()), kRows, kC, {32, 6}};
+         b.be().gse_quantize(v, b.act_in(kRows * kC, 3.0f), {11, 2, 6, true}, 0);
+         b.be().gse_dequantize(b.act_out(kRows * kC), v);
+       }},
+      {Op::gse_matmul, "(37, 1000) @ (45, 1000)^T in groups of 32, 8 bits, and accumulated", {0, 0, 0},
+       [](OpBench& b) {
+         Backend& be = b.be();
+         auto operand = [&](int64_t rows, uint32_t stream) {
+           Buffer& m = b.hold(be.alloc(size_t(rows * kC), "test"));
+           Buffer& e = b.hold(be.alloc(size_t(rows * 32), "test"));
+           const GseView v{static_cast<int8_t*>(m.get()), static_cast<int8_t*>(e.get()), rows, kC, {32, 8}};
+           be.gse_quantize(v, b.act_in(rows * kC, 2.0f), {13, 0, stream, true}, 0);
+           return v;
+         };
+         const GseView a = operand(kRows, 1), w = operand(45, 2);
+         be.gse_matmul(b.f32_out(kRows * 45), a, w, false);
+         be.gse_matmul(b.f32_inout(kRows * 45), a, w, true);
+       }},
       {Op::lion_step_rows, "weights and momentum (33, 700) in INT8 and INT8, INT8 and fp32, fp32 and INT8; fp32 both",
        {0, 0, 0},
        [](OpBench& b) {

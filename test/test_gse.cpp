@@ -1,4 +1,4 @@
-// The GSE format (quant/gse.h) against fp64 references: the exponent is the smallest that holds each group, nearest
+// The GSE format (ops/gse.h) against fp64 references: the exponent is the smallest that holds each group, nearest
 // rounding errs by at most half a step and stochastic rounding by under one step and without bias, and the integer
 // product equals the fp64 product of the dequantized operands up to its fp32 sums across groups.
 #include <catch2/catch.hpp>
@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "quant/gse.h"
+#include "ops/gse.h"
 #include "test/helpers.h"
 
 using namespace qft;
@@ -76,7 +76,7 @@ TEST_CASE("GSE exponents are the smallest that hold each group; nearest rounding
             const size_t i = size_t(r * cols + c);
             CHECK(std::abs(int(q.m[i])) <= f.max_mantissa());
             CHECK(double(q.dense[i]) == std::ldexp(double(q.m[i]), e));
-            // Half a step, plus the 2^-16 of one by which the fp32 floor may round up (quant/gse.h).
+            // Half a step, plus the 2^-16 of one by which the fp32 floor may round up (ops/gse.h).
             CHECK(std::fabs(double(q.dense[i]) - double(x[i])) <= std::ldexp(0.5 + std::ldexp(1.0, -16), e));
           }
         }

@@ -24,6 +24,15 @@ struct GseFormat {
 
 constexpr int kGseMinExponent = -126, kGseMaxExponent = 127;  // the normal powers of two of fp32
 
+// A GSE matrix in backend memory: mantissas (rows, cols) and exponents (rows, groups), grouped along each row.
+struct GseView {
+  int8_t* m;
+  int8_t* e;
+  int64_t rows, cols;
+  GseFormat f;
+  QFT_HD int64_t groups() const { return (cols + f.group - 1) / f.group; }
+};
+
 // 2^e for e in [kGseMinExponent, kGseMaxExponent], built from its bits: exact, and no libm call.
 QFT_HD float pow2_hd(int e) { return bits_as<float>(uint32_t(e + 127) << 23); }
 
