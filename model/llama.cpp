@@ -149,9 +149,7 @@ HybridMatrix LlamaModel::gathered(int param) const {
   gather(whole.scale, p.int8.scale, 4);
   gather(whole.val, p.int8.val, k * 4);
   gather(whole.col, p.int8.col, k * whole.col_bytes);
-  std::vector<int32_t> row_ptr(static_cast<size_t>(p.rows) + 1);
-  for (int64_t r = 0; r <= p.rows; ++r) row_ptr[size_t(r)] = int32_t(r * k);
-  backend_.copy_to_device(whole.row_ptr.get(), row_ptr.data(), row_ptr.size() * 4);
+  set_uniform_row_ptr(backend_, whole);
   return whole;
 }
 

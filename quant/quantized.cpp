@@ -78,6 +78,13 @@ HybridView HybridMatrix::view(int64_t row0) const {
           cols};
 }
 
+void set_uniform_row_ptr(Backend& be, HybridMatrix& m) {
+  const int64_t k = m.rows > 0 ? m.nnz / m.rows : 0;
+  std::vector<int32_t> row_ptr(static_cast<size_t>(m.rows) + 1);
+  for (size_t r = 0; r < row_ptr.size(); ++r) row_ptr[r] = int32_t(int64_t(r) * k);
+  be.copy_to_device(m.row_ptr.get(), row_ptr.data(), row_ptr.size() * 4);
+}
+
 HybridMatrix allocate_hybrid(Backend& be, int64_t rows, int64_t cols, double outlier_fraction, const char* tag) {
   if (outlier_fraction < 0 || outlier_fraction > 0.5) throw Error("quant.outlier_fraction must lie in [0, 0.5]");
   HybridMatrix m;

@@ -24,6 +24,9 @@ HybridMatrix allocate_hybrid(Backend& be, int64_t rows, int64_t cols, double out
 // Fills m from w (rows, cols) in host memory: the k entries of largest |w| per row stay fp32 outliers; the rest
 // of the row becomes symmetric INT8 with scale = absmax / 127, rounded to nearest.
 void quantize_hybrid_into(Backend& be, HybridMatrix& m, const float* w, double outlier_fraction);
+// m's row pointers for the same number of outliers in every row (allocate_hybrid's layout): row r's start at
+// r * nnz / rows. For rows assembled from parts (a gathered or a sharded matrix) whose columns and values are in place.
+void set_uniform_row_ptr(Backend& be, HybridMatrix& m);
 HybridMatrix quantize_hybrid(Backend& be, const float* w, int64_t rows, int64_t cols, double outlier_fraction);
 int64_t outliers_per_row(int64_t cols, double outlier_fraction);
 

@@ -52,33 +52,35 @@ std::string momentum_name(const std::string& param) { return "momentum." + param
 
 DType col_dtype(int bytes) { return bytes == 1 ? DType::U8 : (bytes == 2 ? DType::U16 : DType::I32); }
 
-// A whole INT8 weight matrix's parts.
-void add_hybrid_entries(std::vector<Entry>& out, const std::string& param, const HybridMatrix& m) {
-  out.push_back({int8_part(param, "q"), DType::I8, {m.rows, m.cols}, m.q.get()});
-  out.push_back({int8_part(param, "scale"), DType::F32, {m.rows}, m.scale.get()});
-  out.push_back({int8_part(param, "row_ptr"), DType::I32, {m.rows + 1}, m.row_ptr.get()});
-  out.push_back({int8_part(param, "col"), col_dtype(m.col_bytes), {m.nnz}, m.col.get()});
-  out.push_back({int8_part(param, "val"), DType::F32, {m.nnz}, m.val.get()});
+// One parameter's entries: its fp32 values, or the parts of INT8 matrix m (its own, a gathered whole, or a whole's
+// shapes without memory).
+void add_param_entries(std::vector<Entry>& out, const Param& p, const HybridMatrix& m) {
+  if (!p.quantized()) {
+    out.push_back({p.name, DType::F32, p.shape, p.fp32.get()});
+    return;
+  }
+  out.push_back({int8_part(p.name, "q"), DType::I8, {m.rows, m.cols}, m.q.get()});
+  out.push_back({int8_part(p.name, "scale"), DType::F32, {m.rows}, m.scale.get()});
+  out.push_back({int8_part(p.name, "row_ptr"), DType::I32, {m.rows + 1}, m.row_ptr.get()});
+  out.push_back({int8_part(p.name, "col"), col_dtype(m.col_bytes), {m.nnz}, m.col.get()});
+  out.push_back({int8_part(p.name, "val"), DType::F32, {m.nnz}, m.val.get()});
 }
 
 // The whole weights, as a checkpoint holds them. A sharded model's INT8 matrices hold only this rank's rows: their
 // entries have the whole matrix's shapes and no data.
 std::vector<Entry> model_entries(LlamaModel& model) {
   std::vector<Entry> out;
-  for (size_t i = 0; i < model.params().size(); ++i) {
-    Param& p = model.param(int(i));
-    if (p.quantized() && model.weights_sharded()) {
-      HybridMatrix whole;  // no memory: its shapes alone
-      whole.rows = p.rows;
-      whole.cols = p.cols;
-      whole.nnz = p.int8.rows > 0 ? p.int8.nnz / p.int8.rows * p.rows : 0;
-      whole.col_bytes = p.int8.col_bytes;
-      add_hybrid_entries(out, p.name, whole);
-    } else if (p.quantized()) {
-      add_hybrid_entries(out, p.name, p.int8);
-    } else {
-      out.push_back({p.name, DType::F32, p.shape, p.fp32.get()});
+  for (const Param& p : model.params()) {
+    if (!p.quantized() || !model.weights_sharded()) {
+      add_param_entries(out, p, p.int8);
+      continue;
     }
+    HybridMatrix whole;  // no memory: its shapes alone
+    whole.rows = p.rows;
+    whole.cols = p.cols;
+    whole.nnz = p.int8.rows > 0 ? p.int8.nnz / p.int8.rows * p.rows : 0;
+    whole.col_bytes = p.int8.col_bytes;
+    add_param_entries(out, p, whole);
   }
   return out;
 }
@@ -93,7 +95,7 @@ std::vector<Entry> optimizer_entries(const LlamaModel& model, const OptimizerSet
     const RowRange mine = shards.mine(p.rows);
     StateTensor* m = opt ? &opt->momentum(int(i)) : nullptr;
     const std::string name = momentum_name(p.name);
-    if (int8_momentum(s, p, mine.size())) {
+    if (int8_state(s.momentum_int8, p, mine.size())) {
       const int64_t blocks = (p.cols + s.block_size - 1) / s.block_size;
       out.push_back({int8_part(name, "q"), DType::I8, {mine.size(), p.cols}, m ? m->int8.q.get() : nullptr, mine.begin, mine.size()});
       out.push_back({int8_part(name, "absmax"), DType::F32, {mine.size(), blocks}, m ? m->int8.absmax.get() : nullptr,
@@ -141,16 +143,11 @@ HostEntries weights_on_host(LlamaModel& model, bool keep) {
     return host;
   }
   for (size_t i = 0; i < model.params().size(); ++i) {
-    Param& p = model.param(int(i));
-    std::vector<Entry> entries;
-    HybridMatrix whole;
-    if (p.quantized()) {
-      whole = model.gathered(int(i));
-      add_hybrid_entries(entries, p.name, whole);
-    } else {
-      entries.push_back({p.name, DType::F32, p.shape, p.fp32.get()});
-    }
+    const Param& p = model.params()[i];
+    const HybridMatrix whole = p.quantized() ? model.gathered(int(i)) : HybridMatrix{};
     if (!keep) continue;
+    std::vector<Entry> entries;
+    add_param_entries(entries, p, whole);
     for (const Entry& e : entries) host.add(model.backend(), e);
   }
   return host;
@@ -259,9 +256,7 @@ void read_held_rows(const SafeTensorsFile& f, LlamaModel& model, int param) {
   be.copy_to_device(m.col.get(), static_cast<const uint8_t*>(w.col_idx) + held.begin * k * w.col_bytes,
                     size_t(held.size() * k * w.col_bytes));
   be.copy_to_device(m.val.get(), w.val + held.begin * k, size_t(held.size() * k) * 4);
-  std::vector<int32_t> row_ptr(static_cast<size_t>(held.size()) + 1);
-  for (size_t r = 0; r < row_ptr.size(); ++r) row_ptr[r] = int32_t(int64_t(r) * k);
-  be.copy_to_device(m.row_ptr.get(), row_ptr.data(), row_ptr.size() * 4);
+  set_uniform_row_ptr(be, m);
 }
 
 // `hybrids`: the model whose INT8 weight matrices the file holds (the weights file), or nullptr. Entries without

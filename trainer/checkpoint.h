@@ -26,7 +26,8 @@ struct TrainerState {
   DataCursor cursor;
   int reselections = 0;     // times the weight outliers were picked again
   std::string config_json;  // the effective run config when saved
-  int world_size = 1;       // ranks that saved it: how many optimizer files it holds (set when loaded)
+  int world_size = 1;       // ranks that saved it: how many optimizer files it holds (read when loaded; a save
+                            // writes its communicator's)
 };
 
 // What a checkpoint directory says about itself, read without loading any tensor.

@@ -12,11 +12,11 @@ namespace {
 uint32_t stream(int param, int kind) { return uint32_t(param) * 4u + uint32_t(kind); }
 enum StreamKind { kWeights = 0, kMomentum = 1, kAccum = 2 };
 
-// State for `rows` rows of a parameter (this rank's; a rank may own none of a small tensor's): INT8 as
-// int8_momentum decides for the momentum.
+// State for `rows` rows of a parameter (this rank's; a rank may own none of a small tensor's), INT8 as int8_state
+// decides.
 StateTensor make_state(Backend& be, const Param& p, int64_t rows, bool int8, int64_t block, const char* tag) {
   StateTensor t;
-  if (int8 && quantizable(p.role) && rows > 0) {
+  if (int8_state(int8, p, rows)) {
     t.int8 = BlockMatrix::zeros(be, rows, p.cols, block, tag);
   } else {
     t.fp32 = be.alloc(size_t(rows * p.cols) * 4, tag);
@@ -37,9 +37,7 @@ int64_t local_row(const RowShards& shards, const Param& p, int64_t row0, int64_t
 
 }  // namespace
 
-bool int8_momentum(const OptimizerSettings& s, const Param& p, int64_t rows) {
-  return s.momentum_int8 && quantizable(p.role) && rows > 0;
-}
+bool int8_state(bool int8, const Param& p, int64_t rows) { return int8 && quantizable(p.role) && rows > 0; }
 
 LionOptimizer::LionOptimizer(LlamaModel& model, const OptimizerSettings& s, const RowShards& shards)
     : model_(model), s_(s), shards_(shards) {

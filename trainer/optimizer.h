@@ -26,8 +26,9 @@ struct StepUpdate {
   double max_grad_norm = 0;            // clip to this norm (0: never)
 };
 
-// Whether a parameter's momentum over `rows` rows (a rank's share) is block-wise INT8, or fp32.
-bool int8_momentum(const OptimizerSettings& s, const Param& p, int64_t rows);
+// Whether optimizer state of a parameter's `rows` rows (a rank's share) is block-wise INT8, or fp32: INT8 where the
+// settings ask (int8), the parameter is a matrix INT8 state suits, and the share holds rows.
+bool int8_state(bool int8, const Param& p, int64_t rows);
 
 // Momentum is kept for the rows this rank owns (all of them on one rank; dist/row_shards.h); row numbers in the
 // calls below are the parameter's own, and a rank updates only rows it owns.
@@ -133,12 +134,11 @@ class RowSquareSums {
 class NormSink final : public GradSink {
  public:
   NormSink(const LlamaModel& model, GradAccumulators* acc, double* sum_squares)
-      : model_(model), acc_(acc), sum_squares_(sum_squares), sums_(model) {}
+      : acc_(acc), sum_squares_(sum_squares), sums_(model) {}
   void consume(int param, int64_t row0, int64_t rows, const float* g) override;
   void finish() { sums_.total_into(sum_squares_); }
 
  private:
-  const LlamaModel& model_;
   GradAccumulators* acc_;
   double* sum_squares_;
   RowSquareSums sums_;

@@ -344,7 +344,8 @@ void TrainingRun::log_state_sizes() const {
   const size_t state = model.weight_bytes() + opt_->state_bytes() + acc_bytes;
   log_->info("model state{}: weights {} ({:.1f} MiB), momentum {} ({:.1f} MiB), gradient accumulators {} ({:.1f} MiB): "
              "{:.2f} bytes/parameter",
-             distributed() ? " of rank 0" : "", enum_name(cfg_.quant.weights), double(model.weight_bytes()) / (1 << 20), enum_name(cfg_.quant.momentum),
+             distributed() ? " of rank 0" : "", enum_name(cfg_.quant.weights), double(model.weight_bytes()) / (1 << 20),
+             enum_name(cfg_.quant.momentum),
              double(opt_->state_bytes()) / (1 << 20), acc_ ? enum_name(cfg_.quant.grad_dtype) : "none",
              double(acc_bytes) / (1 << 20), double(state) / params);
   if (cfg_.train.clip_grad_norm) {
@@ -492,8 +493,8 @@ void TrainingRun::save(int done) {
   std::string dir;
   try {
     dir = save_checkpoint(cfg_.output.dir, *opened_.model, *opt_,
-                          {done, tokens_total_, train_->cursor(), reselections_, cfg_.to_json(), comm_.world_size()},
-                          cfg_.model.path, distributed() ? &comm_ : nullptr);
+                          {done, tokens_total_, train_->cursor(), reselections_, cfg_.to_json()}, cfg_.model.path,
+                          distributed() ? &comm_ : nullptr);
   } catch (const FileError& e) {
     std::string previous = "no earlier checkpoint exists";
     try {
