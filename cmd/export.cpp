@@ -16,12 +16,16 @@ struct ExportCmdOptions {
   std::string out;
   std::string dtype = "bf16";
   std::string shard_size = "5GB";
+  std::string lora = "merge";
 };
 
 void run_export(const ExportCmdOptions& o) {
   static const std::map<std::string, DType> dtypes = {{"bf16", DType::BF16}, {"fp16", DType::F16}, {"fp32", DType::F32}};
   ExportOptions opts;
+  static const std::map<std::string, LoraExport> lora = {
+      {"merge", LoraExport::Merge}, {"adapter", LoraExport::Adapter}, {"base", LoraExport::Base}};
   opts.dtype = dtypes.at(o.dtype);
+  opts.lora = lora.at(o.lora);
   opts.shard_bytes = parse_byte_size(o.shard_size, "qft export --shard-size");
   const auto t0 = std::chrono::steady_clock::now();
   const ExportSummary s = export_hf(o.checkpoint, o.out, opts);
@@ -42,6 +46,12 @@ void set_export_command(CLI::App& app) {
       ->check(CLI::IsMember({"bf16", "fp16", "fp32"}))
       ->capture_default_str();
   sub->add_option("--shard-size", opts->shard_size, "Largest shard, e.g. 5GB, 500MB, 2GiB; one shard is model.safetensors")
+      ->capture_default_str();
+  sub->add_option("--lora", opts->lora,
+                  "Of a train.method=lora checkpoint: merge (HF weights with W + alpha/r B A), adapter (a PEFT adapter "
+                  "directory: adapter_model.safetensors, adapter_config.json) or base (the frozen base it was trained "
+                  "on, dequantized: base + adapter reproduces the merged model)")
+      ->check(CLI::IsMember({"merge", "adapter", "base"}))
       ->capture_default_str();
   sub->callback([opts] { run_export(*opts); });
 }

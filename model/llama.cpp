@@ -1,6 +1,7 @@
 #include "model/llama.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "dist/communicator.h"
@@ -46,7 +47,7 @@ LlamaModel::LlamaModel(const LlamaConfig& config, Backend& backend, const Weight
   for (const TensorSpec& spec : llama_tensor_specs(config_)) {
     const int index = int(params_.size());
     const bool is_1d = spec.shape.size() == 1;
-    Param p{spec.name, spec.shape, spec.role, is_1d ? 1 : spec.shape[0], is_1d ? spec.shape[0] : spec.shape[1], {}, {}};
+    Param p{spec.name, spec.shape, spec.role, is_1d ? 1 : spec.shape[0], is_1d ? spec.shape[0] : spec.shape[1], {}, {}, {}, false};
     if (storage.int8 && quantizable(spec.role)) {
       const int64_t held = weight_shards_.mine(p.rows).size();
       if (held == 0) {
@@ -69,17 +70,53 @@ LlamaModel::LlamaModel(const LlamaConfig& config, Backend& backend, const Weight
     }
   }
   if (config_.tie_word_embeddings) head_ = embedding_;
+  const LoraSettings& lora = storage.lora;
+  for (Param& p : params_) p.frozen = lora.enabled();
+  for (const LoraTensorSpec& spec : lora_tensor_specs(config_, lora)) {
+    const int index = int(params_.size());
+    Param p{spec.name, spec.shape, ParamRole::Adapter, spec.shape[0], spec.shape[1], {}, {}, {}, false};
+    if (lora.gse) {
+      p.gse = GseMatrix::allocate(backend_, p.rows, p.cols, lora.format, "weights");
+    } else {
+      p.fp32 = backend_.alloc(size_t(p.numel()) * 4, "weights");
+    }
+    params_.push_back(std::move(p));
+    LayerParams& lp = layers_[size_t(spec.layer)];
+    (spec.is_b ? lp.lora_b : lp.lora_a)[size_t(spec.target)] = index;
+  }
   inv_freq_ = upload_f32(backend_, config_.rope_inv_freq());
 }
 
 LlamaModel::LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage& storage, Communicator* shard_over)
     : LlamaModel(hf.config(), backend, storage, shard_over) {
-  for (size_t i = 0; i < params_.size(); ++i) load_weight(int(i), hf.read_f32(params_[i].name).data());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (params_[i].role != ParamRole::Adapter) load_weight(int(i), hf.read_f32(params_[i].name).data());
+  }
+  init_adapters();
+}
+
+void LlamaModel::init_adapters() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Param& p = params_[i];
+    if (p.role != ParamRole::Adapter) continue;
+    std::vector<float> host(size_t(p.numel()), 0.0f);
+    if (p.name.find(".lora_A.") != std::string::npos) {
+      const float bound = 1.0f / std::sqrt(float(p.cols));
+      for (int64_t r = 0; r < p.rows; ++r) {
+        const RowRandom rnd(RoundingKey{storage_.lora.seed, 0, uint32_t(i), true}, uint64_t(r));
+        for (int64_t c = 0; c < p.cols; ++c) {
+          host[size_t(r * p.cols + c)] = bound * (2.0f * rnd.uniform(uint32_t(c)) - 1.0f);
+        }
+      }
+    }
+    load_weight(int(i), host.data());
+  }
 }
 
 void LlamaModel::init_random(uint64_t seed, float stddev) {
   for (size_t i = 0; i < params_.size(); ++i) {
     const Param& p = params_[i];
+    if (p.role == ParamRole::Adapter) continue;  // init_adapters
     std::vector<float> host(size_t(p.numel()), p.role == ParamRole::Bias ? 0.0f : 1.0f);
     if (p.role != ParamRole::Norm && p.role != ParamRole::Bias) {
       const int64_t n = p.numel();
@@ -92,6 +129,7 @@ void LlamaModel::init_random(uint64_t seed, float stddev) {
     }
     load_weight(int(i), host.data());
   }
+  init_adapters();
 }
 
 std::vector<float> LlamaModel::read_weight(int param) const {
@@ -108,6 +146,11 @@ void LlamaModel::load_weight(int param, const float* host) {
   if (p.quantized()) {
     // Rows are quantized independently: this rank's rows come out as they would in the whole matrix.
     quantize_hybrid_into(backend_, p.int8, host + held_rows(param).begin * p.cols, storage_.outlier_fraction);
+  } else if (p.is_gse()) {
+    // Nearest rounding: a value that GSE holds (a checkpoint's) comes back exactly.
+    Buffer tmp = backend_.alloc(size_t(p.numel()) * 4, "optimizer scratch");
+    backend_.copy_to_device(tmp.get(), host, tmp.bytes());
+    backend_.gse_quantize(p.gse.view(), CAct{tmp.get(), DType::F32}, {0, 0, 0, false}, 0);
   } else {
     backend_.copy_to_device(p.fp32.get(), host, size_t(p.numel()) * 4);
   }
@@ -116,7 +159,7 @@ void LlamaModel::load_weight(int param, const float* host) {
 DenseWeight LlamaModel::dense(int param, DType as) const {
   const Param& p = params_[size_t(param)];
   DenseWeight d;
-  if (!p.quantized() && as == DType::F32) {
+  if (!p.quantized() && !p.is_gse() && as == DType::F32) {
     d.ptr = p.fp32.f32();
     return d;
   }
@@ -127,6 +170,8 @@ DenseWeight LlamaModel::dense(int param, DType as) const {
     backend_.dequantize_hybrid(out, whole.view());
   } else if (p.quantized()) {
     backend_.dequantize_hybrid(out, p.int8.view());
+  } else if (p.is_gse()) {
+    backend_.gse_dequantize(out, p.gse.view());
   } else {
     backend_.convert(out, p.fp32.f32(), p.numel());
   }
@@ -227,6 +272,9 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   be.matmul_forward(a.q.act(), a.xn1.act(), matrix(P.q, &LayerWeights::q), N, C, c.q_dim());
   be.matmul_forward(a.k.act(), a.xn1.act(), matrix(P.k, &LayerWeights::k), N, C, c.kv_dim());
   be.matmul_forward(a.v.act(), a.xn1.act(), matrix(P.v, &LayerWeights::v), N, C, c.kv_dim());
+  adapter_forward(layer, LoraTarget::Q, a.q.act(), a.xn1.act(), N, C, c.q_dim());
+  adapter_forward(layer, LoraTarget::K, a.k.act(), a.xn1.act(), N, C, c.kv_dim());
+  adapter_forward(layer, LoraTarget::V, a.v.act(), a.xn1.act(), N, C, c.kv_dim());
   a.xn1.reset();  // the backward normalizes x_in again for the weight gradients: cheaper than holding it
   be.rope(a.q.act(), db.positions.i32(), inv_freq_.f32(), N, H, D, false);
   be.rope(a.k.act(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, false);
@@ -248,6 +296,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   const bool keeps_nothing = x_out.ptr != nullptr;
   Buffer proj = be.alloc_act(int64_t(N) * C, "layer activations");  // (N, C)
   be.matmul_forward(proj.act(), a.att_out.act(), matrix(P.o, &LayerWeights::o), N, c.q_dim(), C);
+  adapter_forward(layer, LoraTarget::O, proj.act(), a.att_out.act(), N, c.q_dim(), C);
   be.copy(a.x_mid.get(), x_in.ptr, be.act_bytes(int64_t(N) * C));
   be.residual_add(a.x_mid.act(), proj.act(), int64_t(N) * C);
   if (keeps_nothing) {
@@ -263,6 +312,8 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   be.rmsnorm_forward(a.xn2.act(), a.rstd2.f32(), a.x_mid.act(), norm_weight(P.mlp_norm), N, C, eps);
   be.matmul_forward(a.gate.act(), a.xn2.act(), matrix(P.gate, &LayerWeights::gate), N, C, I);
   be.matmul_forward(a.up.act(), a.xn2.act(), matrix(P.up, &LayerWeights::up), N, C, I);
+  adapter_forward(layer, LoraTarget::Gate, a.gate.act(), a.xn2.act(), N, C, I);
+  adapter_forward(layer, LoraTarget::Up, a.up.act(), a.xn2.act(), N, C, I);
   a.xn2.reset();  // as xn1
   if (keeps_nothing) {
     Buffer act = be.alloc_act(int64_t(N) * I, "layer activations");  // (N, I) silu(gate) * up
@@ -270,6 +321,7 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
     a.gate.reset();
     a.up.reset();
     be.matmul_forward(proj.act(), act.act(), matrix(P.down, &LayerWeights::down), N, I, C);
+    adapter_forward(layer, LoraTarget::Down, proj.act(), act.act(), N, I, C);
     be.copy(x_out.ptr, a.x_mid.get(), be.act_bytes(int64_t(N) * C));
     be.residual_add(x_out, proj.act(), int64_t(N) * C);
   }

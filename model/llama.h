@@ -19,8 +19,10 @@ namespace qft {
 class Communicator;
 class HfModel;
 
-// One trainable tensor, (rows, cols) row-major; 1-D tensors have rows = 1. Stored in fp32, or when its role is
-// quantizable and the weights are INT8, as a hybrid INT8 matrix with sparse fp32 outliers; there is never both.
+// One tensor of the model, (rows, cols) row-major; 1-D tensors have rows = 1. Stored in fp32, or when its role is
+// quantizable and the weights are INT8, as a hybrid INT8 matrix with sparse fp32 outliers, or (a LoRA adapter in
+// the GSE format) as a GSE matrix; only one of them. Under LoRA every tensor but the adapters is frozen: the
+// backward pass delivers no gradient for it and the optimizer keeps no state.
 struct Param {
   std::string name;
   Shape shape;  // as HF stores it
@@ -28,9 +30,12 @@ struct Param {
   int64_t rows = 0, cols = 0;
   Buffer fp32;
   HybridMatrix int8;
+  GseMatrix gse;
+  bool frozen = false;
   bool quantized() const { return int8.rows > 0; }
+  bool is_gse() const { return gse.rows > 0; }
   int64_t numel() const { return rows * cols; }
-  size_t bytes() const { return quantized() ? int8.bytes() : fp32.bytes(); }
+  size_t bytes() const { return quantized() ? int8.bytes() : (is_gse() ? gse.bytes() : fp32.bytes()); }
 };
 
 // A weight for compute: the stored fp32 buffer itself, or a dequantized or converted copy that lives as long
@@ -92,10 +97,16 @@ class LlamaModel {
   // quantizing them when the parameter is INT8.
   std::vector<float> read_weight(int param) const;
   void load_weight(int param, const float* host);
+  // read_weight with the adapter of a base matrix merged in: W + alpha/r B A (fp32 on the host).
+  std::vector<float> read_merged_weight(int param) const;
   // Draws every weight from a seeded N(0, stddev), norm weights 1, biases 0 (transformers' LLaMA initialisation
   // with its default initializer_range 0.02): benchmarks and tests then need no weight files. The same seed gives
   // the same weights on every machine.
   void init_random(uint64_t seed, float stddev = 0.02f);
+  // Draws every LoRA adapter as PEFT does: A from U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt(5)),
+  // seeded by the settings' seed, and B = 0, so that the adapted model starts as the base.
+  void init_adapters();
+  bool has_adapters() const { return storage_.lora.enabled(); }
   // Picks each INT8 matrix's outliers again from its current values (QFT re-selects about once per epoch).
   void reselect_outliers();
   size_t weight_bytes() const;
@@ -153,7 +164,13 @@ class LlamaModel {
   void embedding_weight_backward(CAct dx0, const DeviceBatch& db, GradSink& sink);
   // rmsnorm(x) (N, C) with a norm parameter's weight, again: the backward recomputes it rather than keep it.
   Buffer normalized(CAct x, int norm_param, int N);
-  // dW (O, I) = dout (N, O)^T @ inp (N, I) of a layer matrix, delivered in chunks of weight_grad_chunk_bytes.
+  // out (N, O) += s (inp A^T) B^T: the adapter of a layer's target, when it has one (model/llama_lora.cpp).
+  void adapter_forward(int layer, LoraTarget t, Act out, CAct inp, int N, int I, int O);
+  // The adapter's backward: dinp (N, I) += s (dout B) A, and the gradients of A and B to the sink.
+  void adapter_backward(int layer, LoraTarget t, CAct dout, CAct inp, Act dinp, int N, int I, int O, GradSink& sink);
+  // A norm weight's gradient buffer (C,), or none when the norm is frozen (its backward then skips dw).
+  Buffer norm_gradient(int norm_param);
+  // dW (O, I) = dout (N, O)^T @ inp (N, I) of a layer matrix (none when it is frozen), delivered in chunks of weight_grad_chunk_bytes.
   void weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink);
   const float* norm_weight(int param) const { return params_[size_t(param)].fp32.f32(); }  // always fp32
 

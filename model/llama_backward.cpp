@@ -44,13 +44,14 @@ void LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink, 
 
   Buffer dx = be.alloc_act(NC, "head activations");  // (N, C) gradient of the residual stream
   {
-    Buffer dw = be.alloc(size_t(C) * 4, "weight-gradient chunk");
+    Buffer dw = norm_gradient(final_norm_param());
     be.rmsnorm_backward(dx.act(), dw.f32(), dh.act(), x.act(), final_norm, rstd.f32(), N, C, false);
-    sink.consume(final_norm_param(), 0, 1, dw.f32());
+    if (dw.get()) sink.consume(final_norm_param(), 0, 1, dw.f32());
   }
   dh.reset();
   x.reset();
-  if (!config_.tie_word_embeddings) {
+  const bool head_frozen = params_[size_t(head_param())].frozen;  // LoRA: embedding and head too
+  if (!config_.tie_word_embeddings && !head_frozen) {
     head_weight_backward(head.get(), hidden.act(), lse.f32(), nullptr, db, loss_scale, sink);
     hidden.reset();  // only a tied head's gradient reads them again, after the layers
     lse.reset();
@@ -65,6 +66,7 @@ void LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink, 
   }
   widened.reset();
   // A tied matrix is both LM head and embedding: its gradient is complete only now.
+  if (head_frozen) return;
   if (config_.tie_word_embeddings) {
     head_weight_backward(dense(embedding_param()).get(), hidden.act(), lse.f32(), dx.act(), db, loss_scale, sink);
   } else {
@@ -101,6 +103,7 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
       Buffer act = be.alloc_act(int64_t(N) * I, "layer activations");  // (N, I) silu(gate) * up, recomputed here
       be.swiglu_forward(act.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
       weight_gradient(P.down, dx, act.act(), N, I, C, sink);
+      adapter_backward(layer, LoraTarget::Down, dx, act.act(), dact.act(), N, I, C, sink);
     }
     // -> dgate, dup in place
     be.swiglu_backward(a.gate.act(), a.up.act(), dact.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
@@ -113,9 +116,11 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
     Buffer xn2 = normalized(a.x_mid.act(), P.mlp_norm, N);
     weight_gradient(P.gate, a.gate.act(), xn2.act(), N, C, I, sink);
     weight_gradient(P.up, a.up.act(), xn2.act(), N, C, I, sink);
-    Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
+    adapter_backward(layer, LoraTarget::Gate, a.gate.act(), xn2.act(), dxn.act(), N, C, I, sink);
+    adapter_backward(layer, LoraTarget::Up, a.up.act(), xn2.act(), dxn.act(), N, C, I, sink);
+    Buffer dnorm = norm_gradient(P.mlp_norm);
     be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), a.x_mid.act(), norm_weight(P.mlp_norm), a.rstd2.f32(), N, C, true);
-    sink.consume(P.mlp_norm, 0, 1, dnorm.f32());
+    if (dnorm.get()) sink.consume(P.mlp_norm, 0, 1, dnorm.f32());
   }
   a.gate.reset();
   a.up.reset();
@@ -125,6 +130,7 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   be.matmul_backward_input(datt.act(), dx, matrix(P.o, &LayerWeights::o), N, QD, C, false);
   release({&LayerWeights::o});
   weight_gradient(P.o, dx, a.att_out.act(), N, QD, C, sink);
+  adapter_backward(layer, LoraTarget::O, dx, a.att_out.act(), datt.act(), N, QD, C, sink);
   Buffer dq = be.alloc_act(int64_t(N) * QD, "layer gradients");
   Buffer dk = be.alloc_act(int64_t(N) * KVD, "layer gradients");
   Buffer dv = be.alloc_act(int64_t(N) * KVD, "layer gradients");
@@ -143,9 +149,12 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   weight_gradient(P.q, dq.act(), xn1.act(), N, C, QD, sink);
   weight_gradient(P.k, dk.act(), xn1.act(), N, C, KVD, sink);
   weight_gradient(P.v, dv.act(), xn1.act(), N, C, KVD, sink);
-  Buffer dnorm = be.alloc(size_t(C) * 4, "weight-gradient chunk");
+  adapter_backward(layer, LoraTarget::Q, dq.act(), xn1.act(), dxn.act(), N, C, QD, sink);
+  adapter_backward(layer, LoraTarget::K, dk.act(), xn1.act(), dxn.act(), N, C, KVD, sink);
+  adapter_backward(layer, LoraTarget::V, dv.act(), xn1.act(), dxn.act(), N, C, KVD, sink);
+  Buffer dnorm = norm_gradient(P.attn_norm);
   be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), x_in, norm_weight(P.attn_norm), a.rstd1.f32(), N, C, true);
-  sink.consume(P.attn_norm, 0, 1, dnorm.f32());
+  if (dnorm.get()) sink.consume(P.attn_norm, 0, 1, dnorm.f32());
 }
 
 Buffer LlamaModel::normalized(CAct x, int norm_param, int N) {
@@ -155,7 +164,13 @@ Buffer LlamaModel::normalized(CAct x, int norm_param, int N) {
   return xn;
 }
 
+Buffer LlamaModel::norm_gradient(int norm_param) {
+  if (params_[size_t(norm_param)].frozen) return {};
+  return backend_.alloc(size_t(config_.hidden_size) * 4, "weight-gradient chunk");
+}
+
 void LlamaModel::weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink) {
+  if (params_[size_t(param)].frozen) return;
   const int chunk = int(std::clamp<int64_t>(int64_t(weight_grad_chunk_bytes / (size_t(I) * 4)), 1, O));
   Buffer dw = backend_.alloc(size_t(chunk) * I * 4, "weight-gradient chunk");  // (chunk, I)
   for (int r0 = 0; r0 < O; r0 += chunk) {

@@ -1,6 +1,7 @@
 #pragma once
 // The LLaMA architecture as HF's config.json describes it, and the tensors LlamaForCausalLM stores.
 #include <cstdint>
+#include <array>
 #include <string>
 #include <vector>
 
@@ -46,7 +47,7 @@ LlamaConfig load_llama_config(const std::string& config_json_path);
 
 // What a tensor is for. How it is stored and whether it decays follow from its role, never from its shape:
 // a bias or a q/k norm is 1-D like an RMSNorm weight, but that is not why it stays fp32.
-enum class ParamRole { Embedding, Norm, Matrix, Head, Bias };
+enum class ParamRole { Embedding, Norm, Matrix, Head, Bias, Adapter };  // Adapter: a LoRA A or B (model/lora.h)
 // Embedding, projection and head matrices may be stored as hybrid INT8 with INT8 momentum; the rest stays fp32.
 inline bool quantizable(ParamRole r) { return r == ParamRole::Embedding || r == ParamRole::Matrix || r == ParamRole::Head; }
 // Norms and biases take no weight decay unless train.decay_norms asks for it.
@@ -56,6 +57,8 @@ inline bool decay_exempt(ParamRole r) { return r == ParamRole::Norm || r == Para
 // ParameterTensors, one layer of it).
 struct LayerParams {
   int attn_norm = -1, q = -1, k = -1, v = -1, o = -1, mlp_norm = -1, gate = -1, up = -1, down = -1;
+  // LoRA adapters by target (LoraTarget order: q, k, v, o, gate, up, down); -1 where there is none.
+  std::array<int, 7> lora_a{-1, -1, -1, -1, -1, -1, -1}, lora_b{-1, -1, -1, -1, -1, -1, -1};
 };
 
 struct TensorSpec {

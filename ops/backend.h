@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "ops/adamw.h"
 #include "ops/gse.h"
 #include "ops/int8.h"
 #include "ops/lion.h"
@@ -66,7 +67,7 @@ struct CAct {
   X(cross_entropy_backward) X(embedding_backward) X(add_sum) X(add_sum_f64) X(row_sums) X(dequantize_hybrid)  \
   X(dequantize_blocks)                                                                                        \
   X(quantize_blocks) X(accumulate_blocks) X(lion_step_rows) X(quantize_groups) X(dequantize_groups)         \
-  X(gse_quantize) X(gse_dequantize) X(gse_matmul)
+  X(gse_quantize) X(gse_dequantize) X(gse_matmul) X(scale) X(transpose) X(adamw_step)
 
 enum class Op {
 #define QFT_OP_ENUMERATOR(name) name,
@@ -295,6 +296,11 @@ class Backend {
   virtual void gse_dequantize(Act out, const GseView& in) = 0;  // out (in.rows, in.cols)
   // c (a.rows, b.rows) (+)= a @ b^T: int32 sums per group, exactly scaled, added in group order in fp32.
   virtual void gse_matmul(float* c, const GseView& a, const GseView& b, bool accumulate) = 0;
+
+  // ---- LoRA adapters (model/llama_lora.cpp) ----
+  virtual void scale(Act x, float s, int64_t n) = 0;                       // x *= s
+  virtual void transpose(Act out, CAct in, int64_t rows, int64_t cols) = 0;  // out (cols, rows) = in^T
+  virtual void adamw_step(const AdamwStep& step, int64_t n) = 0;
 
  protected:
   explicit Backend(DType act_dtype = DType::F32);  // F32 or BF16

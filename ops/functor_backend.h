@@ -256,6 +256,26 @@ class FunctorBackend : public Backend {
     each(GseMatmul{c, a.m, a.e, b.m, b.e, b.rows, a.cols, a.f.group, accumulate}, a.rows * b.rows);
   }
 
+  // ---- LoRA adapters ----
+  void scale(Act x, float s, int64_t n) override {
+    const OpScope scope(*this, "scale");
+    with_act_type(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      each(Scale<T>{x.as<T>(), s}, n);
+    });
+  }
+  void transpose(Act out, CAct in, int64_t rows_, int64_t cols) override {
+    const OpScope scope(*this, "transpose");
+    with_act_type(common_dtype("transpose", {out.dtype, in.dtype}), [&](auto t) {
+      using T = decltype(t);
+      each(Transpose<T>{out.as<T>(), in.as<T>(), rows_, cols}, rows_ * cols);
+    });
+  }
+  void adamw_step(const AdamwStep& step, int64_t n) override {
+    const OpScope scope(*this, "adamw_step");
+    each(step, n);
+  }
+
  protected:
   // For replacements in Self: run a shared functor as the reference does.
   template <class F>

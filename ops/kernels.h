@@ -66,6 +66,21 @@ struct ResidualAdd {  // x += y
   QFT_HD void operator()(int64_t i) const { x[i] = from_f32<T>(to_f32(x[i]) + to_f32(y[i])); }
 };
 
+template <class T>
+struct Scale {  // x *= s
+  T* x;
+  float s;
+  QFT_HD void operator()(int64_t i) const { x[i] = from_f32<T>(to_f32(x[i]) * s); }
+};
+
+template <class T>
+struct Transpose {  // out (cols, rows) = in (rows, cols)^T; one call per output element
+  T* out;
+  const T* in;
+  int64_t rows, cols;
+  QFT_HD void operator()(int64_t i) const { out[i] = in[(i % rows) * cols + i / rows]; }
+};
+
 // Rotary embedding in the "rotate half" layout of HF LLaMA: pairs (d, d + D/2) of each head rotate by
 // pos * inv_freq[d]. One call per (token, head, d < D/2); x is (N, H, D). The backward pass is the inverse
 // rotation (direction = -1), since a rotation's transpose is its inverse.

@@ -85,6 +85,16 @@ void set_uniform_row_ptr(Backend& be, HybridMatrix& m) {
   be.copy_to_device(m.row_ptr.get(), row_ptr.data(), row_ptr.size() * 4);
 }
 
+GseMatrix GseMatrix::allocate(Backend& be, int64_t rows, int64_t cols, GseFormat f, const char* tag) {
+  GseMatrix g;
+  g.rows = rows;
+  g.cols = cols;
+  g.format = f;
+  g.m = be.alloc(size_t(rows * cols), tag);
+  g.e = be.alloc(size_t(rows * g.groups()), tag);
+  return g;
+}
+
 HybridMatrix allocate_hybrid(Backend& be, int64_t rows, int64_t cols, double outlier_fraction, const char* tag) {
   if (outlier_fraction < 0 || outlier_fraction > 0.5) throw Error("quant.outlier_fraction must lie in [0, 0.5]");
   HybridMatrix m;

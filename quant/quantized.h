@@ -1,5 +1,5 @@
 #pragma once
-// Owning INT8 tensors in backend memory: hybrid weight matrices and block-wise state.
+// Owning INT8 tensors in backend memory: hybrid weight matrices, block-wise state and GSE matrices.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -8,6 +8,21 @@
 #include "ops/int8.h"
 
 namespace qft {
+
+// A GSE matrix (ops/gse.h): int8 mantissas (rows, cols) and one int8 exponent per group of each row.
+struct GseMatrix {
+  int64_t rows = 0, cols = 0;
+  GseFormat format{};
+  Buffer m, e;
+  static GseMatrix allocate(Backend& be, int64_t rows, int64_t cols, GseFormat f, const char* tag);
+  int64_t groups() const { return (cols + format.group - 1) / format.group; }
+  // Rows [row0, row0 + rows) of it (all rows from row0 when rows < 0).
+  GseView view(int64_t row0 = 0, int64_t n = -1) const {
+    return {static_cast<int8_t*>(m.get()) + row0 * cols, static_cast<int8_t*>(e.get()) + row0 * groups(),
+            n < 0 ? rows - row0 : n, cols, format};
+  }
+  size_t bytes() const { return m.bytes() + e.bytes(); }
+};
 
 struct HybridMatrix {
   int64_t rows = 0, cols = 0, nnz = 0;

@@ -5,7 +5,7 @@ For each small random LlamaForCausalLM it writes an HF model directory (save_pre
 golden.safetensors: a fixed batch (input_ids, labels), the logits, the loss and every parameter's gradient.
 It also trains the sentencepiece tokenizer they share, and builds the embedded demo model models/tiny-llama.
 
-    /opt/fixenv/bin/pip install torch transformers sentencepiece safetensors
+    /opt/fixenv/bin/pip install torch transformers sentencepiece safetensors peft
     /opt/fixenv/bin/python scripts/make_fixtures.py
 
 The outputs are committed; CI never runs this script. Versions are recorded in test/fixtures/VERSIONS.json.

@@ -465,6 +465,23 @@ const std::vector<OpCase>& op_cases() {
          be.gse_matmul(b.f32_out(kRows * 45), a, w, false);
          be.gse_matmul(b.f32_inout(kRows * 45), a, w, true);
        }},
+      {Op::scale, "37 x 1000 values by 0.37", {0, 0, 0},
+       [](OpBench& b) { b.be().scale(b.act_inout(kRows * kC), 0.37f, kRows * kC); }},
+      {Op::transpose, "(37, 1000) -> (1000, 37)", {0, 0, 0},
+       [](OpBench& b) { b.be().transpose(b.act_out(kRows * kC), b.act_in(kRows * kC), kRows, kC); }},
+      {Op::adamw_step, "37 x 1000 fp32 weights and moments, bias-corrected, decayed, clipped", {0, 0, 0},
+       [](OpBench& b) {
+         AdamwStep st{};
+         st.p = {2e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f - 0.9f * 0.9f, 1.0f - 0.999f * 0.999f, 1e-3};
+         st.totals = b.upload_value(StepTotals{3.0, 0.0225});
+         st.g = b.f32_in(kRows * kC, 1e-3f);
+         st.w = b.f32_inout(kRows * kC);
+         st.m = b.f32_inout(kRows * kC);
+         std::vector<float> v = test::random_normal(size_t(kRows * kC), b.rng(), 1e-3f);
+         for (float& x : v) x *= x;  // a second moment: squares
+         st.v = b.observe(b.upload(v), kRows * kC);
+         b.be().adamw_step(st, kRows * kC);
+       }},
       {Op::lion_step_rows, "weights and momentum (33, 700) in INT8 and INT8, INT8 and fp32, fp32 and INT8; fp32 both",
        {0, 0, 0},
        [](OpBench& b) {

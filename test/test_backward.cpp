@@ -135,7 +135,7 @@ TEST_CASE("the fused per-layer step equals computing the whole gradient first an
   const Batch batch = random_batch(rng, 2, 12, 500);
   OptimizerSettings os;
   os.weight_decay = 0.1f;
-  LionOptimizer opt_a(fused, os), opt_b(reference, os);
+  Optimizer opt_a(fused, os), opt_b(reference, os);
   const float lr = 1e-3f;
   for (int step = 0; step < 3; ++step) {
     train_step(fused, opt_a, nullptr, {batch}, lr, std::nullopt);
@@ -190,7 +190,7 @@ TEST_CASE("accumulating two micro-batches of B equals one batch of 2B", "[backwa
   // Steps: train_step over two micro-batches matches one step on the whole batch, up to rare sign flips of
   // near-zero Lion directions caused by fp32 summation order.
   OptimizerSettings os;
-  LionOptimizer opt_a(accum, os), opt_b(whole, os);
+  Optimizer opt_a(accum, os), opt_b(whole, os);
   const auto ra = train_step(accum, opt_a, &acc, {half(0), half(1)}, 1e-3f, 1.0);
   const auto rb = train_step(whole, opt_b, nullptr, {big}, 1e-3f, 1.0);
   REQUIRE(ra.tokens == rb.tokens);
@@ -210,7 +210,7 @@ TEST_CASE("gradient clipping scales the update and a NaN loss changes no weight"
   HfModel hf(test::fixture("gqa_tied"));
   CpuBackend be;
   LlamaModel model(hf, be);
-  LionOptimizer opt(model, OptimizerSettings{});
+  Optimizer opt(model, OptimizerSettings{});
   const Batch batch = random_batch(rng, 1, 8, 500);
   const auto r = train_step(model, opt, nullptr, {batch}, 1e-3f, 1e-3);
   REQUIRE(r.grad_norm.has_value());
@@ -233,7 +233,7 @@ TEST_CASE("a training step reads from the device once, with clipping and accumul
   CpuBackend be;
   LlamaModel model(hf, be, WeightStorage{true, 0.01});  // INT8 weights: rescale counters
   model.vocab_chunk_rows = 96;  // several vocabulary chunks
-  LionOptimizer opt(model, OptimizerSettings{});
+  Optimizer opt(model, OptimizerSettings{});
   GradAccumulators acc(model, OptimizerSettings{});
   const std::vector<Batch> micro = {random_batch(rng, 2, 9, 500), random_batch(rng, 2, 9, 500), random_batch(rng, 2, 9, 500)};
   const int64_t before = be.host_reads();
@@ -257,7 +257,7 @@ TEST_CASE("keeping a layer's dequantized matrices from recompute to backward cha
   lean.keep_layer_weights = false;
   OptimizerSettings os;
   os.momentum_int8 = true;
-  LionOptimizer opt_keep(keep, os), opt_lean(lean, os);
+  Optimizer opt_keep(keep, os), opt_lean(lean, os);
   OpProfile prof_keep, prof_lean;
   be_keep.set_profile(&prof_keep);
   be_lean.set_profile(&prof_lean);

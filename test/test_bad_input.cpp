@@ -174,6 +174,24 @@ TEST_CASE("messages say what is wrong in the user's terms", "[cli][bad-input]") 
     expect_cli_error(test::tiny_train_args(tmp / "fork") + " --resume " + tiny(), "is not a qft checkpoint");
   }
   SECTION("an unknown command is named") { expect_cli_error("trian --config x", "unknown command 'trian'"); }
+  SECTION("LoRA settings out of range, unknown or contradictory") {
+    const std::string run = test::tiny_train_args(tmp / "run") + " --set train.method=lora";
+    expect_cli_error(run + " --set lora.targets='[\"q\",\"qkv\"]'", "'qkv' is not one of: q, k, v, o, gate, up, down");
+    expect_cli_error(run + " --set lora.targets='[\"q\",\"q\"]'", "'q' is listed twice");
+    expect_cli_error(run + " --set lora.targets='[]'", "lora.targets");
+    expect_cli_error(run + " --set lora.bits=5", "lora.bits': must be 4, 6 or 8");
+    expect_cli_error(run + " --set lora.rank=0", "lora.rank': must lie in [1, 4096]");
+    expect_cli_error(run + " --set lora.group=2000", "lora.group': must lie in [1, 1024]");
+    expect_cli_error(test::tiny_train_args(tmp / "run") + " --set train.optimizer=adamw",
+                     "adamw keeps two fp32 moments per parameter; qft offers it for train.method=lora");
+    REQUIRE_FALSE(fs::exists(tmp / "run"));
+  }
+  SECTION("export --lora of a checkpoint without adapters") {
+    REQUIRE(run_qft(test::tiny_train_args(tmp / "run") + " --set train.steps=1").exit_code == 0);
+    expect_cli_error("export --checkpoint " + (tmp / "run/step_00000001") + " --out " + (tmp / "e") + " --lora adapter",
+                     "has no LoRA adapters");
+    REQUIRE_FALSE(fs::exists(tmp / "e"));
+  }
 }
 
 TEST_CASE("stdout carries only the result, for every command", "[cli]") {

@@ -232,7 +232,7 @@ TEST_CASE("INT8 training with bf16 activations follows training with fp32 activa
     OptimizerSettings os;
     os.momentum_int8 = true;
     os.seed = 11;
-    LionOptimizer opt(model, os);
+    Optimizer opt(model, os);
     const double first = model.forward_loss(batch).mean();
     for (int s = 0; s < 30; ++s) {
       opt.set_step(uint32_t(s));

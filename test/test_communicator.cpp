@@ -104,7 +104,7 @@ TEST_CASE("cuda: NCCL with one rank: every collective, and a data-parallel step 
   std::vector<std::vector<float>> weights[2];
   for (int via_nccl = 0; via_nccl < 2; ++via_nccl) {
     LlamaModel model(hf, be, {true, 0.01});
-    LionOptimizer opt(model, os);
+    Optimizer opt(model, os);
     GradAccumulators acc(model, os, {}, false);
     data_parallel_step(via_nccl ? *nccl : *single, model, opt, acc, {batch}, 1e-3f, 1.0);
     for (int i = 0; i < int(model.params().size()); ++i) weights[via_nccl].push_back(model.read_weight(i));

@@ -26,7 +26,7 @@ TEST_CASE("a whole INT8 training step on the GPU matches the CPU backend with th
     OptimizerSettings os;
     os.momentum_int8 = true;
     os.seed = 3;
-    LionOptimizer opt_cpu(on_cpu, os), opt_gpu(on_gpu, os);
+    Optimizer opt_cpu(on_cpu, os), opt_gpu(on_gpu, os);
     const StepResult rc = train_step(on_cpu, opt_cpu, nullptr, {batch}, 1e-3f, 1.0);
     const StepResult rg = train_step(on_gpu, opt_gpu, nullptr, {batch}, 1e-3f, 1.0);
     INFO((bf16 ? "bf16" : "fp32") << " activations: loss cpu " << rc.loss << " gpu " << rg.loss);

@@ -35,7 +35,7 @@ TEST_CASE("the plan matches the CPU allocator's measured peak within 5%, fp32 an
       LlamaModel model(hf, be, WeightStorage{quant == "int8", cfg.quant.outlier_fraction});
       OptimizerSettings os;
       os.momentum_int8 = os.grad_int8 = quant == "int8";
-      LionOptimizer opt(model, os);
+      Optimizer opt(model, os);
       std::unique_ptr<GradAccumulators> acc;
       if (accum > 1) acc = std::make_unique<GradAccumulators>(model, os);
       std::uniform_int_distribution<int32_t> tok(3, hf.config().vocab_size - 1);
@@ -172,7 +172,7 @@ TEST_CASE("an offloaded stack on the CPU is counted in the plan's total", "[plan
     LlamaModel model(hf, be, cfg.weight_storage());
     model.stack_storage = cfg.train.stack_dtype;
     model.stack_offload = true;
-    LionOptimizer opt(model, cfg.optimizer_settings());
+    Optimizer opt(model, cfg.optimizer_settings());
     std::mt19937_64 rng(test::fresh_seed());
     std::uniform_int_distribution<int32_t> tok(3, arch.vocab_size - 1);
     std::vector<int32_t> ids(size_t(cfg.train.batch_size * cfg.data.seq_len));

@@ -299,7 +299,7 @@ TEST_CASE("re-selecting outliers after training keeps the weights within half a 
   CpuBackend be;
   LlamaModel model(hf, be, WeightStorage{true, 0.02});
   // Move the weights away from their initial quantization first, so that the largest entries change.
-  LionOptimizer opt(model, OptimizerSettings{});
+  Optimizer opt(model, OptimizerSettings{});
   std::uniform_int_distribution<int32_t> tok(3, 499);
   std::vector<int32_t> ids(32);
   for (auto& t : ids) t = tok(rng);

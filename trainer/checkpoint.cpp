@@ -29,7 +29,7 @@ bool is_resume_critical(const std::string& dotted_key) {
       "model.path",      "data.train",       "data.format",      "data.template",    "data.seq_len",
       "data.packing",    "data.train_on_prompt", "data.shuffle", "train.batch_size", "train.grad_accum", "train.stack_dtype",
       "train.seed",      "quant.weights",    "quant.momentum",   "quant.grad_dtype", "quant.outlier_fraction",
-      "quant.block_size", "quant.rounding"};
+      "quant.block_size", "quant.rounding", "train.method", "train.optimizer", "lora."};
   return std::any_of(keys.begin(), keys.end(), [&](const std::string& k) { return dotted_key.rfind(k, 0) == 0; });
 }
 
@@ -55,6 +55,11 @@ DType col_dtype(int bytes) { return bytes == 1 ? DType::U8 : (bytes == 2 ? DType
 // One parameter's entries: its fp32 values, or the parts of INT8 matrix m (its own, a gathered whole, or a whole's
 // shapes without memory).
 void add_param_entries(std::vector<Entry>& out, const Param& p, const HybridMatrix& m) {
+  if (p.is_gse()) {  // mantissas and exponents as they are: exact
+    out.push_back({int8_part(p.name, "gse_m"), DType::I8, {p.rows, p.cols}, p.gse.m.get()});
+    out.push_back({int8_part(p.name, "gse_e"), DType::I8, {p.rows, p.gse.groups()}, p.gse.e.get()});
+    return;
+  }
   if (!p.quantized()) {
     out.push_back({p.name, DType::F32, p.shape, p.fp32.get()});
     return;
@@ -88,13 +93,19 @@ std::vector<Entry> model_entries(LlamaModel& model) {
 // The optimizer state of one rank's rows (`shards`), as its optimizer file holds it; with `opt`, pointing at that
 // state (opt's own shards), else the layout alone.
 std::vector<Entry> optimizer_entries(const LlamaModel& model, const OptimizerSettings& s, const RowShards& shards,
-                                     LionOptimizer* opt) {
+                                     Optimizer* opt) {
   std::vector<Entry> out;
   for (size_t i = 0; i < model.params().size(); ++i) {
     const Param& p = model.params()[i];
+    if (p.frozen) continue;  // no state
     const RowRange mine = shards.mine(p.rows);
     StateTensor* m = opt ? &opt->momentum(int(i)) : nullptr;
     const std::string name = momentum_name(p.name);
+    if (s.adamw) {
+      StateTensor* v = opt ? &opt->variance(int(i)) : nullptr;
+      out.push_back({"variance." + p.name, DType::F32, {mine.size() * p.cols}, v ? v->fp32.get() : nullptr, mine.begin,
+                     mine.size()});
+    }
     if (int8_state(s.momentum_int8, p, mine.size())) {
       const int64_t blocks = (p.cols + s.block_size - 1) / s.block_size;
       out.push_back({int8_part(name, "q"), DType::I8, {mine.size(), p.cols}, m ? m->int8.q.get() : nullptr, mine.begin, mine.size()});
@@ -227,6 +238,13 @@ void check_values(const SafeTensorsFile& f, const Entry& e, const HostTensor& h)
   if (e.dtype == DType::F32 && !all_finite(h.data<float>(), h.numel())) {
     throw TensorError(f.path(), e.name, "holds NaN or infinite values");
   }
+  if (e.name.ends_with(".gse_e")) {
+    for (int64_t i = 0; i < h.numel(); ++i) {
+      const int x = h.data<int8_t>()[i];
+      if (x < kGseMinExponent) throw TensorError(f.path(), e.name, "GSE exponent " + std::to_string(x) + " is below " +
+                                                                      std::to_string(kGseMinExponent));
+    }
+  }
   const size_t absmax = e.name.rfind(".absmax");
   if (absmax != std::string::npos && absmax + 7 == e.name.size()) {
     const std::string problem = block_problem({nullptr, const_cast<float*>(h.data<float>()), h.numel(), 1, 1});
@@ -285,7 +303,7 @@ void read_entries(Backend& be, const std::vector<Entry>& entries, const std::str
 
 // This rank's rows of the optimizer state, from the files of the `saved` ranks that wrote the checkpoint: a resume on
 // another number of ranks takes each row from the file that holds it.
-void read_optimizer(const std::string& dir, int saved, const LlamaModel& model, LionOptimizer& opt) {
+void read_optimizer(const std::string& dir, int saved, const LlamaModel& model, Optimizer& opt) {
   std::vector<std::unique_ptr<SafeTensorsFile>> files;
   std::vector<std::vector<Entry>> layouts;  // what each saved rank's file holds
   for (int r = 0; r < saved; ++r) {
@@ -372,6 +390,10 @@ MatrixStats matrix_stats(const SafeTensorsFile& weights, const std::vector<std::
   std::vector<uint32_t> counts;
   for (size_t r = 0; r < opt.size(); ++r) {
     const RowRange rows = RowShards{int(r), int(opt.size())}.mine(m.rows);
+    if (!opt[r]->find(rescales_name(name))) {  // a frozen matrix (LoRA's base) is never updated
+      counts.insert(counts.end(), size_t(rows.size()), 0u);
+      continue;
+    }
     const HostTensor part = require_tensor(*opt[r], rescales_name(name), DType::U32, rows.size());
     counts.insert(counts.end(), part.data<uint32_t>(), part.data<uint32_t>() + rows.size());
   }
@@ -506,7 +528,7 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
   return info;
 }
 
-std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, LionOptimizer& opt,
+std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, Optimizer& opt,
                             const TrainerState& state, const std::string& model_dir, Communicator* ranks) {
   const int rank = ranks ? ranks->rank() : 0, world = ranks ? ranks->world_size() : 1;
   const bool lead = rank == 0;
@@ -572,7 +594,7 @@ void read_checkpoint_weights(const std::string& path, LlamaModel& model) {
   read_entries(model.backend(), model_entries(model), path, &model);
 }
 
-TrainerState load_checkpoint(const std::string& dir, LlamaModel& model, LionOptimizer& opt) {
+TrainerState load_checkpoint(const std::string& dir, LlamaModel& model, Optimizer& opt) {
   const CheckpointInfo info = read_checkpoint_info(dir);
   verify_manifest(dir, true);
   read_checkpoint_weights((fs::path(dir) / "model.safetensors").string(), model);

@@ -76,7 +76,7 @@ CheckpointReport inspect_checkpoint(const std::string& dir);
 // writes the whole weights (a sharded model's gathered matrix by matrix) and the small files, each rank its rows of
 // the optimizer state (optimizer_file), and rank 0 writes DONE last, once every rank's files are written; a failure
 // on any rank is thrown on every rank.
-std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, LionOptimizer& opt,
+std::string save_checkpoint(const std::string& output_dir, LlamaModel& model, Optimizer& opt,
                             const TrainerState& state, const std::string& model_dir, Communicator* ranks = nullptr);
 // The optimizer file of a rank among `world` that saved a checkpoint: optimizer.safetensors for one rank, else
 // optimizer-RRRRR-of-WWWWW.safetensors, each with the rank's rows (dist/row_shards.h) of every tensor.
@@ -85,7 +85,7 @@ std::string optimizer_file(int rank, int world);
 // number of ranks resumes on any number). Refuses what read_checkpoint_info refuses, a file whose content
 // hash differs from the manifest's, and tensors that do not match the model and optimizer built from the current
 // config exactly (none missing, none extra), hold non-finite values or a broken outlier structure.
-TrainerState load_checkpoint(const std::string& dir, LlamaModel& model, LionOptimizer& opt);
+TrainerState load_checkpoint(const std::string& dir, LlamaModel& model, Optimizer& opt);
 // A checkpoint's weights file (model.safetensors) alone: written as save_checkpoint writes it, and read with every
 // check that load_checkpoint makes of it except the manifest's hash (so a fuzzer reaches the checks behind it).
 void write_checkpoint_weights(const std::string& path, LlamaModel& model);

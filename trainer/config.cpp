@@ -122,6 +122,26 @@ KeyDef arch_key() {
   return d;
 }
 
+// lora.targets: a list of projection names, each once.
+KeyDef lora_targets_key() {
+  std::vector<std::string> names;
+  for (int t = 0; t < kLoraTargets; ++t) names.emplace_back(lora_target_short_name(LoraTarget(t)));
+  KeyDef d{"lora.targets", "the projections of every layer that get an adapter", names, nullptr, nullptr};
+  d.set = [names](RunConfig& c, const json& j, const std::string& where) {
+    if (!j.is_array() || j.empty()) throw ConfigError(where, "lora.targets", "expected a non-empty list such as [\"q\", \"v\"]");
+    std::vector<std::string> out;
+    for (const json& e : j) {
+      const std::string t = convert<std::string>(e, where, "lora.targets");
+      require_choice(t, names, where, "lora.targets");
+      if (std::find(out.begin(), out.end(), t) != out.end()) throw ConfigError(where, "lora.targets", "'" + t + "' is listed twice");
+      out.push_back(t);
+    }
+    c.lora.targets = out;
+  };
+  d.get = [](const RunConfig& c) { return json(c.lora.targets); };
+  return d;
+}
+
 #define QFT_FIELD(expr) [](RunConfig& c) -> auto& { return c.expr; }
 
 const std::vector<KeyDef>& key_table() {
@@ -144,6 +164,10 @@ const std::vector<KeyDef>& key_table() {
       def("data.train_on_prompt", QFT_FIELD(data.train_on_prompt), "also put loss on prompt tokens"),
       def("data.skip_bad_lines", QFT_FIELD(data.skip_bad_lines), "skip and count malformed lines instead of failing"),
       def("data.shuffle", QFT_FIELD(data.shuffle), "shuffle examples each epoch (deterministic by train.seed)"),
+      def("train.method", QFT_FIELD(train.method),
+          "full: every parameter (QFT); lora: adapters on a frozen base (lora.*), for the smallest machines"),
+      def("train.optimizer", QFT_FIELD(train.optimizer),
+          "lion (one momentum, INT8 for matrices), or adamw (two fp32 moments, eps 1e-8; train.method=lora only)"),
       def("train.steps", QFT_FIELD(train.steps), "optimizer steps"),
       def("train.batch_size", QFT_FIELD(train.batch_size), "sequences per micro-batch"),
       def("train.grad_accum", QFT_FIELD(train.grad_accum), "micro-batches per optimizer step, on each rank"),
@@ -152,7 +176,7 @@ const std::vector<KeyDef>& key_table() {
       def("train.warmup_steps", QFT_FIELD(train.warmup_steps), "linear warmup from 0 over this many steps"),
       def("train.weight_decay", QFT_FIELD(train.weight_decay), "decoupled weight decay (Lion: 3-10x larger than AdamW's)"),
       def("train.decay_norms", QFT_FIELD(train.decay_norms), "apply weight decay to RMSNorm weights too"),
-      def("train.betas", QFT_FIELD(train.betas), "Lion betas [beta1, beta2]"),
+      def("train.betas", QFT_FIELD(train.betas), "[beta1, beta2] of Lion, or of AdamW (which usually takes [0.9, 0.999])"),
       def("train.clip_grad_norm", QFT_FIELD(train.clip_grad_norm),
           "clip the global gradient norm; null: off. Costs one more backward of the last micro-batch per step"),
       def("train.seed", QFT_FIELD(train.seed), "seed for shuffling"),
@@ -182,6 +206,14 @@ const std::vector<KeyDef>& key_table() {
       def("quant.rounding", QFT_FIELD(quant.rounding),
           "rounding of every INT8 write; stochastic keeps small updates in expectation"),
       def("quant.reselect_every", QFT_FIELD(quant.reselect_every), "re-select weight outliers every N steps; 0: never"),
+      def("lora.rank", QFT_FIELD(lora.rank), "rank r of every adapter (train.method=lora)"),
+      def("lora.alpha", QFT_FIELD(lora.alpha), "adapter scaling alpha: the adapter adds alpha / r (x A^T) B^T"),
+      lora_targets_key(),
+      def("lora.format", QFT_FIELD(lora.format),
+          "gse: adapters, their input activations and gradients as group-shared-exponent integers, the adapter "
+          "products as integer GEMMs (GSQ-Tuning); fp32: the same adapters in floating point"),
+      def("lora.bits", QFT_FIELD(lora.bits), "GSE mantissa bits, sign included: 8, 6 or 4"),
+      def("lora.group", QFT_FIELD(lora.group), "GSE values per shared exponent"),
       def("output.dir", QFT_FIELD(output.dir), "run directory: config.json, metrics.jsonl, train.log"),
       def("dist.world_size", QFT_FIELD(dist.world_size),
           "ranks of the job, each on its own part of every batch with 1/N of the optimizer state; 0: as many as the "
@@ -314,6 +346,17 @@ void RunConfig::validate(bool for_training) const {
   }
   at_least("quant.block_size", quant.block_size, 1);
   at_least("quant.reselect_every", quant.reselect_every, 0);
+  if (train.optimizer == OptimizerKind::Adamw && train.method != TrainMethod::Lora) {
+    throw ConfigError(where, "train.optimizer", "adamw keeps two fp32 moments per parameter; qft offers it for train.method=lora");
+  }
+  if (train.method == TrainMethod::Lora) {
+    if (lora.rank < 1 || lora.rank > 4096) throw ConfigError(where, "lora.rank", "must lie in [1, 4096]");
+    if (!(lora.alpha > 0 && lora.alpha < 1e6)) throw ConfigError(where, "lora.alpha", "must be positive");
+    if (lora.bits != 4 && lora.bits != 6 && lora.bits != 8) throw ConfigError(where, "lora.bits", "must be 4, 6 or 8");
+    // int32 sums of a group's products stay exact in fp32 up to 1040 values of 8 bits (ops/gse.h)
+    if (lora.group < 1 || lora.group > 1024) throw ConfigError(where, "lora.group", "must lie in [1, 1024]");
+    if (dist.world_size > 1) throw ConfigError(where, "dist.world_size", "train.method=lora runs on one rank for now");
+  }
   at_least("dist.world_size", dist.world_size, 0);
   at_least("dist.timeout_s", dist.timeout_s, 0);
   if (dist.world_size > kMaxRanks) {
@@ -336,7 +379,20 @@ std::string RunConfig::to_json() const {
 }
 
 WeightStorage RunConfig::weight_storage() const {
-  return {quant.weights == StateStorage::Int8, quant.outlier_fraction};
+  WeightStorage w{quant.weights == StateStorage::Int8, quant.outlier_fraction, {}};
+  if (train.method == TrainMethod::Lora) {
+    w.lora.rank = lora.rank;
+    w.lora.alpha = float(lora.alpha);
+    for (const std::string& t : lora.targets) {
+      for (int i = 0; i < kLoraTargets; ++i) {
+        if (t == lora_target_short_name(LoraTarget(i))) w.lora.targets[size_t(i)] = true;
+      }
+    }
+    w.lora.gse = lora.format == LoraFormat::Gse;
+    w.lora.format = {lora.group, lora.bits};
+    w.lora.seed = train.seed;
+  }
+  return w;
 }
 
 OptimizerSettings RunConfig::optimizer_settings() const {
@@ -350,6 +406,7 @@ OptimizerSettings RunConfig::optimizer_settings() const {
   s.block_size = quant.block_size;
   s.stochastic = quant.rounding == Rounding::Stochastic;
   s.seed = train.seed;
+  s.adamw = train.optimizer == OptimizerKind::Adamw;
   return s;
 }
 

@@ -33,6 +33,8 @@ struct DataSection {
 };
 
 struct TrainSection {
+  TrainMethod method = TrainMethod::Full;
+  OptimizerKind optimizer = OptimizerKind::Lion;
   int steps = 100;
   int batch_size = 4;
   int grad_accum = 1;
@@ -65,6 +67,15 @@ struct QuantSection {
   int reselect_every = 0;
 };
 
+struct LoraSection {
+  int rank = 8;
+  double alpha = 16;
+  std::vector<std::string> targets{"q", "k", "v", "o", "gate", "up", "down"};
+  LoraFormat format = LoraFormat::Gse;
+  int bits = 8;    // GSE mantissa bits, sign included
+  int group = 32;  // GSE values per shared exponent
+};
+
 struct OutputSection {
   std::string dir = "runs/qft";
 };
@@ -83,6 +94,7 @@ struct RunConfig {
   DataSection data;
   TrainSection train;
   QuantSection quant;
+  LoraSection lora;
   OutputSection output;
   DistSection dist;
   Device device = Device::Auto;

@@ -24,7 +24,7 @@ class ShardedSink final : public GradSink {
     Pass pass;
     bool clipping;
   };
-  ShardedSink(Communicator& comm, LlamaModel& model, LionOptimizer& opt, GradAccumulators& acc, Place place,
+  ShardedSink(Communicator& comm, LlamaModel& model, Optimizer& opt, GradAccumulators& acc, Place place,
               StepUpdate update, const StepTotals* local, StepTotals* global, RowSquareSums* norms)
       : comm_(comm), model_(model), opt_(opt), acc_(acc), place_(place), update_(update), local_(local), global_(global),
         norms_(norms) {}
@@ -155,7 +155,7 @@ class ShardedSink final : public GradSink {
 
   Communicator& comm_;
   LlamaModel& model_;
-  LionOptimizer& opt_;
+  Optimizer& opt_;
   GradAccumulators& acc_;
   Place place_;
   StepUpdate update_;
@@ -168,7 +168,7 @@ class ShardedSink final : public GradSink {
 
 }  // namespace
 
-StepResult data_parallel_step(Communicator& comm, LlamaModel& model, LionOptimizer& opt, GradAccumulators& acc,
+StepResult data_parallel_step(Communicator& comm, LlamaModel& model, Optimizer& opt, GradAccumulators& acc,
                               const std::vector<Batch>& micro, float lr, std::optional<double> clip_norm) {
   const RowShards& shards = opt.shards();
   if (shards.rank != comm.rank() || shards.world_size != comm.world_size()) {

@@ -23,7 +23,7 @@ namespace qft {
 // communicator's rank and world size (RowShards); with one micro-batch per rank acc need not be persistent (the
 // ranks' partials are folded chunk by chunk). With clip_norm, the norm is every rank's rows' sums of squares,
 // gathered and added in parameter and row order, as one process adds them (RowSquareSums).
-StepResult data_parallel_step(Communicator& comm, LlamaModel& model, LionOptimizer& opt, GradAccumulators& acc,
+StepResult data_parallel_step(Communicator& comm, LlamaModel& model, Optimizer& opt, GradAccumulators& acc,
                               const std::vector<Batch>& micro, float lr, std::optional<double> clip_norm);
 
 // The step's micro-batches that are this rank's: of the step's A * N, micro-batch i * N + rank for i < A. The

@@ -58,6 +58,43 @@ void write_json(const fs::path& path, const Json& j) {
   if (!f) throw FileError(path.string(), "write failed");
 }
 
+// The base model a checkpoint's run started from (its config's model.path), for adapter_config.json.
+std::string base_model_path(const ModelSource& src) {
+  if (!src.checkpoint) return src.path;
+  const nlohmann::json run = nlohmann::json::parse(src.checkpoint->state.config_json, nullptr, false);
+  const nlohmann::json* path = run.is_object() && run.contains("model") && run["model"].is_object() && run["model"].contains("path")
+                                   ? &run["model"]["path"]
+                                   : nullptr;
+  return path && path->is_string() ? path->get<std::string>() : src.path;
+}
+
+// adapter_config.json as PEFT writes it for a LoraConfig with these settings.
+nlohmann::ordered_json peft_config(const LoraSettings& lora, const ModelSource& src) {
+  nlohmann::ordered_json targets = nlohmann::ordered_json::array();
+  for (int t = 0; t < kLoraTargets; ++t) {
+    if (lora.targets[size_t(t)]) targets.push_back(lora_target_name(LoraTarget(t)));
+  }
+  return {{"peft_type", "LORA"},
+          {"task_type", "CAUSAL_LM"},
+          {"base_model_name_or_path", base_model_path(src)},
+          {"r", lora.rank},
+          {"lora_alpha", lora.alpha},
+          {"lora_dropout", 0.0},
+          {"target_modules", targets},
+          {"bias", "none"},
+          {"fan_in_fan_out", false},
+          {"inference_mode", true},
+          {"init_lora_weights", true},
+          {"use_rslora", false},
+          {"use_dora", false},
+          {"modules_to_save", nullptr},
+          {"layers_to_transform", nullptr},
+          {"layers_pattern", nullptr},
+          {"rank_pattern", nlohmann::ordered_json::object()},
+          {"alpha_pattern", nlohmann::ordered_json::object()},
+          {"revision", nullptr}};
+}
+
 }  // namespace
 
 size_t parse_byte_size(const std::string& text, const std::string& where) {
@@ -90,11 +127,27 @@ ExportSummary export_hf(const std::string& source, const std::string& out_dir, c
   const ModelSource src = open_model_source(source);
   CpuBackend host;
   const auto model = load_model(src, host);  // as stored: an INT8 checkpoint stays INT8 until each tensor is written
+  const LoraSettings& lora = model->storage().lora;
+  if (!lora.enabled() && opts.lora != LoraExport::Merge) {
+    throw Error(source + " has no LoRA adapters (it is not a train.method=lora checkpoint); export it without --lora");
+  }
+  const bool adapter_dir = lora.enabled() && opts.lora == LoraExport::Adapter;
 
-  const auto& params = model->params();
+  // The tensors written, by parameter: the adapters alone (PEFT), or every other tensor (merged or the base).
+  std::vector<int> written;
+  for (size_t i = 0; i < model->params().size(); ++i) {
+    if ((model->params()[i].role == ParamRole::Adapter) == adapter_dir) written.push_back(int(i));
+  }
   std::vector<size_t> sizes;
-  for (const Param& p : params) sizes.push_back(size_t(p.numel()) * dtype_size(opts.dtype));
-  const auto shards = plan_shards(sizes, opts.shard_bytes);
+  for (int i : written) sizes.push_back(size_t(model->params()[size_t(i)].numel()) * dtype_size(opts.dtype));
+  const auto shards = adapter_dir ? std::vector<std::vector<int>>{[&] {
+    std::vector<int> all(written.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = int(i);
+    return all;
+  }()} : plan_shards(sizes, opts.shard_bytes);
+  auto values = [&](int i) {
+    return opts.lora == LoraExport::Merge ? model->read_merged_weight(i) : model->read_weight(i);
+  };
 
   // Unique to this process: a user's folder of any name, or another export's, is never touched.
   const fs::path tmp = temp_path_beside(out.string());
@@ -107,24 +160,36 @@ ExportSummary export_hf(const std::string& source, const std::string& out_dir, c
     for (size_t s = 0; s < shards.size(); ++s) {
       char name[64];
       std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
-      const std::string file = shards.size() == 1 ? std::string("model.safetensors") : std::string(name);
+      const std::string file = adapter_dir          ? std::string("adapter_model.safetensors")
+                               : shards.size() == 1 ? std::string("model.safetensors")
+                                                    : std::string(name);
       std::vector<HostTensor> tensors;
       tensors.reserve(shards[s].size());
       std::vector<NamedTensor> named;
-      for (int i : shards[s]) {
-        const Param& p = params[size_t(i)];
-        tensors.push_back(convert(model->read_weight(i), opts.dtype, p.shape));
-        named.emplace_back(p.name, &tensors.back());
+      for (int k : shards[s]) {
+        const int i = written[size_t(k)];
+        const Param& p = model->params()[size_t(i)];
+        tensors.push_back(convert(values(i), opts.dtype, p.shape));
+        // PEFT names an adapter after the module path inside its PeftModel wrapper
+        named.emplace_back(adapter_dir ? "base_model.model." + p.name : p.name, &tensors.back());
         weight_map[p.name] = file;
-        summary.bytes += sizes[size_t(i)];
+        summary.bytes += sizes[size_t(k)];
         summary.tensors += 1;
       }
       write_safetensors((tmp / file).string(), named, {{"format", "pt"}});
     }
     summary.shards = int(shards.size());
-    if (shards.size() > 1) {
+    if (adapter_dir) {
+      write_json(tmp / "adapter_config.json", peft_config(lora, src));
+    } else if (shards.size() > 1) {
       const nlohmann::ordered_json index = {{"metadata", {{"total_size", summary.bytes}}}, {"weight_map", weight_map}};
       write_json(tmp / "model.safetensors.index.json", index);
+    }
+    if (adapter_dir) {
+      fs::remove(out, ec);
+      fs::rename(tmp, out, ec);
+      if (ec) throw FileError(out_dir, "cannot move the export into place: " + ec.message());
+      return summary;
     }
     nlohmann::json config = read_json_file((fs::path(source) / "config.json").string());
     config["torch_dtype"] = torch_dtype;

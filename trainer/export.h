@@ -8,9 +8,15 @@
 
 namespace qft {
 
+// What to write of a LoRA checkpoint: the adapted model as plain HF weights (W + alpha/r B A), a PEFT adapter
+// directory (adapter_model.safetensors, adapter_config.json) for the base, or that base alone: the frozen weights
+// the adapters were trained against (qft's INT8 base, dequantized), so that base + adapter reproduces qft's model.
+enum class LoraExport { Merge, Adapter, Base };
+
 struct ExportOptions {
   DType dtype = DType::BF16;            // BF16, F16 or F32
   size_t shard_bytes = 5'000'000'000;   // HF's default max_shard_size "5GB"
+  LoraExport lora = LoraExport::Merge;  // for a source with LoRA adapters
 };
 
 struct ExportSummary {
@@ -19,7 +25,7 @@ struct ExportSummary {
   int tensors = 0;
 };
 
-// Writes out_dir: model.safetensors, or model-0000k-of-0000N.safetensors shards with
+// Writes out_dir (a PEFT adapter directory with LoraExport::Adapter, see above): model.safetensors, or model-0000k-of-0000N.safetensors shards with
 // model.safetensors.index.json; config.json with torch_dtype set; generation config and tokenizer files
 // copied. out_dir must not exist or be empty. The directory is built under a temporary name and renamed,
 // so a failed export leaves nothing that looks complete.

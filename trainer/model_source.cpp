@@ -1,6 +1,7 @@
 #include "trainer/model_source.h"
 
 #include <filesystem>
+#include <map>
 
 #include "core/error.h"
 #include "cpu/cpu_backend.h"
@@ -40,7 +41,18 @@ std::unique_ptr<LlamaModel> load_model(const ModelSource& src, Backend& backend,
   CpuBackend host;
   LlamaModel stored(src.config, host, src.stored);
   load_checkpoint_weights(src.path, stored);
-  for (int i = 0; i < int(stored.params().size()); ++i) model->load_weight(i, stored.read_weight(i).data());
+  // Tensors by name. Adapters carry over when both have the same ones; otherwise the stored adapters are merged
+  // into their base matrices and the new model's adapters start afresh (B = 0): the model computes the same.
+  const bool same_adapters = stored.storage().lora == want.lora;
+  std::map<std::string, int> stored_index;
+  for (int j = 0; j < int(stored.params().size()); ++j) stored_index[stored.params()[size_t(j)].name] = j;
+  for (int i = 0; i < int(model->params().size()); ++i) {
+    const Param& p = model->params()[size_t(i)];
+    const auto j = stored_index.find(p.name);
+    if (j == stored_index.end() || (p.role == ParamRole::Adapter && !same_adapters)) continue;
+    model->load_weight(i, (same_adapters ? stored.read_weight(j->second) : stored.read_merged_weight(j->second)).data());
+  }
+  if (!same_adapters) model->init_adapters();
   return model;
 }
 

@@ -1,5 +1,6 @@
 #include "trainer/optimizer.h"
 
+#include <cmath>
 #include <numeric>
 
 #include "core/error.h"
@@ -39,15 +40,17 @@ int64_t local_row(const RowShards& shards, const Param& p, int64_t row0, int64_t
 
 bool int8_state(bool int8, const Param& p, int64_t rows) { return int8 && quantizable(p.role) && rows > 0; }
 
-LionOptimizer::LionOptimizer(LlamaModel& model, const OptimizerSettings& s, const RowShards& shards)
+Optimizer::Optimizer(LlamaModel& model, const OptimizerSettings& s, const RowShards& shards)
     : model_(model), s_(s), shards_(shards) {
   Backend& be = model.backend();
   int64_t rows = 0;
   for (const Param& p : model.params()) {
-    const int64_t mine = shards.mine(p.rows).size();
+    const int64_t mine = p.frozen ? 0 : shards.mine(p.rows).size();
     momentum_.push_back(make_state(be, p, mine, s.momentum_int8, s.block_size, "momentum"));
-    rescale_offset_.push_back(p.quantized() ? rows : -1);
-    if (p.quantized()) rows += p.rows;
+    if (s.adamw) variance_.push_back(make_state(be, p, mine, false, s.block_size, "momentum"));
+    const bool counted = p.quantized() && !p.frozen;  // only updated INT8 matrices rescale
+    rescale_offset_.push_back(counted ? rows : -1);
+    if (counted) rows += p.rows;
   }
   if (rows > 0) {
     rescales_ = be.alloc(size_t(rows) * sizeof(uint32_t), "rescale counters");
@@ -55,18 +58,47 @@ LionOptimizer::LionOptimizer(LlamaModel& model, const OptimizerSettings& s, cons
   }
 }
 
-uint32_t* LionOptimizer::rescale_counts(int param) {
+uint32_t* Optimizer::rescale_counts(int param) {
   const int64_t at = rescale_offset_[size_t(param)];
   return at < 0 ? nullptr : static_cast<uint32_t*>(rescales_.get()) + at;
 }
 
-void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float* g, const StepUpdate& u) {
+void Optimizer::step_rows(int param, int64_t row0, int64_t rows, const float* g, const StepUpdate& u) {
+  Param& p = model_.param(param);
+  if (p.frozen) throw Error(p.name + ": a frozen tensor received a gradient");
+  Backend& be = model_.backend();
+  if (!p.is_gse()) return step_stored_rows(param, row0, rows, g, u, nullptr);
+  // A GSE adapter: its rows dequantized (exactly), updated in fp32, and rounded back stochastically.
+  Buffer w32 = be.alloc(size_t(rows * p.cols) * 4, "optimizer scratch");
+  be.gse_dequantize(Act{w32.get(), DType::F32}, p.gse.view(row0, rows));
+  step_stored_rows(param, row0, rows, g, u, w32.f32());
+  be.gse_quantize(p.gse.view(row0, rows), CAct{w32.get(), DType::F32},
+                  {s_.seed, step_, stream(param, kWeights), s_.stochastic}, row0);
+}
+
+void Optimizer::step_stored_rows(int param, int64_t row0, int64_t rows, const float* g, const StepUpdate& u,
+                                     float* w32) {
   Param& p = model_.param(param);
   StateTensor& m = momentum_[size_t(param)];
   Backend& be = model_.backend();
   const float decay = (decay_exempt(p.role) && !s_.decay_norms) ? 0.0f : s_.weight_decay;
+  const int64_t local = local_row(shards_, p, row0, rows);
+  if (!w32) w32 = p.quantized() ? nullptr : p.fp32.f32() + row0 * p.cols;
+  if (s_.adamw) {
+    // t counts from 1 at the first step; PyTorch's bias corrections
+    const float t = float(step_) + 1.0f;
+    AdamwStep st{};
+    st.p = {u.lr, s_.beta1, s_.beta2, 1e-8f, decay, 1.0f - std::pow(s_.beta1, t), 1.0f - std::pow(s_.beta2, t),
+            u.max_grad_norm};
+    st.g = g;
+    st.w = w32;
+    st.m = m.fp32.f32() + local * p.cols;
+    st.v = variance_[size_t(param)].fp32.f32() + local * p.cols;
+    st.totals = u.totals;
+    be.adamw_step(st, rows * p.cols);
+    return;
+  }
   const LionParams lp{u.lr, s_.beta1, s_.beta2, decay, u.max_grad_norm};
-  const int64_t off = row0 * p.cols, local = local_row(shards_, p, row0, rows);
   LionRowStep st{};
   st.p = lp;
   st.g = g;
@@ -78,7 +110,7 @@ void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float
   if (p.quantized()) {
     st.w = p.int8.view(row0 - model_.held_rows(param).begin);  // sharded weights hold this rank's rows only
   } else {
-    st.w32 = p.fp32.f32() + off;
+    st.w32 = w32;
   }
   if (m.quantized()) {
     st.m = m.int8.view(local);
@@ -89,19 +121,20 @@ void LionOptimizer::step_rows(int param, int64_t row0, int64_t rows, const float
   be.lion_step_rows(st, rows);
 }
 
-size_t LionOptimizer::state_bytes() const {
+size_t Optimizer::state_bytes() const {
   size_t n = 0;
   for (const auto& m : momentum_) n += m.bytes();
+  for (const auto& v : variance_) n += v.bytes();
   return n;
 }
 
-int64_t LionOptimizer::total_rescales() const {
+int64_t Optimizer::total_rescales() const {
   std::vector<uint32_t> host(rescales_.bytes() / sizeof(uint32_t));
   if (!host.empty()) model_.backend().copy_to_host(host.data(), rescales_.get(), rescales_.bytes());
   return std::accumulate(host.begin(), host.end(), int64_t(0));
 }
 
-int64_t LionOptimizer::take_rescaled_rows() {
+int64_t Optimizer::take_rescaled_rows() {
   const int64_t total = total_rescales();
   const int64_t n = total - rescales_reported_;
   rescales_reported_ = total;
@@ -112,7 +145,7 @@ GradAccumulators::GradAccumulators(const LlamaModel& model, const OptimizerSetti
                                    bool persistent)
     : model_(model), s_(s), shards_(shards) {
   for (const Param& p : model.params()) {
-    acc_.push_back(make_state(model.backend(), p, persistent ? shards.mine(p.rows).size() : 0, s.grad_int8,
+    acc_.push_back(make_state(model.backend(), p, persistent && !p.frozen ? shards.mine(p.rows).size() : 0, s.grad_int8,
                               s.block_size, "gradient accumulators"));
   }
 }
@@ -207,6 +240,7 @@ RowSquareSums::RowSquareSums(const LlamaModel& model) : model_(model) {
     rows_ += p.rows;
   }
   sums_ = model.backend().alloc(size_t(rows_) * sizeof(double), "gradient-norm rows");
+  model.backend().zero(sums_.get(), sums_.bytes());  // a frozen tensor's rows are never delivered
 }
 
 void RowSquareSums::add(int param, int64_t row0, int64_t rows, const float* g) {

@@ -1,6 +1,7 @@
 #pragma once
-// Lion applied row-chunk by row-chunk as gradients arrive from the backward pass, over fp32 or INT8 state, and
-// the gradient sinks that make up a training step: accumulate, measure the norm, update.
+// Lion (or, for LoRA adapters, AdamW) applied row-chunk by row-chunk as gradients arrive from the backward pass,
+// over fp32, INT8 or GSE state, and the gradient sinks that make up a training step: accumulate, measure the norm,
+// update. Frozen tensors (LoRA's base) have no state.
 #include <memory>
 #include <vector>
 
@@ -32,15 +33,17 @@ bool int8_state(bool int8, const Param& p, int64_t rows);
 
 // Momentum is kept for the rows this rank owns (all of them on one rank; dist/row_shards.h); row numbers in the
 // calls below are the parameter's own, and a rank updates only rows it owns.
-class LionOptimizer {
+class Optimizer {
  public:
-  LionOptimizer(LlamaModel& model, const OptimizerSettings& s, const RowShards& shards = {});
+  Optimizer(LlamaModel& model, const OptimizerSettings& s, const RowShards& shards = {});
   // Updates rows [row0, row0 + rows) of a parameter with their gradient g (backend memory).
   void step_rows(int param, int64_t row0, int64_t rows, const float* g, const StepUpdate& u);
   void set_step(uint32_t step) { step_ = step; }  // feeds the stochastic rounding keys
   const OptimizerSettings& settings() const { return s_; }
   const RowShards& shards() const { return shards_; }
   StateTensor& momentum(int param) { return momentum_[size_t(param)]; }  // this rank's rows of it
+  // AdamW's second moment of a parameter (empty under Lion).
+  StateTensor& variance(int param) { return variance_[size_t(param)]; }
   size_t state_bytes() const;
   // Per-row counts of scale growths of an INT8 weight matrix (rows,) u32 in backend memory; null for fp32.
   // They live on the backend, every matrix's in one buffer, so that a step never waits on the host and a log
@@ -51,10 +54,15 @@ class LionOptimizer {
   int64_t take_rescaled_rows();
 
  private:
+  // The update of rows stored as fp32 (w32: the parameter's rows, or a GSE adapter's dequantized copy; null for
+  // hybrid INT8 rows, updated in place).
+  void step_stored_rows(int param, int64_t row0, int64_t rows, const float* g, const StepUpdate& u, float* w32);
+
   LlamaModel& model_;
   OptimizerSettings s_;
   RowShards shards_;
-  std::vector<StateTensor> momentum_;
+  std::vector<StateTensor> momentum_;  // AdamW's first moment under AdamW
+  std::vector<StateTensor> variance_;  // AdamW's second moment; empty under Lion
   Buffer rescales_;                       // (rows of every INT8 matrix,) u32
   std::vector<int64_t> rescale_offset_;  // per parameter: its first row in rescales_, or -1
   uint32_t step_ = 0;
@@ -147,11 +155,11 @@ class NormSink final : public GradSink {
 // The fused update: the gradient (plus the accumulated one) goes straight into Lion, then is dropped.
 class UpdateSink final : public GradSink {
  public:
-  UpdateSink(LionOptimizer& opt, GradAccumulators* acc, const StepUpdate& u) : opt_(opt), acc_(acc), update_(u) {}
+  UpdateSink(Optimizer& opt, GradAccumulators* acc, const StepUpdate& u) : opt_(opt), acc_(acc), update_(u) {}
   void consume(int param, int64_t row0, int64_t rows, const float* g) override;
 
  private:
-  LionOptimizer& opt_;
+  Optimizer& opt_;
   GradAccumulators* acc_;
   StepUpdate update_;
 };

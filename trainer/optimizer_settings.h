@@ -13,6 +13,7 @@ struct OptimizerSettings {
   int64_t block_size = 256;
   bool stochastic = true;       // stochastic rounding of every INT8 write; false: nearest
   uint64_t seed = 0;            // of the rounding
+  bool adamw = false;           // AdamW (two fp32 moments, for LoRA adapters) instead of Lion
 };
 
 }  // namespace qft

@@ -75,7 +75,7 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
   model.stack_offload = cfg.train.stack_offload;
   const OptimizerSettings os = cfg.optimizer_settings();
   const RowShards shards{world - 1, world};
-  LionOptimizer opt(model, os, shards);
+  Optimizer opt(model, os, shards);
   std::unique_ptr<GradAccumulators> acc;
   // Several ranks fold their partials through the accumulators' rounding; with one micro-batch each, chunk by chunk.
   if (cfg.train.grad_accum * world > 1) {
@@ -84,9 +84,11 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
 
   MemoryPlan plan;
   plan.parameters = arch.parameter_count();
-  size_t dense = 0, outliers = 0, norms = 0;
+  size_t dense = 0, outliers = 0, norms = 0, adapters = 0;
   for (const Param& p : model.params()) {
-    if (p.quantized()) {
+    if (p.role == ParamRole::Adapter) {
+      adapters += p.bytes();
+    } else if (p.quantized()) {
       dense += p.int8.q.bytes() + p.int8.scale.bytes();
       outliers += p.int8.row_ptr.bytes() + p.int8.col.bytes() + p.int8.val.bytes();
     } else if (!quantizable(p.role)) {
@@ -99,7 +101,16 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
   plan.items.push_back({"weights", dense, wkind});
   if (outliers) plan.items.push_back({"weight outliers", outliers, "fp32 values, CSR indices"});
   plan.items.push_back({"norm weights", norms, "fp32"});
-  plan.items.push_back({"Lion momentum", opt.state_bytes(), cfg.quant.momentum == StateStorage::Int8 ? "INT8 + block absmax" : "fp32"});
+  if (adapters) {
+    plan.items.push_back({"LoRA adapters", adapters,
+                          cfg.lora.format == LoraFormat::Gse ? "GSE mantissas + group exponents" : "fp32"});
+  }
+  if (cfg.train.optimizer == OptimizerKind::Adamw) {
+    plan.items.push_back({"AdamW moments", opt.state_bytes(), "fp32, of the adapters"});
+  } else {
+    plan.items.push_back({"Lion momentum", opt.state_bytes(),
+                          cfg.quant.momentum == StateStorage::Int8 ? "INT8 + block absmax (fp32 for adapters)" : "fp32"});
+  }
   if (acc) plan.items.push_back({"gradient accumulators", acc->bytes(), enum_name(cfg.quant.grad_dtype)});
   plan.state_bytes = model.weight_bytes() + opt.state_bytes() + (acc ? acc->bytes() : 0);
 

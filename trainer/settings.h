@@ -19,6 +19,9 @@ enum class Rounding { Stochastic, Nearest };
 enum class LrSchedule { Constant, Linear, Cosine };
 enum class OnNonFinite { Stop, Skip };
 enum class DataFormat { Text, Alpaca, PromptCompletion, Chat };
+enum class TrainMethod { Full, Lora };     // train.method
+enum class OptimizerKind { Lion, Adamw };  // train.optimizer
+enum class LoraFormat { Gse, Fp32 };       // lora.format
 
 template <class E>
 struct EnumNames;  // static constexpr std::array<std::pair<E, const char*>, N> items
@@ -64,6 +67,22 @@ struct EnumNames<DataFormat> {
                                                                              {DataFormat::Alpaca, "alpaca"},
                                                                              {DataFormat::PromptCompletion, "prompt_completion"},
                                                                              {DataFormat::Chat, "chat"}}};
+};
+
+template <>
+struct EnumNames<TrainMethod> {
+  static constexpr std::array<std::pair<TrainMethod, const char*>, 2> items{
+      {{TrainMethod::Full, "full"}, {TrainMethod::Lora, "lora"}}};
+};
+template <>
+struct EnumNames<OptimizerKind> {
+  static constexpr std::array<std::pair<OptimizerKind, const char*>, 2> items{
+      {{OptimizerKind::Lion, "lion"}, {OptimizerKind::Adamw, "adamw"}}};
+};
+template <>
+struct EnumNames<LoraFormat> {
+  static constexpr std::array<std::pair<LoraFormat, const char*>, 2> items{
+      {{LoraFormat::Gse, "gse"}, {LoraFormat::Fp32, "fp32"}}};
 };
 
 template <class E>

@@ -227,7 +227,7 @@ class TrainingRun {
   std::unique_ptr<MetricsWriter> metrics_;  // rank 0's
   OpenModel opened_;
   std::unique_ptr<DataLoader> train_, val_;
-  std::unique_ptr<LionOptimizer> opt_;
+  std::unique_ptr<Optimizer> opt_;
   std::unique_ptr<GradAccumulators> acc_;  // for train.grad_accum > 1, and always with several ranks
   TrainSummary summary_;
   std::unique_ptr<OpProfile> profile_;  // with cfg.profile
@@ -269,7 +269,7 @@ TrainingRun::TrainingRun(const RunConfig& cfg, const std::optional<std::string>&
   model.stack_offload = cfg_.train.stack_offload;
   if (cfg_.profile) profile_ = std::make_unique<OpProfile>();
   const RowShards shards{comm_.rank(), comm_.world_size()};
-  opt_ = std::make_unique<LionOptimizer>(model, cfg_.optimizer_settings(), shards);
+  opt_ = std::make_unique<Optimizer>(model, cfg_.optimizer_settings(), shards);
   if (cfg_.train.grad_accum > 1 || distributed()) {
     acc_ = std::make_unique<GradAccumulators>(model, cfg_.optimizer_settings(), shards, cfg_.train.grad_accum > 1);
   }
@@ -348,6 +348,25 @@ void TrainingRun::log_state_sizes() const {
              enum_name(cfg_.quant.momentum),
              double(opt_->state_bytes()) / (1 << 20), acc_ ? enum_name(cfg_.quant.grad_dtype) : "none",
              double(acc_bytes) / (1 << 20), double(state) / params);
+  if (model.has_adapters()) {
+    int64_t adapter_params = 0;
+    size_t adapter_bytes = 0;
+    for (const Param& p : model.params()) {
+      if (p.role != ParamRole::Adapter) continue;
+      adapter_params += p.numel();
+      adapter_bytes += p.bytes();
+    }
+    std::string targets;
+    for (const std::string& t : cfg_.lora.targets) targets += (targets.empty() ? "" : ",") + t;
+    const std::string format = cfg_.lora.format == LoraFormat::Gse
+                                   ? fmt::format("GSE {}-bit mantissas, groups of {}", cfg_.lora.bits, cfg_.lora.group)
+                                   : std::string("fp32");
+    log_->info("LoRA: rank {}, alpha {}, on {}: {} trainable parameters ({:.2f}% of the model, {:.1f} MiB, {}); the "
+               "base is frozen; {} state {:.1f} MiB",
+               cfg_.lora.rank, cfg_.lora.alpha, targets, adapter_params, 100.0 * double(adapter_params) / params,
+               double(adapter_bytes) / (1 << 20), format, enum_name(cfg_.train.optimizer),
+               double(opt_->state_bytes()) / (1 << 20));
+  }
   if (cfg_.train.clip_grad_norm) {
     log_->info("gradient clipping at {}: one extra backward of the last micro-batch per step measures the norm",
                *cfg_.train.clip_grad_norm);

@@ -7,7 +7,7 @@
 
 namespace qft {
 
-StepResult train_step(LlamaModel& model, LionOptimizer& opt, GradAccumulators* acc, const std::vector<Batch>& micro,
+StepResult train_step(LlamaModel& model, Optimizer& opt, GradAccumulators* acc, const std::vector<Batch>& micro,
                       float lr, std::optional<double> clip_norm) {
   if (micro.empty()) throw Error("train_step: no micro-batches");
   if (micro.size() > 1 && !acc) throw Error("train_step: gradient accumulation needs accumulators");

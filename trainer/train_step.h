@@ -20,7 +20,7 @@ struct StepResult {
 // Nothing in it waits on the host but one read of the step's totals at its end. When the loss or the gradient
 // norm is NaN or infinite, the update skips itself on the device and this throws NonFiniteLoss: no weight, no
 // momentum changed.
-StepResult train_step(LlamaModel& model, LionOptimizer& opt, GradAccumulators* acc, const std::vector<Batch>& micro,
+StepResult train_step(LlamaModel& model, Optimizer& opt, GradAccumulators* acc, const std::vector<Batch>& micro,
                       float lr, std::optional<double> clip_norm);
 
 // The step's one read of its totals (backend memory) into r: its loss over r.tokens and, when clipped, the gradient

@@ -70,7 +70,7 @@ TEST_CASE("N ranks with sharded state reach one process's weights and momentum b
     os.weight_decay = 0.1f;
     os.seed = seed;
     LlamaModel ref(hf, be, storage), dp(hf, be, storage, s.shard_weights ? comm : nullptr);
-    LionOptimizer ref_opt(ref, os), dp_opt(dp, os, RowShards{me, N});
+    Optimizer ref_opt(ref, os), dp_opt(dp, os, RowShards{me, N});
     GradAccumulators ref_acc(ref, os), dp_acc(dp, os, RowShards{me, N}, s.micro_per_rank > 1);
     if (s.micro_per_rank == 1) CHECK(dp_acc.bytes() <= size_t(dp.params().size()));  // nothing kept but empty buffers
 
@@ -79,7 +79,7 @@ TEST_CASE("N ranks with sharded state reach one process's weights and momentum b
       const std::vector<Batch> all = global_micro_batches(seed + step, M, hf.config().vocab_size);
       std::vector<Batch> mine;
       for (int i = 0; i < s.micro_per_rank; ++i) mine.push_back(all[size_t(i * N + me)]);
-      for (LionOptimizer* o : {&ref_opt, &dp_opt}) o->set_step(step);
+      for (Optimizer* o : {&ref_opt, &dp_opt}) o->set_step(step);
       for (GradAccumulators* a : {&ref_acc, &dp_acc}) a->set_step(step);
       const StepResult r1 = train_step(ref, ref_opt, &ref_acc, all, 3e-3f, s.clip);
       const StepResult rn = data_parallel_step(*comm, dp, dp_opt, dp_acc, mine, 3e-3f, s.clip);
@@ -133,7 +133,7 @@ TEST_CASE("ranks that disagree on a step's micro-batches all stop with an error 
   const HfModel hf(test::fixture("gqa_tied"));
   LlamaModel model(hf, w.be, WeightStorage{true, 0.02});
   OptimizerSettings os;
-  LionOptimizer opt(model, os, RowShards{comm->rank(), comm->world_size()});
+  Optimizer opt(model, os, RowShards{comm->rank(), comm->world_size()});
   GradAccumulators acc(model, os, RowShards{comm->rank(), comm->world_size()});
   // Rank 0 brings two micro-batches, the others one.
   const std::vector<Batch> all = global_micro_batches(7, 2, hf.config().vocab_size);
@@ -164,7 +164,7 @@ TEST_CASE("the per-rank plan equals the last rank's measured peak within 5%", "[
     LlamaModel model(hf, be, cfg.weight_storage(), shard ? comm : nullptr);
     model.stack_storage = cfg.train.stack_dtype;
     const RowShards shards{comm->rank(), comm->world_size()};
-    LionOptimizer opt(model, cfg.optimizer_settings(), shards);
+    Optimizer opt(model, cfg.optimizer_settings(), shards);
     GradAccumulators acc(model, cfg.optimizer_settings(), shards);
     std::vector<Batch> micro;
     std::mt19937_64 rng(seed);

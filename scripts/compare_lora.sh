@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The two training methods side by side on the embedded tiny task (issue 19's table): QFT full fine-tuning, fp32
+# LoRA, and GSE LoRA at 8, 6 and 4 mantissa bits, each from models/tiny-llama on data/tiny_instruct with the same
+# data, steps and seeds. Per case: val_loss (mean over seeds, and the spread), exact match on the first 100 held-out
+# instructions, the planner's CPU memory (total and the trainable state), and training tokens/s on this machine.
+#   bash scripts/compare_lora.sh [--steps N] [--seeds "1234 1 2"] [--qft build/qft]
+# Run it on an idle machine: tokens/s is wall-clock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=1000 seeds="1234 1 2" qft=build/qft
+while [ $# -gt 0 ]; do
+  case $1 in
+    --steps) steps=$2; shift 2 ;;
+    --seeds) seeds=$2; shift 2 ;;
+    --qft) qft=$2; shift 2 ;;
+    *) echo "compare_lora.sh: unknown option $1" >&2; exit 1 ;;
+  esac
+done
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+cases=("full|configs/tiny.json|"
+       "LoRA fp32|configs/tiny_lora.json|--set lora.format=fp32"
+       "LoRA GSE 8-bit|configs/tiny_lora.json|--set lora.bits=8"
+       "LoRA GSE 6-bit|configs/tiny_lora.json|--set lora.bits=6"
+       "LoRA GSE 4-bit|configs/tiny_lora.json|--set lora.bits=4")
+echo "| method | val_loss (mean over seeds $seeds) | spread | exact match | plan (CPU) | trainable state | tokens/s |"
+echo "|---|---|---|---|---|---|---|"
+for c in "${cases[@]}"; do
+  IFS='|' read -r name config extra <<<"$c"
+  losses="" matches="" speeds=""
+  for seed in $seeds; do
+    dir="$out/run-$seed"
+    rm -rf "$dir"
+    # shellcheck disable=SC2086
+    "$qft" train --config "$config" $extra --set train.steps="$steps" --set train.seed="$seed" --set train.eval_every=0 \
+      --set train.eval_batches=0 --set output.dir="$dir" --device cpu >/dev/null 2>&1
+    losses+="$(grep val_loss "$dir/metrics.jsonl" | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["val_loss"])') "
+    speeds+="$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if "tokens_per_s" in l]; print(sum(x["tokens"] for x in r[-1:]) / r[-1]["elapsed_s"])' "$dir/metrics.jsonl") "
+    ckpt=$(ls -d "$dir"/step_* | sort | tail -n 1)
+    matches+="$("$qft" eval --model "$ckpt" --data data/tiny_instruct/val.jsonl --task exact-match --limit 100 \
+      --max-new-tokens 48 --device cpu 2>/dev/null | grep '^exact match' | cut -d' ' -f3) "
+  done
+  # shellcheck disable=SC2086
+  plan=$("$qft" plan --config "$config" $extra --cpu --json 2>/dev/null)
+  python3 - "$name" "$plan" "$losses" "$matches" "$speeds" <<'PY'
+import json, statistics, sys
+name, plan, losses, matches, speeds = sys.argv[1], json.loads(sys.argv[2]), *[s.split() for s in sys.argv[3:]]
+losses = [float(x) for x in losses]
+speeds = [float(x) for x in speeds]
+state = sum(b["bytes"] for b in plan["buffers"] if b["name"] in ("LoRA adapters", "Lion momentum", "AdamW moments"))
+if name == "full":
+    state = plan["state_bytes"]
+mib = lambda b: f"{b / 2**20:.2f} MiB"
+print(f"| {name} | {statistics.mean(losses):.4f} | {min(losses):.4f}-{max(losses):.4f} | {' / '.join(matches)} | "
+      f"{mib(plan['total_bytes'])} | {mib(state)} | {statistics.mean(speeds):.0f} |")
+PY
+done
