@@ -139,6 +139,9 @@ class LlamaModel {
   StackStorage stack_storage = StackStorage::Activations;
   // Keeps the stack in host memory (train.stack_offload): the device holds one layer's entry at a time.
   bool stack_offload = false;
+  // Keys the stochastic rounding of GSE adapter gradients (model/llama_lora.cpp): accumulation_step(step, micro),
+  // set by the training step, so that a backward pass repeated on a micro-batch (clipping) rounds the same.
+  uint64_t gradient_rounding_step = 0;
 
  private:
   struct DeviceBatch;

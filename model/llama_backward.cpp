@@ -53,6 +53,8 @@ void LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink, 
   const bool head_frozen = params_[size_t(head_param())].frozen;  // LoRA: embedding and head too
   if (!config_.tie_word_embeddings && !head_frozen) {
     head_weight_backward(head.get(), hidden.act(), lse.f32(), nullptr, db, loss_scale, sink);
+  }
+  if (!config_.tie_word_embeddings || head_frozen) {
     hidden.reset();  // only a tied head's gradient reads them again, after the layers
     lse.reset();
   }

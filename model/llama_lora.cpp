@@ -1,7 +1,10 @@
 // LoRA adapters in the forward and backward passes (model/lora.h). With fp32 adapters the products are the
 // backend's GEMMs in the activation dtype; with GSE adapters every operand of an adapter product is GSE along that
-// product's reduction dimension and the product is an integer GEMM (gse_matmul), its sums in fp32. Activations
-// and gradients are quantized to nearest: the recompute of the backward pass then sees the forward's exact values.
+// product's reduction dimension and the product is an integer GEMM (gse_matmul), its sums in fp32. Activations and
+// stored adapters are quantized to nearest (the recompute sees the forward's exact values); gradients
+// stochastically, keyed by (step, micro-batch, layer, target, operand): a group shares its exponent with its largest
+// value, and nearest rounding would flush a token's small gradient to zero beside a large one, biased; stochastic
+// rounding keeps it in expectation.
 #include "model/llama_internal.h"
 
 namespace qft {
@@ -11,17 +14,18 @@ namespace {
 constexpr RoundingKey kNearest{0, 0, 0, false};
 
 // x (rows, cols) as GSE in groups along its rows.
-GseMatrix to_gse(Backend& be, CAct x, int64_t rows, int64_t cols, GseFormat f) {
+GseMatrix to_gse(Backend& be, CAct x, int64_t rows, int64_t cols, GseFormat f, const RoundingKey& key = kNearest) {
   GseMatrix g = GseMatrix::allocate(be, rows, cols, f, "layer activations");
-  be.gse_quantize(g.view(), x, kNearest, 0);
+  be.gse_quantize(g.view(), x, key, 0);
   return g;
 }
 
 // x (rows, cols)^T as GSE in groups along its columns: the operand of a product that reduces over x's rows.
-GseMatrix transposed_gse(Backend& be, CAct x, int64_t rows, int64_t cols, GseFormat f) {
+GseMatrix transposed_gse(Backend& be, CAct x, int64_t rows, int64_t cols, GseFormat f,
+                         const RoundingKey& key = kNearest) {
   Buffer t = be.alloc(size_t(rows * cols) * act_size(x.dtype), "layer activations");  // (cols, rows)
   be.transpose(Act{t.get(), x.dtype}, x, rows, cols);
-  return to_gse(be, CAct{t.get(), x.dtype}, cols, rows, f);
+  return to_gse(be, CAct{t.get(), x.dtype}, cols, rows, f, key);
 }
 
 // A stored GSE adapter (rows, cols)^T, regrouped along its rows: exact values, rounded to nearest in new groups.
@@ -99,17 +103,23 @@ void LlamaModel::adapter_backward(int layer, LoraTarget t, CAct dout, CAct inp, 
   // after the last read of A.
   if (A.is_gse()) {
     const GseFormat f = A.gse.format;
+    // the four gradient operands' keys (dout, dout^T, du^T, du), unique to this adapter and micro-batch
+    auto key = [&](uint32_t operand) {
+      return RoundingKey{storage_.lora.seed, gradient_rounding_step,
+                         uint32_t(layer) * 64u + uint32_t(t) * 8u + operand, true};
+    };
     const AdapterDown d = adapter_down(be, A, s, inp, N, I, {});
     Buffer du = be.alloc(size_t(N) * r * 4, "layer gradients");  // (N, r) = s dout B
-    be.gse_matmul(du.f32(), to_gse(be, dout, N, O, f).view(), regrouped_gse(be, B.gse).view(), false);
+    be.gse_matmul(du.f32(), to_gse(be, dout, N, O, f, key(0)).view(), regrouped_gse(be, B.gse).view(), false);
     be.scale(Act{du.get(), DType::F32}, s, int64_t(N) * r);
-    const GseMatrix dout_t = transposed_gse(be, dout, N, O, f);                    // (O, N)
+    const GseMatrix dout_t = transposed_gse(be, dout, N, O, f, key(1));                  // (O, N)
     be.gse_matmul(dB.f32(), dout_t.view(), transposed_gse(be, d.u, N, r, f).view(), false);  // dout^T u
     sink.consume(ib, 0, O, dB.f32());
     const CAct du_act{du.get(), DType::F32};
-    be.gse_matmul(dA.f32(), transposed_gse(be, du_act, N, r, f).view(), transposed_gse(be, inp, N, I, f).view(), false);
+    be.gse_matmul(dA.f32(), transposed_gse(be, du_act, N, r, f, key(2)).view(), transposed_gse(be, inp, N, I, f).view(),
+                  false);
     Buffer dx = be.alloc(size_t(N) * I * 4, "layer gradients");  // (N, I) = du A
-    be.gse_matmul(dx.f32(), to_gse(be, du_act, N, r, f).view(), regrouped_gse(be, A.gse).view(), false);
+    be.gse_matmul(dx.f32(), to_gse(be, du_act, N, r, f, key(3)).view(), regrouped_gse(be, A.gse).view(), false);
     add_f32(be, dinp, dx, int64_t(N) * I);
   } else {
     const DenseWeight a = dense(ia), b = dense(ib);

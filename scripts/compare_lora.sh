@@ -3,16 +3,18 @@
 # LoRA, and GSE LoRA at 8, 6 and 4 mantissa bits, each from models/tiny-llama on data/tiny_instruct with the same
 # data, steps and seeds. Per case: val_loss (mean over seeds, and the spread), exact match on the first 100 held-out
 # instructions, the planner's CPU memory (total and the trainable state), and training tokens/s on this machine.
-#   bash scripts/compare_lora.sh [--steps N] [--seeds "1234 1 2"] [--qft build/qft]
+#   bash scripts/compare_lora.sh [--steps N] [--seeds "1234 1 2"] [--only TEXT] [--qft build/qft]
+# --only keeps the cases whose name contains TEXT (e.g. GSE).
 # Run it on an idle machine: tokens/s is wall-clock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=1000 seeds="1234 1 2" qft=build/qft
+steps=1000 seeds="1234 1 2" qft=build/qft only=""
 while [ $# -gt 0 ]; do
   case $1 in
     --steps) steps=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --qft) qft=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
     *) echo "compare_lora.sh: unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -27,13 +29,14 @@ echo "| method | val_loss (mean over seeds $seeds) | spread | exact match | plan
 echo "|---|---|---|---|---|---|---|"
 for c in "${cases[@]}"; do
   IFS='|' read -r name config extra <<<"$c"
+  [[ "$name" == *"$only"* ]] || continue
   losses="" matches="" speeds=""
   for seed in $seeds; do
     dir="$out/run-$seed"
     rm -rf "$dir"
     # shellcheck disable=SC2086
     "$qft" train --config "$config" $extra --set train.steps="$steps" --set train.seed="$seed" --set train.eval_every=0 \
-      --set train.eval_batches=0 --set output.dir="$dir" --device cpu >/dev/null 2>&1
+      --set train.eval_batches=0 --set output.dir="$dir" --set device=cpu >/dev/null 2>&1
     losses+="$(grep val_loss "$dir/metrics.jsonl" | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["val_loss"])') "
     speeds+="$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if "tokens_per_s" in l]; print(sum(x["tokens"] for x in r[-1:]) / r[-1]["elapsed_s"])' "$dir/metrics.jsonl") "
     ckpt=$(ls -d "$dir"/step_* | sort | tail -n 1)

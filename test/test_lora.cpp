@@ -120,12 +120,12 @@ TEST_CASE("LoRA: GSE adapter gradients approach the fp32 adapters' as mantissa b
   const uint64_t seed = rng();
   const Batch batch = random_batch(rng, 2, 16, hf.config().vocab_size);
   const float scale = float(1.0 / double(batch.target_count()));
-  // Bounds at about 2.5x what 3 seeds measured (worst tensor's max-norm relative error 2.0-2.6%, 9.7-12%, 33-39%;
-  // relative L2 over every adapter gradient 1.3%, 5.1-5.6%, 23-25%): each bit fewer doubles the rounding step, and
-  // the errors grow 4x per 2 bits, as rounding noise does. Adapters are drawn so that they move the logits by ~40%.
+  // Bounds at 2-3x what runs measured (worst tensor's max-norm relative error 2.0-2.6%, 10-17%, 33-53%; relative
+  // L2 over every adapter gradient 1.3-1.6%, 5.1-6.9%, 23-27%): each bit fewer doubles the rounding step, and the
+  // errors grow 4x per 2 bits, as rounding noise does. Adapters are drawn so that they move the logits by ~40%.
   double previous = 0;
-  for (const auto& [bits, worst_bound, l2_bound] : {std::tuple{8, 0.06, 0.035}, std::tuple{6, 0.25, 0.14},
-                                                    std::tuple{4, 0.9, 0.6}}) {
+  for (const auto& [bits, worst_bound, l2_bound] : {std::tuple{8, 0.07, 0.04}, std::tuple{6, 0.4, 0.17},
+                                                    std::tuple{4, 1.2, 0.7}}) {
     INFO(bits << " bits");
     LlamaModel gse(hf, be, WeightStorage{false, 0.01, lora_settings(true, bits, seed)});
     randomize_adapters(gse, rng);

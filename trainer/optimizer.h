@@ -39,6 +39,7 @@ class Optimizer {
   // Updates rows [row0, row0 + rows) of a parameter with their gradient g (backend memory).
   void step_rows(int param, int64_t row0, int64_t rows, const float* g, const StepUpdate& u);
   void set_step(uint32_t step) { step_ = step; }  // feeds the stochastic rounding keys
+  uint32_t step() const { return step_; }
   const OptimizerSettings& settings() const { return s_; }
   const RowShards& shards() const { return shards_; }
   StateTensor& momentum(int param) { return momentum_[size_t(param)]; }  // this rank's rows of it

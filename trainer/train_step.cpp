@@ -23,11 +23,13 @@ StepResult train_step(LlamaModel& model, Optimizer& opt, GradAccumulators* acc, 
   auto* totals = static_cast<StepTotals*>(totals_buffer.get());
 
   for (size_t i = 0; i + 1 < micro.size(); ++i) {
+    model.gradient_rounding_step = accumulation_step(opt.step(), uint32_t(i));
     AccumulateSink sink(*acc, i == 0, uint32_t(i));
     model.backward(micro[i], scale, sink, &totals->loss_sum);
     acc->set_filled(true);
   }
   GradAccumulators* last_acc = micro.size() > 1 ? acc : nullptr;
+  model.gradient_rounding_step = accumulation_step(opt.step(), uint32_t(micro.size() - 1));
   if (clip_norm) {
     NormSink norm(model, last_acc, &totals->grad_sum_squares);
     model.backward(micro.back(), scale, norm, nullptr);  // its loss is added by the update pass below
