@@ -69,6 +69,8 @@ class CpuBackend final : public HostBackend<CpuBackend> {
   }
   void attention_forward(const AttentionParams& p) override;
   void attention_backward(const AttentionBackwardParams& p) override;
+  // The integer GEMM of GSE operands through OpenBLAS, exactly as the reference computes it (cpu/cpu_gse.cpp).
+  void gse_matmul(float* c, const GseView& a, const GseView& b, bool accumulate) override;
 };
 
 }  // namespace qft

@@ -249,10 +249,7 @@ class FunctorBackend : public Backend {
   }
   void gse_matmul(float* c, const GseView& a, const GseView& b, bool accumulate) override {
     const OpScope scope(*this, "gse_matmul");
-    if (a.cols != b.cols || a.f.group != b.f.group) {
-      throw Error("gse_matmul: operands of " + std::to_string(a.cols) + " and " + std::to_string(b.cols) +
-                  " columns in groups of " + std::to_string(a.f.group) + " and " + std::to_string(b.f.group));
-    }
+    if (const std::string problem = gse_matmul_problem(a, b); !problem.empty()) throw Error(problem);
     each(GseMatmul{c, a.m, a.e, b.m, b.e, b.rows, a.cols, a.f.group, accumulate}, a.rows * b.rows);
   }
 

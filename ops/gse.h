@@ -11,6 +11,8 @@
 // An integer product of two GSE operands sums mantissa products per group in int32 (exact: G * (2^(b-1) - 1)^2 <
 // 2^24 for G <= 1040 at b = 8, so the sum also converts to fp32 exactly) and scales each group's sum by
 // 2^(e_a + e_b): the one rounding per group is the fp32 accumulation across groups.
+#include <string>
+
 #include "core/hd.h"
 #include "ops/rounding.h"
 
@@ -36,12 +38,12 @@ struct GseView {
 // 2^e for e in [kGseMinExponent, kGseMaxExponent], built from its bits: exact, and no libm call.
 QFT_HD float pow2_hd(int e) { return bits_as<float>(uint32_t(e + 127) << 23); }
 
-QFT_HD float ldexp_hd(float x, int e) {
-#ifdef __CUDA_ARCH__
-  return ldexpf(x, e);
-#else
-  return std::ldexp(x, e);
-#endif
+// x * 2^(ea + eb) for exponents in [kGseMinExponent, kGseMaxExponent] and an integer x with |x| < 2^24, as ldexp
+// rounds it, without a libm call: the smaller power first keeps the first product normal and exact (|x| >= 1, or
+// x = 0), so the second product is the one rounding, as in ldexp; and it overflows only when the result does.
+QFT_HD float scale_pow2(float x, int ea, int eb) {
+  const int lo = ea < eb ? ea : eb, hi = ea < eb ? eb : ea;
+  return x * pow2_hd(lo) * pow2_hd(hi);
 }
 
 // The smallest exponent e with absmax <= max_mantissa * 2^e, within the fp32 normal range; kGseMinExponent for an
@@ -104,9 +106,16 @@ struct GseDequantize {
   QFT_HD void operator()(int64_t i) const {
     const int64_t r = i / cols, c = i % cols;
     const int64_t groups = (cols + group - 1) / group;
-    out[i] = from_f32<T>(ldexp_hd(float(m[i]), e[r * groups + c / group]));
+    out[i] = from_f32<T>(float(m[i]) * pow2_hd(e[r * groups + c / group]));  // |m| >= 1 or 0: exact while finite
   }
 };
+
+// Why two GSE operands cannot be multiplied (C = A B^T needs the same columns and groups), or "".
+inline std::string gse_matmul_problem(const GseView& a, const GseView& b) {
+  if (a.cols == b.cols && a.f.group == b.f.group) return "";
+  return "gse_matmul: operands of " + std::to_string(a.cols) + " and " + std::to_string(b.cols) +
+         " columns in groups of " + std::to_string(a.f.group) + " and " + std::to_string(b.f.group);
+}
 
 // C (M, N) = A (M, K) @ B (N, K)^T on GSE operands with the same group along K: one output per call, int32 sums
 // per group, scaled exactly and added in group order in fp32. accumulate: C += instead of C =.
@@ -125,7 +134,7 @@ struct GseMatmul {
       const int64_t k1 = (g + 1) * group < K ? (g + 1) * group : K;
       int32_t s = 0;
       for (int64_t k = g * group; k < k1; ++k) s += int32_t(a[k]) * int32_t(b[k]);
-      total += ldexp_hd(float(s), int(ae[row * groups + g]) + int(be[col * groups + g]));
+      total += scale_pow2(float(s), ae[row * groups + g], be[col * groups + g]);
     }
     c[i] = total;
   }

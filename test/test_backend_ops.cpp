@@ -596,7 +596,7 @@ TEST_CASE("replaces() reports exactly the ops a backend overrides", "[ops]") {
     const Op op = Op(i);
     INFO(op_name(op));
     CHECK_FALSE(reference.replaces(op));
-    CHECK(cpu.replaces(op) == (op == Op::attention_forward || op == Op::attention_backward));
+    CHECK(cpu.replaces(op) == (op == Op::attention_forward || op == Op::attention_backward || op == Op::gse_matmul));
     CHECK(broken.replaces(op) == (op == Op::swiglu_forward));
   }
 }
@@ -610,7 +610,7 @@ TEST_CASE("every harness case is well formed on the reference, fp32 and bf16 sto
   }
 }
 
-TEST_CASE("the CPU backend's replaced ops (tiled attention) match the reference, fp32 and bf16 storage", "[ops]") {
+TEST_CASE("the CPU backend's replaced ops (tiled attention, the GSE integer GEMM) match the reference, fp32 and bf16 storage", "[ops]") {
   for (DType storage : {DType::F32, DType::BF16}) {
     CpuBackend cpu(storage);
     const auto replaced = std::count_if(op_cases().begin(), op_cases().end(),
