@@ -167,6 +167,11 @@ class LlamaModel {
   void embedding_weight_backward(CAct dx0, const DeviceBatch& db, GradSink& sink);
   // rmsnorm(x) (N, C) with a norm parameter's weight, again: the backward recomputes it rather than keep it.
   Buffer normalized(CAct x, int norm_param, int N);
+  // The A and B parameters of a layer's target adapter; a = -1 where it has none.
+  std::pair<int, int> adapter_of(int layer, LoraTarget t) const {
+    const LayerParams& P = layers_[size_t(layer)];
+    return {P.lora_a[size_t(t)], P.lora_b[size_t(t)]};
+  }
   // out (N, O) += s (inp A^T) B^T: the adapter of a layer's target, when it has one (model/llama_lora.cpp).
   void adapter_forward(int layer, LoraTarget t, Act out, CAct inp, int N, int I, int O);
   // The adapter's backward: dinp (N, I) += s (dout B) A, and the gradients of A and B to the sink.

@@ -69,8 +69,7 @@ AdapterDown adapter_down(Backend& be, const Param& A, float s, CAct inp, int N, 
 }  // namespace
 
 void LlamaModel::adapter_forward(int layer, LoraTarget t, Act out, CAct inp, int N, int I, int O) {
-  const LayerParams& P = layer_params(layer);
-  const int ia = P.lora_a[size_t(t)], ib = P.lora_b[size_t(t)];
+  const auto [ia, ib] = adapter_of(layer, t);
   if (ia < 0) return;
   Backend& be = backend_;
   const Param &A = params_[size_t(ia)], &B = params_[size_t(ib)];
@@ -90,8 +89,7 @@ void LlamaModel::adapter_forward(int layer, LoraTarget t, Act out, CAct inp, int
 
 void LlamaModel::adapter_backward(int layer, LoraTarget t, CAct dout, CAct inp, Act dinp, int N, int I, int O,
                                   GradSink& sink) {
-  const LayerParams& P = layer_params(layer);
-  const int ia = P.lora_a[size_t(t)], ib = P.lora_b[size_t(t)];
+  const auto [ia, ib] = adapter_of(layer, t);
   if (ia < 0) return;
   Backend& be = backend_;
   const Param &A = params_[size_t(ia)], &B = params_[size_t(ib)];

@@ -1,8 +1,9 @@
-// The integer GEMM of GSE LoRA (gse_matmul, ops/gse.h) on the CPU backend, side by side with OpenBLAS's fp32 GEMM
+// The integer GEMM of GSE LoRA (gse_matmul, ops/gse.h) on the CPU backend (cpu/cpu_gse.cpp) and on the reference
+// (one output per call, ops/gse.h), side by side with OpenBLAS's fp32 GEMM
 // on the same shapes: the six adapter products of one SmolLM2-135M-shaped projection (in 576, out 1536, r 16) at
 // 1024 tokens, and one base-sized product. Both run on every core (qft's OpenMP; OpenBLAS's own threads).
 //   cmake --build build-cpu --target qft_bench_gse && build-cpu/qft_bench_gse
-// Prints the best of 9 runs of each, GOP/s (2 M N K per product) and the ratio.
+// Prints the best of 9 runs of each, GOP/s (2 M N K per product) and the CPU backend's ratio to fp32.
 #include <cblas.h>
 #include <omp.h>
 
@@ -48,12 +49,13 @@ int main() {
       {"base-sized         (1024,576)x(1536,576)^T", 1024, 1536, 576},
   };
   CpuBackend be;
+  CpuReference reference;
   std::mt19937_64 rng(1);
   std::normal_distribution<float> normal;
   const GseFormat f{32, 8};
   openblas_set_num_threads(omp_get_max_threads());
   std::printf("%d threads; GSE groups of %d, %d bits\n", omp_get_max_threads(), f.group, f.bits);
-  std::printf("%-46s %12s %12s %8s\n", "product", "GSE GOP/s", "fp32 GFLOP/s", "ratio");
+  std::printf("%-46s %12s %12s %12s %8s\n", "product", "ref GOP/s", "GSE GOP/s", "fp32 GFLOP/s", "ratio");
   for (const Shape& s : shapes) {
     std::vector<float> a(size_t(s.M * s.K)), b(size_t(s.N * s.K)), c(size_t(s.M * s.N));
     for (float& x : a) x = normal(rng);
@@ -66,12 +68,13 @@ int main() {
     be.gse_quantize(gb.view(), CAct{db.get(), DType::F32}, {0, 0, 0, false}, 0);
     Buffer dc = be.alloc(c.size() * 4, "bench");
     const double t_gse = best_seconds([&] { be.gse_matmul(dc.f32(), ga.view(), gb.view(), false); });
+    const double t_ref = best_seconds([&] { reference.gse_matmul(dc.f32(), ga.view(), gb.view(), false); });
     const double t_f32 = best_seconds([&] {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(s.M), int(s.N), int(s.K), 1.0f, a.data(), int(s.K),
                   b.data(), int(s.K), 0.0f, c.data(), int(s.N));
     });
     const double ops = 2.0 * double(s.M) * double(s.N) * double(s.K) * 1e-9;
-    std::printf("%-46s %12.1f %12.1f %8.2f\n", s.name, ops / t_gse, ops / t_f32, t_f32 / t_gse);
+    std::printf("%-46s %12.1f %12.1f %12.1f %8.2f\n", s.name, ops / t_ref, ops / t_gse, ops / t_f32, t_f32 / t_gse);
   }
   return 0;
 }
