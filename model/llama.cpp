@@ -72,17 +72,25 @@ LlamaModel::LlamaModel(const LlamaConfig& config, Backend& backend, const Weight
   if (config_.tie_word_embeddings) head_ = embedding_;
   const LoraSettings& lora = storage.lora;
   for (Param& p : params_) p.frozen = lora.enabled();
-  for (const LoraTensorSpec& spec : lora_tensor_specs(config_, lora)) {
-    const int index = int(params_.size());
-    Param p{spec.name, spec.shape, ParamRole::Adapter, spec.shape[0], spec.shape[1], {}, {}, {}, false};
+  // Each adapter takes its shape from its base matrix (out, in): A (r, in), B (out, r).
+  auto add_adapter = [&](int layer, LoraTarget t, bool is_b) {
+    const Param& base = params_[size_t(layers_[size_t(layer)].matrix(t))];
+    const int64_t rows = is_b ? base.rows : lora.rank, cols = is_b ? lora.rank : base.cols;
+    Param p{lora_tensor_name(layer, t, is_b), {rows, cols}, ParamRole::Adapter, rows, cols, {}, {}, {}, false};
     if (lora.gse) {
-      p.gse = GseMatrix::allocate(backend_, p.rows, p.cols, lora.format, "weights");
+      p.gse = GseMatrix::allocate(backend_, rows, cols, lora.format, "weights");
     } else {
       p.fp32 = backend_.alloc(size_t(p.numel()) * 4, "weights");
     }
     params_.push_back(std::move(p));
-    LayerParams& lp = layers_[size_t(spec.layer)];
-    (spec.is_b ? lp.lora_b : lp.lora_a)[size_t(spec.target)] = index;
+    return int(params_.size()) - 1;
+  };
+  for (int l = 0; lora.enabled() && l < config_.num_hidden_layers; ++l) {
+    for (int t = 0; t < kLoraTargets; ++t) {
+      if (!lora.targets[size_t(t)]) continue;
+      layers_[size_t(l)].lora_a[size_t(t)] = add_adapter(l, LoraTarget(t), false);
+      layers_[size_t(l)].lora_b[size_t(t)] = add_adapter(l, LoraTarget(t), true);
+    }
   }
   inv_freq_ = upload_f32(backend_, config_.rope_inv_freq());
 }
@@ -96,20 +104,20 @@ LlamaModel::LlamaModel(const HfModel& hf, Backend& backend, const WeightStorage&
 }
 
 void LlamaModel::init_adapters() {
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const Param& p = params_[i];
-    if (p.role != ParamRole::Adapter) continue;
-    std::vector<float> host(size_t(p.numel()), 0.0f);
-    if (p.name.find(".lora_A.") != std::string::npos) {
-      const float bound = 1.0f / std::sqrt(float(p.cols));
-      for (int64_t r = 0; r < p.rows; ++r) {
-        const RowRandom rnd(RoundingKey{storage_.lora.seed, 0, uint32_t(i), true}, uint64_t(r));
-        for (int64_t c = 0; c < p.cols; ++c) {
-          host[size_t(r * p.cols + c)] = bound * (2.0f * rnd.uniform(uint32_t(c)) - 1.0f);
-        }
+  for (const LayerParams& lp : layers_) {
+    for (int t = 0; t < kLoraTargets; ++t) {
+      const int a = lp.lora_a[size_t(t)], b = lp.lora_b[size_t(t)];
+      if (a < 0) continue;
+      const Param& A = params_[size_t(a)];
+      std::vector<float> host(size_t(A.numel()));
+      const float bound = 1.0f / std::sqrt(float(A.cols));
+      for (int64_t r = 0; r < A.rows; ++r) {
+        const RowRandom rnd(RoundingKey{storage_.lora.seed, 0, uint32_t(a), true}, uint64_t(r));
+        for (int64_t c = 0; c < A.cols; ++c) host[size_t(r * A.cols + c)] = bound * (2.0f * rnd.uniform(uint32_t(c)) - 1.0f);
       }
+      load_weight(a, host.data());
+      load_weight(b, std::vector<float>(size_t(params_[size_t(b)].numel()), 0.0f).data());
     }
-    load_weight(int(i), host.data());
   }
 }
 

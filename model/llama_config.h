@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "model/lora.h"
 
 namespace qft {
 
@@ -57,8 +58,15 @@ inline bool decay_exempt(ParamRole r) { return r == ParamRole::Norm || r == Para
 // ParameterTensors, one layer of it).
 struct LayerParams {
   int attn_norm = -1, q = -1, k = -1, v = -1, o = -1, mlp_norm = -1, gate = -1, up = -1, down = -1;
-  // LoRA adapters by target (LoraTarget order: q, k, v, o, gate, up, down); -1 where there is none.
-  std::array<int, 7> lora_a{-1, -1, -1, -1, -1, -1, -1}, lora_b{-1, -1, -1, -1, -1, -1, -1};
+  // LoRA adapters by target (LoraTarget order); -1 where there is none.
+  std::array<int, kLoraTargets> lora_a{-1, -1, -1, -1, -1, -1, -1}, lora_b{-1, -1, -1, -1, -1, -1, -1};
+  // The base matrix an adapter of target t sits on.
+  int matrix(LoraTarget t) const {
+    constexpr std::array<int LayerParams::*, kLoraTargets> slots{&LayerParams::q,    &LayerParams::k,  &LayerParams::v,
+                                                                 &LayerParams::o,    &LayerParams::gate,
+                                                                 &LayerParams::up,   &LayerParams::down};
+    return this->*slots[size_t(t)];
+  }
 };
 
 struct TensorSpec {

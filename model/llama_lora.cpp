@@ -136,10 +136,9 @@ void LlamaModel::adapter_backward(int layer, LoraTarget t, CAct dout, CAct inp, 
 std::vector<float> LlamaModel::read_merged_weight(int param) const {
   std::vector<float> w = read_weight(param);
   const Param& p = params_[size_t(param)];
-  for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    const LayerParams& lp = layers_[size_t(l)];
+  for (const LayerParams& lp : layers_) {
     for (int t = 0; t < kLoraTargets; ++t) {
-      if (lp.lora_a[size_t(t)] < 0 || lora_base_name(l, LoraTarget(t)) != p.name) continue;
+      if (lp.lora_a[size_t(t)] < 0 || lp.matrix(LoraTarget(t)) != param) continue;
       const std::vector<float> a = read_weight(lp.lora_a[size_t(t)]);  // (r, in)
       const std::vector<float> b = read_weight(lp.lora_b[size_t(t)]);  // (out, r)
       const int64_t r = params_[size_t(lp.lora_a[size_t(t)])].rows, in = p.cols;

@@ -4,7 +4,8 @@
 // with B = 0 at the start, so training begins at the base model. The adapters are the only trainable tensors.
 // In the GSE format (GSQ-Tuning, arXiv 2502.12913; ops/gse.h) A and B are stored as GSE integers, and the
 // activations and gradients entering each adapter product are quantized to GSE along that product's reduction
-// dimension (round to nearest), so that every adapter product is an integer GEMM.
+// dimension (activations to nearest, gradients stochastically: model/llama_lora.cpp), so that every adapter
+// product is an integer GEMM.
 #include <array>
 #include <string>
 #include <vector>
@@ -13,8 +14,6 @@
 #include "ops/gse.h"
 
 namespace qft {
-
-struct LlamaConfig;
 
 // The projections an adapter may sit on, in PEFT's target_modules names.
 enum class LoraTarget { Q, K, V, O, Gate, Up, Down };
@@ -38,17 +37,8 @@ struct LoraSettings {
   }
 };
 
-// One adapter tensor of a layer: A (r, in) or B (out, r) of a target, under the name PEFT gives it without its
-// "base_model.model." prefix (model.layers.L.self_attn.q_proj.lora_A.weight).
-struct LoraTensorSpec {
-  std::string name;
-  Shape shape;
-  int layer = 0;
-  LoraTarget target = LoraTarget::Q;
-  bool is_b = false;
-};
-std::vector<LoraTensorSpec> lora_tensor_specs(const LlamaConfig& c, const LoraSettings& s);
-// The base tensor (HF name) an adapter of `layer` and `t` modifies.
-std::string lora_base_name(int layer, LoraTarget t);
+// The name PEFT gives a layer's adapter tensor, A (r, in) or B (out, r), without its "base_model.model." prefix:
+// model.layers.L.self_attn.q_proj.lora_A.weight.
+std::string lora_tensor_name(int layer, LoraTarget t, bool is_b);
 
 }  // namespace qft

@@ -378,9 +378,10 @@ std::string settings_hash(const std::string& config_json) {
 }
 
 // One INT8 matrix: its outliers, the range of its row scales, and how often its rows' scales had to grow.
-// opt: the optimizer files of the ranks that saved the checkpoint, in rank order (each holds its rows' counts).
+// opt: the optimizer files of the ranks that saved the checkpoint, in rank order (each holds its rows' counts);
+// frozen: a LoRA run's base, which is never updated and has no counts.
 MatrixStats matrix_stats(const SafeTensorsFile& weights, const std::vector<std::unique_ptr<SafeTensorsFile>>& opt,
-                         const std::string& name) {
+                         const std::string& name, bool frozen) {
   const StoredHybrid stored = stored_hybrid(weights, name);
   const HybridView& w = stored.view;
   MatrixStats m;
@@ -390,7 +391,7 @@ MatrixStats matrix_stats(const SafeTensorsFile& weights, const std::vector<std::
   std::vector<uint32_t> counts;
   for (size_t r = 0; r < opt.size(); ++r) {
     const RowRange rows = RowShards{int(r), int(opt.size())}.mine(m.rows);
-    if (!opt[r]->find(rescales_name(name))) {  // a frozen matrix (LoRA's base) is never updated
+    if (frozen) {
       counts.insert(counts.end(), size_t(rows.size()), 0u);
       continue;
     }
@@ -424,7 +425,7 @@ CheckpointReport inspect_checkpoint(const std::string& dir) {
   int64_t quantized = 0;
   for (const auto& spec : llama_tensor_specs(rep.config)) {
     if (!weights.find(int8_part(spec.name, "q"))) continue;
-    rep.matrices.push_back(matrix_stats(weights, opt, spec.name));
+    rep.matrices.push_back(matrix_stats(weights, opt, spec.name, rep.info.storage.lora.enabled()));
     rep.outliers += rep.matrices.back().outliers;
     rep.rescales += rep.matrices.back().rescales;
     quantized += shape_numel(spec.shape);

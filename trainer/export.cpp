@@ -1,6 +1,7 @@
 #include "trainer/export.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -140,11 +141,7 @@ ExportSummary export_hf(const std::string& source, const std::string& out_dir, c
   }
   std::vector<size_t> sizes;
   for (int i : written) sizes.push_back(size_t(model->params()[size_t(i)].numel()) * dtype_size(opts.dtype));
-  const auto shards = adapter_dir ? std::vector<std::vector<int>>{[&] {
-    std::vector<int> all(written.size());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = int(i);
-    return all;
-  }()} : plan_shards(sizes, opts.shard_bytes);
+  const auto shards = plan_shards(sizes, adapter_dir ? SIZE_MAX : opts.shard_bytes);  // PEFT reads one file
   auto values = [&](int i) {
     return opts.lora == LoraExport::Merge ? model->read_merged_weight(i) : model->read_weight(i);
   };
@@ -181,25 +178,21 @@ ExportSummary export_hf(const std::string& source, const std::string& out_dir, c
     summary.shards = int(shards.size());
     if (adapter_dir) {
       write_json(tmp / "adapter_config.json", peft_config(lora, src));
-    } else if (shards.size() > 1) {
-      const nlohmann::ordered_json index = {{"metadata", {{"total_size", summary.bytes}}}, {"weight_map", weight_map}};
-      write_json(tmp / "model.safetensors.index.json", index);
-    }
-    if (adapter_dir) {
-      fs::remove(out, ec);
-      fs::rename(tmp, out, ec);
-      if (ec) throw FileError(out_dir, "cannot move the export into place: " + ec.message());
-      return summary;
-    }
-    nlohmann::json config = read_json_file((fs::path(source) / "config.json").string());
-    config["torch_dtype"] = torch_dtype;
-    if (config.contains("dtype")) config["dtype"] = torch_dtype;  // transformers >= 4.56 writes "dtype"
-    write_json(tmp / "config.json", config);
-    for (const std::string& f : model_side_files()) {
-      const fs::path from = fs::path(source) / f;
-      if (f == "config.json" || !fs::exists(from)) continue;
-      fs::copy_file(from, tmp / f, fs::copy_options::overwrite_existing, ec);
-      if (ec) throw FileError((tmp / f).string(), "cannot copy from " + source + ": " + ec.message());
+    } else {
+      if (shards.size() > 1) {
+        const nlohmann::ordered_json index = {{"metadata", {{"total_size", summary.bytes}}}, {"weight_map", weight_map}};
+        write_json(tmp / "model.safetensors.index.json", index);
+      }
+      nlohmann::json config = read_json_file((fs::path(source) / "config.json").string());
+      config["torch_dtype"] = torch_dtype;
+      if (config.contains("dtype")) config["dtype"] = torch_dtype;  // transformers >= 4.56 writes "dtype"
+      write_json(tmp / "config.json", config);
+      for (const std::string& f : model_side_files()) {
+        const fs::path from = fs::path(source) / f;
+        if (f == "config.json" || !fs::exists(from)) continue;
+        fs::copy_file(from, tmp / f, fs::copy_options::overwrite_existing, ec);
+        if (ec) throw FileError((tmp / f).string(), "cannot copy from " + source + ": " + ec.message());
+      }
     }
     fs::remove(out, ec);  // an empty directory, or nothing
     fs::rename(tmp, out, ec);
