@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "model/hf_model.h"
 #include "trainer/checkpoint.h"
+#include "trainer/config.h"
 #include "trainer/run_dir.h"
 
 namespace qft::cmd {
@@ -56,7 +57,8 @@ nlohmann::ordered_json matrix_json(const MatrixStats& m) {
 void print_checkpoint(const InspectOptions& o) {
   const CheckpointReport rep = inspect_checkpoint(o.path);
   const TrainerState& st = rep.info.state;
-  const nlohmann::json run = nlohmann::json::parse(st.config_json);
+  // Every key present, defaults included: the stored config may leave sections out.
+  const nlohmann::json run = nlohmann::json::parse(RunConfig::from_json_text(st.config_json, o.path).to_json());
   nlohmann::ordered_json matrices = nlohmann::ordered_json::array();
   for (const MatrixStats& m : rep.matrices) matrices.push_back(matrix_json(m));
   if (o.json) {

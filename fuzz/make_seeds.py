@@ -69,10 +69,12 @@ def main():
     for name in ("gpt2_bpe", "llama2_conv", "sp_bpe"):
         write("tokenizer_json", name, (ROOT / "test" / "fixtures" / "tokenizers" / name / "tokenizer.json").read_bytes())
 
-    state = {"format_version": 1, "qft_version": "0.1.0", "step": 5, "tokens": 640, "epoch": 0, "row": 20,
+    state = {"format_version": 2, "qft_version": "0.1.0", "step": 5, "tokens": 640, "epoch": 0, "row": 20,
              "outlier_reselections": 0, "seed": 1,
              "config": json.loads((ROOT / "configs" / "tiny.json").read_text())}
     write("trainer_state", "step5", json.dumps(state, indent=2))
+    # A config with sections left out: the parser once looked up config.train.seed past the end of the object.
+    write("trainer_state", "step5_no_train", json.dumps({**state, "config": {"model": state["config"]["model"]}}))
 
 
 if __name__ == "__main__":

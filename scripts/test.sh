@@ -26,7 +26,7 @@ echo "== test: default =="
 echo "== build: CPU-only, AddressSanitizer + UBSan =="
 bash scripts/build.sh build-asan -DQFT_CUDA=OFF -DQFT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== test: CPU-only, AddressSanitizer + UBSan =="
-# The INT8-vs-fp32 quality test trains 7 short runs to measure a statistical claim; the default build runs it,
+# The INT8-vs-fp32 quality test trains 19 short runs to measure a statistical claim; the default build runs it,
 # and the same code paths run under the sanitizers in every other training test.
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --no-tests=error --output-on-failure -j "$(nproc)" -E "INT8 training state matches fp32 quality")

@@ -206,6 +206,10 @@ TEST_CASE("trainer_state.json is validated field by field and against its folder
   beyond["config"]["train"]["steps"] = 1;
   beyond["settings_hash"] = good["settings_hash"];
   REQUIRE_THROWS_WITH(parse_trainer_state(beyond.dump(), where, 2), Catch::Contains("beyond its run's train.steps"));
+  // A config without its train section (found by fuzz_trainer_state): refused, never read past its end.
+  nlohmann::json no_train = good;
+  no_train["config"].erase("train");
+  REQUIRE_THROWS_WITH(parse_trainer_state(no_train.dump(), where, 2), Catch::Contains(where));
   // Through the loader: a state that would make step 3 overwrite step_5 is refused by folder name.
   const std::string renamed = ck.tmp / "run/step_00000005";
   fs::rename(ck.dir, renamed);

@@ -124,22 +124,34 @@ TEST_CASE("INT8 training state matches fp32 quality, and stochastic rounding bea
     return *run_training(cfg).val_loss;
   };
   const uint64_t first = test::fresh_seed() % 1000;
-  std::vector<double> gap, int8;  // gap: int8 - fp32 val_loss of one seed, relative to fp32
+  // Per seed, relative to fp32: gap = int8 - fp32 (stochastic rounding); lead = int8 nearest - int8 stochastic.
+  // One seed's gap spreads by about 0.08: eight seeds keep a false alarm of the 3-standard-error bound below 1%
+  // (three once failed it); nearest rounding trails by about 1.6, so three seeds show it.
+  std::vector<double> gap, lead;
   std::string runs;
-  for (uint64_t s = first; s < first + 3; ++s) {
+  for (uint64_t s = first; s < first + 8; ++s) {
     const double f = val_loss("fp32", "stochastic", int(s)), q = val_loss("int8", "stochastic", int(s));
-    runs += "seed " + std::to_string(s) + ": val_loss fp32 " + std::to_string(f) + ", int8 " + std::to_string(q) + "; ";
+    runs += "seed " + std::to_string(s) + ": val_loss fp32 " + std::to_string(f) + ", int8 " + std::to_string(q);
     gap.push_back((q - f) / f);
-    int8.push_back(q);
+    if (s < first + 3) {
+      const double n = val_loss("int8", "nearest", int(s));
+      runs += ", int8 nearest " + std::to_string(n);
+      lead.push_back((n - q) / f);
+    }
+    runs += "; ";
   }
-  double mean = 0, var = 0;
-  for (double g : gap) mean += g / double(gap.size());
-  for (double g : gap) var += (g - mean) * (g - mean) / double(gap.size() - 1);
-  const double stderr_of_mean = std::sqrt(var / double(gap.size()));
-  const double nearest = val_loss("int8", "nearest", int(first));
-  INFO(runs << "relative gap int8 - fp32: mean " << mean << ", standard error " << stderr_of_mean << "; int8 nearest " << nearest);
-  CHECK(mean <= 0.02 + 3 * stderr_of_mean);  // no worse than fp32 beyond 2% and the seeds' own noise
-  CHECK(int8[0] < nearest);
+  auto mean_and_stderr = [](const std::vector<double>& v) {
+    double mean = 0, var = 0;
+    for (double x : v) mean += x / double(v.size());
+    for (double x : v) var += (x - mean) * (x - mean) / double(v.size() - 1);
+    return std::pair{mean, std::sqrt(var / double(v.size()))};
+  };
+  const auto [gap_mean, gap_stderr] = mean_and_stderr(gap);
+  const auto [lead_mean, lead_stderr] = mean_and_stderr(lead);
+  INFO(runs << "relative gap int8 - fp32: mean " << gap_mean << ", standard error " << gap_stderr
+            << "; nearest's excess over stochastic: mean " << lead_mean << ", standard error " << lead_stderr);
+  CHECK(gap_mean <= 0.02 + 3 * gap_stderr);  // no worse than fp32 beyond 2% and the seeds' own noise
+  CHECK(lead_mean > 0);                      // nearest rounding loses most small Lion updates: worse on average
 }
 
 TEST_CASE("a new run refuses an output.dir that holds another run; nothing of the old run changes", "[train][bad-input]") {

@@ -499,7 +499,9 @@ CheckpointInfo parse_trainer_state(const std::string& text, const std::string& w
   if (s.step > cfg.train.steps) {
     throw FileError(where, "says step " + std::to_string(s.step) + ", beyond its run's train.steps " + std::to_string(cfg.train.steps));
   }
-  if (j.value("seed", nlohmann::json()) != j["config"]["train"]["seed"]) throw FileError(where, "'seed' differs from its config's train.seed");
+  // Against the parsed config, not j["config"]["train"]: a config may leave train out, and a const json has no
+  // entry to look up then.
+  if (j.value("seed", nlohmann::json()) != nlohmann::json(cfg.train.seed)) throw FileError(where, "'seed' differs from its config's train.seed");
   if (!j.contains("settings_hash") || !j["settings_hash"].is_string() || j["settings_hash"] != settings_hash(s.config_json)) {
     throw FileError(where, "'settings_hash' does not match its config");
   }
