@@ -47,15 +47,8 @@ void CpuBackend::gse_matmul(float* c, const GseView& a, const GseView& b, bool a
     // per group g: sums[g] (n, N) = ag[g] (n, G) @ bg[g] (N, G)^T
     cpu::run_gemm({false, true, n, N, G, CAct{ag.data(), DType::F32}, G, CAct{bg.data(), DType::F32}, G, 0.0f,
                    Act{sums.data(), DType::F32}, N, groups, n * G, N * G, n * N});
-    parallel_for(n * N, [&](int64_t idx) {
-      const int64_t i = idx / N, j = idx % N;
-      float& out = c[(i0 + i) * N + j];
-      float total = accumulate ? out : 0.0f;
-      for (int64_t g = 0; g < groups; ++g) {
-        total += scale_pow2(sums[size_t((g * n + i) * N + j)], a.e[(i0 + i) * groups + g], b.e[j * groups + g]);
-      }
-      out = total;
-    });
+    const GseAddGroups<float> add{c + i0 * N, sums.data(), a.e + i0 * groups, b.e, n, N, groups, accumulate};
+    parallel_for(n * N, [&](int64_t i) { add(i); });
   }
 }
 

@@ -1,5 +1,6 @@
-// The CUDA backend: memory from a stream-ordered pool, cuBLASLt GEMMs, and the launchers with which
-// FunctorBackend runs the very functors the CPU backend runs (ops/kernels*.h, quant/*.h). No arithmetic here.
+// The CUDA backend: memory from a stream-ordered pool, cuBLASLt GEMMs (int8 ones for GSE products), and the
+// launchers with which FunctorBackend runs the very functors the CPU backend runs (ops/kernels*.h, quant/*.h).
+// No arithmetic here.
 #include <map>
 #include <set>
 #include <string>
@@ -9,6 +10,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/cudnn_attention.h"
 #include "cuda/gemm.cuh"
+#include "cuda/gse_gemm.cuh"
 #include "cuda/launch.cuh"
 #include "ops/functor_backend.h"
 
@@ -143,6 +145,15 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
     FunctorBackend::attention_backward(p);
   }
 
+  // ---- GSE products: cuBLASLt's int8 GEMM, or the reference functor for shapes it has no kernel for ----
+  void gse_matmul(float* c, const GseView& a, const GseView& b, bool accumulate) override {
+    const OpScope scope(*this, "gse_matmul");
+    if (const std::string problem = gse_matmul_problem(a, b); !problem.empty()) throw Error(problem);
+    if (cuda::gse_matmul_int8(*this, gemm_, ctx_.stream, c, a, b, accumulate)) return;
+    if (int8_fallbacks_++ == 0) note("gse_matmul: qft's own kernel for a shape cuBLASLt's int8 GEMM does not take");
+    FunctorBackend::gse_matmul(c, a, b, accumulate);
+  }
+
   // ---- what FunctorBackend runs ops with ----
   template <class F>
   void launch_elementwise(const F& f, int64_t n) { cuda::launch_elementwise(f, n, ctx_.stream); }
@@ -189,6 +200,7 @@ class CudaBackend final : public FunctorBackend<CudaBackend> {
   std::unique_ptr<cuda::CudnnAttention> cudnn_;  // null: not loaded, no_cudnn_ says why
   std::string no_cudnn_;
   std::set<std::string> fallbacks_;
+  int64_t int8_fallbacks_ = 0;
   PinnedHostBlocks host_blocks_;
 };
 

@@ -1,7 +1,10 @@
 #pragma once
 // cuBLASLt GEMMs for row-major matrices, strided-batched when asked: bf16 operands run on tensor cores with
 // fp32 accumulation (CUBLAS_COMPUTE_32F), fp32 operands in exact fp32 (tests). The output may be fp32 or bf16.
-// Descriptors and the heuristic's algorithm are cached per shape, storage types, strides and alignment.
+// int8 operands with an int32 output run on the integer tensor cores (CUBLAS_COMPUTE_32I; beta 0 or 1), where
+// cuBLASLt has a kernel for the layout: op(B)^T op(A)^T must be its "TN" case, with sizes and leading
+// dimensions in multiples of 4. Descriptors and the heuristic's algorithm (or its absence) are cached per shape,
+// storage types, strides and alignment.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -21,7 +24,8 @@ class GemmEngine {
   GemmEngine(const GemmEngine&) = delete;
   GemmEngine& operator=(const GemmEngine&) = delete;
 
-  void run(const GemmArgs& g);
+  void run(const GemmArgs& g);  // throws DeviceError where cuBLASLt has no algorithm
+  bool try_run(const GemmArgs& g);  // false, and nothing queued, where it has none
   size_t cached_plans() const { return plans_.size(); }
 
  private:
@@ -29,12 +33,13 @@ class GemmEngine {
   // batch, stride_a, stride_b, stride_c
   using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int, int, int, DType,
                          DType, int64_t, int64_t, int64_t, int64_t>;
-  struct Plan {
+  struct Plan {  // op null: cuBLASLt has no algorithm for the key
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
   };
-  Plan& plan(const Key& k);
+  Plan* plan(const Key& k);
+  static void destroy(Plan& p);
 
   cudaStream_t stream_;
   cublasLtHandle_t handle_ = nullptr;

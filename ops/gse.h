@@ -140,4 +140,24 @@ struct GseMatmul {
   }
 };
 
+// The second half of an integer product computed by a library GEMM: sums (groups, M, N) holds each group's
+// mantissa-product sums (int32 from an integer GEMM, or fp32 holding the same integers), which are scaled by
+// 2^(e_a + e_b) and added in group order, as GseMatmul adds them. One output per call.
+template <class Sum>
+struct GseAddGroups {
+  float* c;                  // (M, N)
+  const Sum* sums;           // (groups, M, N)
+  const int8_t *ae, *be;     // exponents (M or N, groups)
+  int64_t M, N, groups;
+  bool accumulate;
+  QFT_HD void operator()(int64_t i) const {
+    const int64_t row = i / N, col = i % N;
+    float total = accumulate ? c[i] : 0.0f;
+    for (int64_t g = 0; g < groups; ++g) {
+      total += scale_pow2(float(sums[g * M * N + i]), ae[row * groups + g], be[col * groups + g]);
+    }
+    c[i] = total;
+  }
+};
+
 }  // namespace qft

@@ -214,6 +214,15 @@ HybridMatrix random_hybrid(OpBench& b, int64_t rows, int64_t cols) {
   return quantize_hybrid(b.be(), w.data(), rows, cols, 0.01);
 }
 
+// A GSE operand (rows, cols) in groups of 32, 8 bits, quantized on the backend from random values.
+GseView gse_operand(OpBench& b, int64_t rows, int64_t cols, uint32_t stream) {
+  Buffer& m = b.hold(b.be().alloc(size_t(rows * cols), "test"));
+  Buffer& e = b.hold(b.be().alloc(size_t(rows * ((cols + 31) / 32)), "test"));
+  const GseView v{static_cast<int8_t*>(m.get()), static_cast<int8_t*>(e.get()), rows, cols, {32, 8}};
+  b.be().gse_quantize(v, b.act_in(rows * cols, 2.0f), {13, 0, stream, true}, 0);
+  return v;
+}
+
 // Shapes follow what the GPU launchers must get right: rows longer than a thread block (C = 1000 > 256 lanes),
 // odd GEMM shapes (unaligned rows), a partial last quantization block in every row, a vocabulary chunk.
 constexpr int kRows = 37, kC = 1000, kV = 3001;
@@ -451,19 +460,21 @@ const std::vector<OpCase>& op_cases() {
          b.be().gse_quantize(v, b.act_in(kRows * kC, 3.0f), {11, 2, 6, true}, 0);
          b.be().gse_dequantize(b.act_out(kRows * kC), v);
        }},
+      // 45 rows of B: no int8 kernel of cuBLASLt takes them (the GPU runs the functor); 48 and 64 it takes, with
+      // 31 groups and a last of 8, and with one short group (K = 16, a LoRA rank).
       {Op::gse_matmul, "(37, 1000) @ (45, 1000)^T in groups of 32, 8 bits, and accumulated", {0, 0, 0},
        [](OpBench& b) {
-         Backend& be = b.be();
-         auto operand = [&](int64_t rows, uint32_t stream) {
-           Buffer& m = b.hold(be.alloc(size_t(rows * kC), "test"));
-           Buffer& e = b.hold(be.alloc(size_t(rows * 32), "test"));
-           const GseView v{static_cast<int8_t*>(m.get()), static_cast<int8_t*>(e.get()), rows, kC, {32, 8}};
-           be.gse_quantize(v, b.act_in(rows * kC, 2.0f), {13, 0, stream, true}, 0);
-           return v;
-         };
-         const GseView a = operand(kRows, 1), w = operand(45, 2);
-         be.gse_matmul(b.f32_out(kRows * 45), a, w, false);
-         be.gse_matmul(b.f32_inout(kRows * 45), a, w, true);
+         const GseView a = gse_operand(b, kRows, kC, 1), w = gse_operand(b, 45, kC, 2);
+         b.be().gse_matmul(b.f32_out(kRows * 45), a, w, false);
+         b.be().gse_matmul(b.f32_inout(kRows * 45), a, w, true);
+       }},
+      {Op::gse_matmul, "(37, 1000) @ (48, 1000)^T and (37, 16) @ (64, 16)^T in groups of 32, accumulated", {0, 0, 0},
+       [](OpBench& b) {
+         const GseView a = gse_operand(b, kRows, kC, 1), w = gse_operand(b, 48, kC, 2);
+         b.be().gse_matmul(b.f32_out(kRows * 48), a, w, false);
+         b.be().gse_matmul(b.f32_inout(kRows * 48), a, w, true);
+         const GseView h = gse_operand(b, kRows, 16, 3), up = gse_operand(b, 64, 16, 4);
+         b.be().gse_matmul(b.f32_inout(kRows * 64), h, up, true);
        }},
       {Op::scale, "37 x 1000 values by 0.37", {0, 0, 0},
        [](OpBench& b) { b.be().scale(b.act_inout(kRows * kC), 0.37f, kRows * kC); }},
