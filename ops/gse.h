@@ -84,14 +84,18 @@ struct GseQuantize {
     // 2^-e in two exact halves: 2^-127 (e = 127) is not a normal fp32, and multiplying by powers of two is exact.
     const int half = -exponent / 2;
     const float inv_a = pow2_hd(half), inv_b = pow2_hd(-exponent - half);
-    const RowRandom rnd(key, uint64_t(row_base + r));
     const float limit = float(f.max_mantissa());
-    for (int64_t c = c0; c < c1; ++c) {
-      float v = to_f32(row[c]) * inv_a * inv_b + rnd.uniform(uint32_t(c));
+    auto store = [&](int64_t c, float v) {  // v: the value in steps, plus u
       v = v > -limit ? v : -limit;  // NaN clamps too
       v = v < limit ? v : limit;
       m[r * cols + c] = int8_t(int32_t(v + 128.0f) - 128);  // floor(v + u) by truncation of a positive value
+    };
+    if (!key.stochastic) {  // u = 1/2, as RowRandom gives it, without hashing the key and every column for nothing
+      for (int64_t c = c0; c < c1; ++c) store(c, to_f32(row[c]) * inv_a * inv_b + 0.5f);
+      return;
     }
+    const RowRandom rnd(key, uint64_t(row_base + r));
+    for (int64_t c = c0; c < c1; ++c) store(c, to_f32(row[c]) * inv_a * inv_b + rnd.uniform(uint32_t(c)));
   }
 };
 

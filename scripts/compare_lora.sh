@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The two training methods side by side on the embedded tiny task (issue 19's table): QFT full fine-tuning, fp32
-# LoRA, and GSE LoRA at 8, 6 and 4 mantissa bits, each from models/tiny-llama on data/tiny_instruct with the same
-# data, steps and seeds. Per case: val_loss (mean over seeds, and the spread), exact match on the first 100 held-out
-# instructions, the planner's CPU memory (total and the trainable state), and training tokens/s on this machine.
-#   bash scripts/compare_lora.sh [--steps N] [--seeds "1234 1 2"] [--only TEXT] [--qft build/qft]
-# --only keeps the cases whose name contains TEXT (e.g. GSE).
+# The two training methods side by side on one task (issue 19's tables): QFT full fine-tuning, fp32 LoRA, and GSE
+# LoRA at 8, 6 and 4 mantissa bits, with the same data, steps and seeds. Per case: val_loss (mean over seeds, and
+# the spread), exact match on held-out prompts, the planner's CPU memory (total and the trainable state), and
+# training tokens/s on this machine.
+#   bash scripts/compare_lora.sh [--task tiny|smollm2] [--steps N] [--seeds "1234 1 2"] [--only TEXT] [--qft build/qft]
+# tiny: models/tiny-llama on data/tiny_instruct (configs/tiny.json, tiny_lora.json; 1000 steps, exact match on the
+# first 100 instructions). smollm2: SmolLM2-135M-Instruct on data/smollm2_capitals (configs/smollm2_capitals.json,
+# smollm2_capitals_lora.json; their 20 steps, exact match on the 30 held-out countries; scripts/get_smollm2.sh
+# makes the model). --only keeps the cases whose name contains TEXT (e.g. GSE).
 # Run it on an idle machine: tokens/s is wall-clock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=1000 seeds="1234 1 2" qft=build/qft only=""
+task=tiny steps="" seeds="1234 1 2" qft=build/qft only=""
 while [ $# -gt 0 ]; do
   case $1 in
+    --task) task=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --qft) qft=$2; shift 2 ;;
@@ -20,11 +24,18 @@ while [ $# -gt 0 ]; do
 done
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-cases=("full|configs/tiny.json|"
-       "LoRA fp32|configs/tiny_lora.json|--set lora.format=fp32"
-       "LoRA GSE 8-bit|configs/tiny_lora.json|--set lora.bits=8"
-       "LoRA GSE 6-bit|configs/tiny_lora.json|--set lora.bits=6"
-       "LoRA GSE 4-bit|configs/tiny_lora.json|--set lora.bits=4")
+case $task in
+  tiny) full=configs/tiny.json lora=configs/tiny_lora.json steps=${steps:-1000}
+        eval_args=(--data data/tiny_instruct/val.jsonl --limit 100 --max-new-tokens 48) ;;
+  smollm2) full=configs/smollm2_capitals.json lora=configs/smollm2_capitals_lora.json steps=${steps:-20}
+           eval_args=(--data data/smollm2_capitals/val.jsonl --format chat --template auto --max-new-tokens 16) ;;
+  *) echo "compare_lora.sh: unknown task $task (tiny or smollm2)" >&2; exit 1 ;;
+esac
+cases=("full|$full|"
+       "LoRA fp32|$lora|--set lora.format=fp32"
+       "LoRA GSE 8-bit|$lora|--set lora.bits=8"
+       "LoRA GSE 6-bit|$lora|--set lora.bits=6"
+       "LoRA GSE 4-bit|$lora|--set lora.bits=4")
 echo "| method | val_loss (mean over seeds $seeds) | spread | exact match | plan (CPU) | trainable state | tokens/s |"
 echo "|---|---|---|---|---|---|---|"
 for c in "${cases[@]}"; do
@@ -40,8 +51,8 @@ for c in "${cases[@]}"; do
     losses+="$(grep val_loss "$dir/metrics.jsonl" | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["val_loss"])') "
     speeds+="$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if "tokens_per_s" in l]; print(sum(x["tokens"] for x in r[-1:]) / r[-1]["elapsed_s"])' "$dir/metrics.jsonl") "
     ckpt=$(ls -d "$dir"/step_* | sort | tail -n 1)
-    matches+="$("$qft" eval --model "$ckpt" --data data/tiny_instruct/val.jsonl --task exact-match --limit 100 \
-      --max-new-tokens 48 --device cpu 2>/dev/null | grep '^exact match' | cut -d' ' -f3) "
+    matches+="$("$qft" eval --model "$ckpt" "${eval_args[@]}" --task exact-match --device cpu 2>/dev/null |
+      grep '^exact match' | cut -d' ' -f3) "
   done
   # shellcheck disable=SC2086
   plan=$("$qft" plan --config "$config" $extra --cpu --json 2>/dev/null)

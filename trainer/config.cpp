@@ -355,7 +355,6 @@ void RunConfig::validate(bool for_training) const {
     if (lora.bits != 4 && lora.bits != 6 && lora.bits != 8) throw ConfigError(where, "lora.bits", "must be 4, 6 or 8");
     // int32 sums of a group's products stay exact in fp32 up to 1040 values of 8 bits (ops/gse.h)
     if (lora.group < 1 || lora.group > 1024) throw ConfigError(where, "lora.group", "must lie in [1, 1024]");
-    if (dist.world_size > 1) throw ConfigError(where, "dist.world_size", "train.method=lora runs on one rank for now");
   }
   at_least("dist.world_size", dist.world_size, 0);
   at_least("dist.timeout_s", dist.timeout_s, 0);

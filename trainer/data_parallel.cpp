@@ -137,12 +137,17 @@ class ShardedSink final : public GradSink {
   }
 
   // Every rank's updated rows of the chunk, in place: INT8 values, row scales and outlier values (the outliers'
-  // columns do not move during a step), or fp32 values.
+  // columns do not move during a step), GSE mantissas and exponents (LoRA adapters), or fp32 values.
   void gather_rows(const Param& p, int64_t row0, int64_t rows) {
     if (p.quantized() && model_.weights_sharded()) return;  // each rank keeps its own rows, gathered when used
     auto gather = [&](void* base, int64_t bytes_per_row) {
       comm_.all_gather_v(static_cast<uint8_t*>(base) + row0 * bytes_per_row, piece_bytes(p, row0, rows, bytes_per_row));
     };
+    if (p.is_gse()) {
+      gather(p.gse.m.get(), p.cols);
+      gather(p.gse.e.get(), p.gse.groups());
+      return;
+    }
     if (!p.quantized()) {
       gather(p.fp32.get(), p.cols * 4);
       return;
@@ -201,11 +206,17 @@ StepResult data_parallel_step(Communicator& comm, LlamaModel& model, Optimizer& 
   const int steps = int(micro.size());
   const bool clipping = clip_norm.has_value();
   const StepUpdate update{lr, global, clip_norm.value_or(0.0)};
+  // GSE LoRA rounds gradients keyed by the step's micro-batch: this rank's i-th is the step's i * N + rank.
+  auto micro_key = [&](int i) {
+    model.gradient_rounding_step = accumulation_step(opt.step(), uint32_t(i * comm.world_size() + comm.rank()));
+  };
   for (int i = 0; i + 1 < steps; ++i) {
+    micro_key(i);
     ShardedSink sink(comm, model, opt, acc, {i, steps, Pass::Accumulate, clipping}, update, local, global, nullptr);
     model.backward(micro[size_t(i)], scale, sink, &local->loss_sum);
     sink.finish();
   }
+  micro_key(steps - 1);
   if (clipping) {
     RowSquareSums norms(model);
     ShardedSink sink(comm, model, opt, acc, {steps - 1, steps, Pass::Norm, true}, update, local, global, &norms);

@@ -1,6 +1,7 @@
 // Data parallel with sharded state (dist/data_parallel.h) under mpirun -np 2 and -np 3: N ranks with A
 // micro-batches each reach, bit for bit, the weights and momentum one process reaches with grad_accum N * A over
-// the same micro-batches. Every rank computes the one-process reference itself and compares its own shard.
+// the same micro-batches, full fine-tuning and LoRA alike. Every rank computes the one-process reference itself and compares its own shard.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <random>
@@ -21,7 +22,19 @@ struct Setting {
   int micro_per_rank;
   std::optional<double> clip;  // small enough to scale every step's gradient down
   bool shard_weights = false;
+  enum { None, GseLion, Fp32Adamw } lora = None;  // LoRA adapters on a frozen base, and their optimizer
 };
+
+// r 4 on every projection, seeded A; GSE in groups of 32 at 8 bits, or fp32.
+LoraSettings lora_on_everything(bool gse, uint64_t seed) {
+  LoraSettings l;
+  l.rank = 4;
+  l.alpha = 8.0f;
+  l.targets.fill(true);
+  l.gse = gse;
+  l.seed = seed;
+  return l;
+}
 
 // M micro-batches of fresh tokens, the same on every rank (from the shared seed); some labels masked.
 std::vector<Batch> global_micro_batches(uint64_t seed, int M, int vocab) {
@@ -59,16 +72,22 @@ TEST_CASE("N ranks with sharded state reach one process's weights and momentum b
   const HfModel hf(test::fixture("gqa_tied"));
 
   for (const Setting s : {Setting{true, 1, {}}, Setting{false, 2, {}}, Setting{true, 2, {}}, Setting{true, 1, 1e-3},
-                          Setting{false, 2, 1e-3}, Setting{true, 1, {}, true}, Setting{true, 2, 1e-3, true}}) {
+                          Setting{false, 2, 1e-3}, Setting{true, 1, {}, true}, Setting{true, 2, 1e-3, true},
+                          Setting{false, 2, 1e-3, false, Setting::GseLion}, Setting{false, 1, {}, true, Setting::GseLion},
+                          Setting{false, 2, {}, false, Setting::Fp32Adamw}}) {
     INFO("rank " << me << " of " << N << ", " << (s.grad_int8 ? "INT8" : "fp32") << " accumulators, "
                  << s.micro_per_rank << " micro-batches per rank, " << (s.clip ? "clipped" : "not clipped")
-                 << (s.shard_weights ? ", weights sharded" : "") << ", seed " << seed);
-    const WeightStorage storage{true, 0.02};
+                 << (s.shard_weights ? ", weights sharded" : "")
+                 << (s.lora == Setting::GseLion ? ", GSE LoRA with Lion" : s.lora == Setting::Fp32Adamw ? ", fp32 LoRA with AdamW" : "")
+                 << ", seed " << seed);
+    WeightStorage storage{true, 0.02};
+    if (s.lora != Setting::None) storage.lora = lora_on_everything(s.lora == Setting::GseLion, seed);
     OptimizerSettings os;
     os.momentum_int8 = true;
     os.grad_int8 = s.grad_int8;
     os.weight_decay = 0.1f;
     os.seed = seed;
+    os.adamw = s.lora == Setting::Fp32Adamw;
     LlamaModel ref(hf, be, storage), dp(hf, be, storage, s.shard_weights ? comm : nullptr);
     Optimizer ref_opt(ref, os), dp_opt(dp, os, RowShards{me, N});
     GradAccumulators ref_acc(ref, os), dp_acc(dp, os, RowShards{me, N}, s.micro_per_rank > 1);
@@ -99,8 +118,14 @@ TEST_CASE("N ranks with sharded state reach one process's weights and momentum b
       const Param& b = dp.params()[size_t(i)];
       const auto wa = ref.read_weight(i), wb = dp.read_weight(i);
       weights_apart += std::memcmp(wa.data(), wb.data(), wa.size() * 4) != 0;
-      moved += std::memcmp(wa.data(), hf.read_f32(a.name).data(), wa.size() * 4) != 0;
-      const RowRange rows = RowShards{me, N}.mine(a.rows);
+      if (a.frozen) {
+        // The frozen base is its INT8 load on every rank.
+      } else if (a.name.find(".lora_B.") != std::string::npos) {
+        moved += std::any_of(wa.begin(), wa.end(), [](float v) { return v != 0.0f; });  // B starts at zero
+      } else if (a.name.find(".lora_A.") == std::string::npos) {
+        moved += std::memcmp(wa.data(), hf.read_f32(a.name).data(), wa.size() * 4) != 0;
+      }
+      const RowRange rows = a.frozen ? RowRange{0, 0} : RowShards{me, N}.mine(a.rows);  // frozen: no state
       const StateTensor& ma = ref_opt.momentum(i);
       const StateTensor& mb = dp_opt.momentum(i);
       if (ma.quantized()) {
@@ -113,6 +138,12 @@ TEST_CASE("N ranks with sharded state reach one process's weights and momentum b
         const size_t n = size_t(rows.size() * a.cols);
         const auto x = read<float>(be, ma.fp32, size_t(rows.begin * a.cols), n), y = read<float>(be, mb.fp32, 0, n);
         momentum_apart += n > 0 && std::memcmp(x.data(), y.data(), n * 4) != 0;  // a rank may own no row of a norm
+      }
+      if (os.adamw) {
+        const size_t n = size_t(rows.size() * a.cols);
+        const auto x = read<float>(be, ref_opt.variance(i).fp32, size_t(rows.begin * a.cols), n);
+        const auto y = read<float>(be, dp_opt.variance(i).fp32, 0, n);
+        momentum_apart += n > 0 && std::memcmp(x.data(), y.data(), n * 4) != 0;
       }
       if (a.quantized()) {  // the row scales this rank holds
         const RowRange held = dp.held_rows(i);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ctest dist.train: qft train under mpirun against one process, through the command line, on the tiny model.
 # - N ranks reach the same weights, momentum and losses as one process with the same global batch
-#   (train.grad_accum x ranks), with replicated and with sharded weights, clipping and accumulation;
+#   (train.grad_accum x ranks), with replicated and with sharded weights, clipping and accumulation, and with
+#   LoRA (GSE adapters on a frozen base);
 # - a checkpoint saved by N ranks resumes bit for bit on M ranks (2 -> 1, 1 -> 2, sharded 2 -> 3), and exports;
 # - a global batch the new ranks cannot share, ranks started with different configs and dist.world_size without a
 #   launcher are refused on every rank with exit 1; a rank that cannot write its checkpoint files fails the
@@ -46,6 +47,17 @@ for run in two sharded; do
 done
 grep -q "2 ranks" "$tmp/two.log" || fail "rank 0 does not log the ranks"
 [ "$(grep -c '^step     4/4 | loss' "$tmp/two.log")" -eq 1 ] || fail "the progress is logged by more than rank 0"
+
+# LoRA (GSE adapters, Lion) on a frozen base: 2 ranks reach one process's adapters, momentum and losses, and a
+# 2-rank checkpoint resumes on one process bit for bit.
+lora=(--set train.method=lora --set lora.rank=4 --set lora.alpha=8 --set train.lr=1e-3)
+one lora_one --set train.grad_accum=4 "${lora[@]}" || fail "LoRA, one process"
+many 2 lora_two --set train.grad_accum=2 "${lora[@]}" || fail "LoRA, 2 ranks"
+same "$(step lora_one 4)/model.safetensors" "$(step lora_two 4)/model.safetensors"
+[ "$(losses lora_one)" = "$(losses lora_two)" ] || fail "LoRA: the losses differ from one process's"
+one lora_back --set train.grad_accum=4 "${lora[@]}" --resume "$(step lora_two 2)" || fail "LoRA 2 -> 1 resume"
+same "$(step lora_one 4)/optimizer.safetensors" "$(step lora_back 4)/optimizer.safetensors"
+same "$(step lora_one 4)/model.safetensors" "$(step lora_back 4)/model.safetensors"
 
 # Resume across world sizes: 2 -> 1 (momentum from two files into one), 1 -> 2, sharded 2 -> 4 ranks.
 one back_to_one --set train.grad_accum=4 --resume "$(step two 2)" || fail "2 -> 1 resume"
