@@ -151,6 +151,17 @@ Batch golden_batch(const SafeTensorsFile& golden) {
   return Batch::from_labels(int(shape[0]), int(shape[1]), i32("input_ids"), i32("labels"));
 }
 
+LoraSettings small_lora(bool gse, int bits, uint64_t seed) {
+  LoraSettings s;
+  s.rank = 4;
+  s.alpha = 8.0f;
+  s.targets.fill(true);
+  s.gse = gse;
+  s.format = {8, bits};
+  s.seed = seed;
+  return s;
+}
+
 RunConfig short_run_config(const std::string& output_dir, int steps) {
   RunConfig c;
   c.model.path = source_path("models/tiny-llama");

@@ -101,6 +101,10 @@ class CaptureSink final : public GradSink {
   const LlamaModel& model_;
 };
 
+// Small LoRA adapters for the fixtures: rank 4, alpha 8, on every target, A drawn from seed; GSE in groups of 8 at
+// `bits` (the rank-4 products have one partial group, the wider ones several), or fp32.
+LoraSettings small_lora(bool gse, int bits, uint64_t seed);
+
 // A short CPU run of the embedded tiny model on the tiny instruction data, with INT8 state, gradient
 // accumulation, clipping and a constant schedule (so a run of N steps follows the first N of a longer one).
 RunConfig short_run_config(const std::string& output_dir, int steps);

@@ -18,17 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-LoraSettings lora_settings(bool gse, int bits, uint64_t seed) {
-  LoraSettings s;
-  s.rank = 4;
-  s.alpha = 8.0f;
-  s.targets.fill(true);
-  s.gse = gse;
-  s.format = {8, bits};  // groups of 8: the rank-4 products have one partial group, the wider ones several
-  s.seed = seed;
-  return s;
-}
-
 Batch random_batch(std::mt19937_64& rng, int B, int T, int V) {
   const std::vector<int32_t> ids = test::random_ids(size_t(B) * T, V, rng);
   Batch b = Batch::from_labels(B, T, ids, ids);
@@ -60,7 +49,7 @@ TEST_CASE("LoRA: only adapters receive gradients, and B = 0 leaves the base mode
   CpuBackend be;
   for (const bool gse : {false, true}) {
     INFO((gse ? "GSE" : "fp32") << " adapters");
-    WeightStorage storage{true, 0.01, lora_settings(gse, 8, rng())};
+    WeightStorage storage{true, 0.01, test::small_lora(gse, 8, rng())};
     LlamaModel base(hf, be, WeightStorage{true, 0.01, {}});
     LlamaModel adapted(hf, be, storage);
     REQUIRE(adapted.params().size() == base.params().size() + 2 * 7 * size_t(hf.config().num_hidden_layers));
@@ -84,7 +73,7 @@ TEST_CASE("LoRA: fp32 adapter gradients agree with central finite differences", 
   std::mt19937_64 rng(test::fresh_seed());
   const HfModel hf(test::fixture("mha_untied"));
   CpuBackend be;
-  LlamaModel model(hf, be, WeightStorage{false, 0.01, lora_settings(false, 8, rng())});
+  LlamaModel model(hf, be, WeightStorage{false, 0.01, test::small_lora(false, 8, rng())});
   randomize_adapters(model, rng);
   const Batch batch = random_batch(rng, 2, 7, hf.config().vocab_size);
   test::CaptureSink sink(model);
@@ -127,9 +116,9 @@ TEST_CASE("LoRA: GSE adapter gradients approach the fp32 adapters' as mantissa b
   for (const auto& [bits, worst_bound, l2_bound] : {std::tuple{8, 0.07, 0.04}, std::tuple{6, 0.4, 0.17},
                                                     std::tuple{4, 1.2, 0.7}}) {
     INFO(bits << " bits");
-    LlamaModel gse(hf, be, WeightStorage{false, 0.01, lora_settings(true, bits, seed)});
+    LlamaModel gse(hf, be, WeightStorage{false, 0.01, test::small_lora(true, bits, seed)});
     randomize_adapters(gse, rng);
-    LlamaModel ref(hf, be, WeightStorage{false, 0.01, lora_settings(false, bits, seed)});
+    LlamaModel ref(hf, be, WeightStorage{false, 0.01, test::small_lora(false, bits, seed)});
     copy_adapters(gse, ref);  // the same (GSE-representable) adapter values
     test::CaptureSink gs(gse), rs(ref);
     gse.backward(batch, scale, gs, nullptr);

@@ -25,16 +25,6 @@ struct Setting {
   enum { None, GseLion, Fp32Adamw } lora = None;  // LoRA adapters on a frozen base, and their optimizer
 };
 
-// r 4 on every projection, seeded A; GSE in groups of 32 at 8 bits, or fp32.
-LoraSettings lora_on_everything(bool gse, uint64_t seed) {
-  LoraSettings l;
-  l.rank = 4;
-  l.alpha = 8.0f;
-  l.targets.fill(true);
-  l.gse = gse;
-  l.seed = seed;
-  return l;
-}
 
 // M micro-batches of fresh tokens, the same on every rank (from the shared seed); some labels masked.
 std::vector<Batch> global_micro_batches(uint64_t seed, int M, int vocab) {
@@ -81,7 +71,7 @@ TEST_CASE("N ranks with sharded state reach one process's weights and momentum b
                  << (s.lora == Setting::GseLion ? ", GSE LoRA with Lion" : s.lora == Setting::Fp32Adamw ? ", fp32 LoRA with AdamW" : "")
                  << ", seed " << seed);
     WeightStorage storage{true, 0.02};
-    if (s.lora != Setting::None) storage.lora = lora_on_everything(s.lora == Setting::GseLion, seed);
+    if (s.lora != Setting::None) storage.lora = test::small_lora(s.lora == Setting::GseLion, 8, seed);
     OptimizerSettings os;
     os.momentum_int8 = true;
     os.grad_int8 = s.grad_int8;
