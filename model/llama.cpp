@@ -25,6 +25,19 @@ Buffer upload_i32(Backend& be, const std::vector<int32_t>& host) {
   return b;
 }
 
+// n new queries (n, H, D) against the cache's positions, in chunks of queries whose (rows * H, max_t) scores fit
+// attention_scores_bytes (one query at least): the scratch grows with the cache, not with its square.
+void attend_to_cache(Backend& be, Act out, CAct q, const KvCache& cache, int layer, int n, int H, int KVH, int D) {
+  const size_t query_bytes = size_t(H) * size_t(cache.max_t) * 4;
+  const int rows = int(std::clamp<size_t>(be.attention_scores_bytes / query_bytes, 1, size_t(n)));
+  Buffer scores = be.alloc(size_t(rows) * query_bytes, "attention scores");  // (rows * H, max_t)
+  for (int first = 0; first < n; first += rows) {
+    const int64_t at = int64_t(first) * H * D;
+    be.attention_decode({out + at, scores.f32(), q + at, cache.k[size_t(layer)].act(), cache.v[size_t(layer)].act(),
+                         std::min(rows, n - first), cache.past + first, cache.max_t, H, KVH, D});
+  }
+}
+
 }  // namespace
 
 LossSum sum_losses(Backend& be, const Buffer& loss, const Batch& batch) {
@@ -272,7 +285,12 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
   a.q = be.alloc_act(int64_t(N) * c.q_dim(), "layer activations");                // (N, H, D), after RoPE
   a.k = be.alloc_act(int64_t(N) * c.kv_dim(), "layer activations");               // (N, KVH, D), after RoPE
   a.v = be.alloc_act(int64_t(N) * c.kv_dim(), "layer activations");               // (N, KVH, D)
-  if (!cache) a.lse = be.alloc(size_t(be.attention_stats_elems(db.B, db.T, H, db.docs)) * 4, "layer activations");
+  // Training, and a prompt into an empty cache, run the flash-style attention (nothing (T, T)); tokens after a
+  // cache's first attend to it through the decode op.
+  const bool attends_to_cache = cache && cache->past > 0;
+  if (!attends_to_cache) {
+    a.lse = be.alloc(size_t(be.attention_stats_elems(db.B, db.T, H, db.docs)) * 4, "layer activations");
+  }
   a.att_out = be.alloc_act(int64_t(N) * c.q_dim(), "layer activations");          // (N, H, D)
   a.x_mid = be.alloc_act(int64_t(N) * C, "layer activations");                    // (N, C) residual after attention
 
@@ -291,9 +309,9 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
     const size_t bytes = be.act_bytes(int64_t(N) * c.kv_dim());
     be.copy((cache->k[size_t(layer)].act() + at).ptr, a.k.get(), bytes);
     be.copy((cache->v[size_t(layer)].act() + at).ptr, a.v.get(), bytes);
-    Buffer scores = be.alloc(size_t(N) * H * cache->max_t * 4, "layer activations");  // (N * H, max_t)
-    be.attention_decode({a.att_out.act(), scores.f32(), a.q.act(), cache->k[size_t(layer)].act(),
-                         cache->v[size_t(layer)].act(), N, cache->past, cache->max_t, H, KVH, D});
+  }
+  if (attends_to_cache) {
+    attend_to_cache(be, a.att_out.act(), a.q.act(), *cache, layer, N, H, KVH, D);
   } else {
     be.attention_forward({a.att_out.act(), a.lse.f32(), a.q.act(), a.k.act(), a.v.act(), db.doc_start.i32(), db.docs, db.B,
                           db.T, H, KVH, D});

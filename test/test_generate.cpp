@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "cpu/cpu_backend.h"
@@ -80,6 +81,61 @@ TEST_CASE("a prompt decoded at once and token by token gives the full forward pa
   c.model.decode({ids.begin(), ids.begin() + std::ptrdiff_t(half)}, split);
   CHECK(test::max_rel_error(c.model.decode({ids.begin() + std::ptrdiff_t(half), ids.end()}, split), reference) < 1e-5);
   CHECK_THROWS_WITH(c.model.decode({1}, split), Catch::Contains("exceed the cache"));
+}
+
+TEST_CASE("decoding holds no (prompt, prompt) scores, and queries against the cache in chunks give the same bits",
+          "[generate][attention]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  const HfModel hf(test::fixture("gqa_tied"));
+  // Bytes a prompt of n tokens adds at its peak, decoded at once into a fresh cache (RoPE takes positions past
+  // the fixture's context).
+  auto peak_of = [&](int n) {
+    CpuBackend be;
+    LlamaModel model(hf, be);
+    const size_t before = be.memory().current_bytes;
+    REQUIRE(be.memory().peak_bytes < before + (size_t(1) << 20));  // what loading held stays below what is measured
+    KvCache cache = model.new_kv_cache(n);
+    model.decode(test::random_ids(size_t(n), model.config().vocab_size, rng), cache);
+    return be.memory().peak_bytes - before;
+  };
+  const size_t small = peak_of(512), large = peak_of(2048);
+  INFO(small << " and " << large << " bytes");
+  CHECK(small > (size_t(1) << 20));
+  CHECK(large <= 4 * small);
+
+  test::GoldenCase c("mha_untied");
+  const std::vector<int32_t> ids = test::random_ids(48, c.model.config().vocab_size, rng);
+  auto after_first_ten = [&] {
+    KvCache cache = c.model.new_kv_cache(int(ids.size()));
+    c.model.decode({ids.begin(), ids.begin() + 10}, cache);
+    return c.model.decode({ids.begin() + 10, ids.end()}, cache);
+  };
+  const std::vector<float> at_once = after_first_ten();
+  c.backend.attention_scores_bytes = 1;  // one query at a time
+  CHECK(after_first_ten() == at_once);
+}
+
+// On a GPU a prompt's attention is cuDNN's fused attention (bf16), and each token after it the decode op's.
+TEST_CASE("cuda: a prompt and the tokens after it decode on the GPU as on the CPU", "[cuda][generate]") {
+  auto gpu = test::gpu_or_skip(DType::BF16);
+  if (!gpu) return;
+  INFO(gpu->attention_implementation());
+  REQUIRE(gpu->attention_implementation().rfind("cuDNN", 0) == 0);
+  std::mt19937_64 rng(test::fresh_seed());
+  const HfModel hf(test::fixture("long_positions"));  // head_dim 32, GQA 4:2
+  CpuBackend cpu;
+  LlamaModel on_cpu(hf, cpu), on_gpu(hf, *gpu);
+  const int32_t V = on_cpu.config().vocab_size;
+  const std::vector<int32_t> prompt = test::random_ids(200, V, rng);
+  KvCache cpu_cache = on_cpu.new_kv_cache(210), gpu_cache = on_gpu.new_kv_cache(210);
+  // bf16 activations through two layers and the head: a few bf16 steps of the largest logit; a wrong mask, position
+  // or cache row moves logits by their own size.
+  const double tol = 5e-2;
+  CHECK(test::max_rel_error(on_gpu.decode(prompt, gpu_cache), on_cpu.decode(prompt, cpu_cache)) < tol);
+  CHECK(gpu->take_notes().empty());  // no fallback: the prompt went through cuDNN
+  for (int32_t t : test::random_ids(10, V, rng)) {
+    CHECK(test::max_rel_error(on_gpu.decode({t}, gpu_cache), on_cpu.decode({t}, cpu_cache)) < tol);
+  }
 }
 
 TEST_CASE("greedy generation picks the argmax of the uncached forward pass at every step", "[generate]") {
