@@ -333,9 +333,19 @@ LlamaModel::LayerActs LlamaModel::layer_forward(int layer, CAct x_in, Act x_out,
 
   a.xn2 = be.alloc_act(int64_t(N) * C, "layer activations");  // (N, C)
   a.rstd2 = be.alloc(size_t(N) * 4, "layer activations");     // (N,)
+  be.rmsnorm_forward(a.xn2.act(), a.rstd2.f32(), a.x_mid.act(), norm_weight(P.mlp_norm), N, C, eps);
+  // Long sequences take the MLP in pieces (model/llama_mlp.cpp): the forward by tokens, and the backward by
+  // columns, which recomputes gate and up itself from xn2 (the recompute stops here).
+  if (keeps_nothing) {
+    if (const int rows = mlp_forward_rows(layer, N); rows < N) {
+      mlp_forward_by_rows(layer, a.xn2.act(), a.x_mid.act(), x_out, proj.act(), N, rows);
+      return a;
+    }
+  } else if (mlp_backward_columns(layer, N) < I) {
+    return a;
+  }
   a.gate = be.alloc_act(int64_t(N) * I, "layer activations"); // (N, I)
   a.up = be.alloc_act(int64_t(N) * I, "layer activations");   // (N, I)
-  be.rmsnorm_forward(a.xn2.act(), a.rstd2.f32(), a.x_mid.act(), norm_weight(P.mlp_norm), N, C, eps);
   be.matmul_forward(a.gate.act(), a.xn2.act(), matrix(P.gate, &LayerWeights::gate), N, C, I);
   be.matmul_forward(a.up.act(), a.xn2.act(), matrix(P.up, &LayerWeights::up), N, C, I);
   adapter_forward(layer, LoraTarget::Gate, a.gate.act(), a.xn2.act(), N, C, I);

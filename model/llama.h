@@ -130,6 +130,10 @@ class LlamaModel {
   int vocab_chunk_rows = 4096;
   // Most bytes of a layer matrix's fp32 gradient at a time: it reaches the sink in chunks of rows.
   size_t weight_grad_chunk_bytes = size_t(32) << 20;
+  // Long sequences: most bytes of one (tokens, intermediate) MLP activation at a time, where taking the MLP in
+  // pieces holds less in all than taking it whole (model/llama_mlp.cpp): the forward by tokens, the backward by
+  // intermediate columns. Shorter sequences run it whole.
+  size_t mlp_chunk_bytes = size_t(64) << 20;
   // Backward keeps a layer's matrices as its recompute dequantized them until their last GEMM: each INT8 matrix
   // is dequantized twice per step instead of three times, for one layer's matrices of memory (the planner's
   // choice, trainer/plan.cpp). Either way the GEMMs read the same values.
@@ -178,8 +182,25 @@ class LlamaModel {
   void adapter_backward(int layer, LoraTarget t, CAct dout, CAct inp, Act dinp, int N, int I, int O, GradSink& sink);
   // A norm weight's gradient buffer (C,), or none when the norm is frozen (its backward then skips dw).
   Buffer norm_gradient(int norm_param);
-  // dW (O, I) = dout (N, O)^T @ inp (N, I) of a layer matrix (none when it is frozen), delivered in chunks of weight_grad_chunk_bytes.
-  void weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink);
+  // dx (N, C) += d rmsnorm(x) / dx given dxn, the gradient of its output; the norm weight's gradient to the sink.
+  void norm_backward(int norm_param, Act dx, CAct dxn, CAct x, const float* rstd, int N, GradSink& sink);
+  // dW (O, I) = dout (N, O)^T @ inp (N, I) of a layer matrix's rows [row0, row0 + O) (none when it is frozen),
+  // delivered in chunks of weight_grad_chunk_bytes.
+  void weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink, int row0 = 0);
+  // rows (rows, cols) of a parameter's whole fp32 gradient in backend memory, to the sink in chunks of
+  // weight_grad_chunk_bytes.
+  void deliver_rows(int param, const float* grad, int64_t rows, int64_t cols, GradSink& sink);
+
+  // The MLP in pieces (model/llama_mlp.cpp). Tokens the forward takes at a time, and intermediate columns the
+  // backward takes at a time: N and I (whole) unless pieces of mlp_chunk_bytes hold less in all.
+  int mlp_forward_rows(int layer, int N) const;
+  int mlp_backward_columns(int layer, int N) const;
+  // x_out = x_mid + down(silu(gate(xn2)) * up(xn2)), by `rows` tokens at a time; proj (N, C) is scratch.
+  void mlp_forward_by_rows(int layer, CAct xn2, CAct x_mid, Act x_out, Act proj, int N, int rows);
+  // The MLP's backward by `cols` intermediate columns at a time, from a's x_mid, xn2 and rstd2: dx (N, C) holds
+  // d x_out on entry and d x_mid on exit. Gate and up gradients reach the sink by rows as each piece ends; the
+  // down projection's is whole only after the last piece.
+  void mlp_backward_by_columns(int layer, const LayerActs& a, Act dx, int N, int cols, GradSink& sink);
   const float* norm_weight(int param) const { return params_[size_t(param)].fp32.f32(); }  // always fp32
 
   LlamaConfig config_;

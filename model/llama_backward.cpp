@@ -36,7 +36,7 @@ void LlamaModel::backward(const Batch& batch, float loss_scale, GradSink& sink, 
   lm_head(hidden.act(), head.get(), N, [&](int r0, int rows, Act logits) {
     be.cross_entropy_forward(loss.f32() + r0, lse.f32() + r0, logits, db.targets.i32() + r0, rows, V);
     be.cross_entropy_backward(logits, lse.f32() + r0, db.targets.i32() + r0, rows, V, 0, V, loss_scale);
-    be.matmul_backward_input(dh.act() + int64_t(r0) * C, logits, head.get(), rows, C, V, false);
+    be.matmul_backward_input(dh.act() + int64_t(r0) * C, logits, head.get(), rows, C, V, false, C);
   });
   // Summed on the device, where the update reads it: a NaN or inf loss makes the step's update skip itself.
   if (loss_sum) be.add_sum(loss_sum, loss.f32(), N, SumOf::Values);  // ignored targets hold 0
@@ -97,9 +97,12 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   };
 
   // ---- MLP: x_out = x_mid + act @ w_down^T, act = silu(gate) * up ----
-  {
+  const int mlp_cols = mlp_backward_columns(layer, N);
+  if (mlp_cols < I) {
+    mlp_backward_by_columns(layer, a, dx, N, mlp_cols, sink);
+  } else {
     Buffer dact = be.alloc_act(int64_t(N) * I, "layer gradients");  // (N, I)
-    be.matmul_backward_input(dact.act(), dx, matrix(P.down, &LayerWeights::down), N, I, C, false);
+    be.matmul_backward_input(dact.act(), dx, matrix(P.down, &LayerWeights::down), N, I, C, false, I);
     release({&LayerWeights::down});
     {
       Buffer act = be.alloc_act(int64_t(N) * I, "layer activations");  // (N, I) silu(gate) * up, recomputed here
@@ -109,27 +112,23 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
     }
     // -> dgate, dup in place
     be.swiglu_backward(a.gate.act(), a.up.act(), dact.act(), a.gate.act(), a.up.act(), int64_t(N) * I);
-  }
-  {
+    dact.reset();
     Buffer dxn = be.alloc_act(int64_t(N) * C, "layer gradients");  // (N, C)
-    be.matmul_backward_input(dxn.act(), a.gate.act(), matrix(P.gate, &LayerWeights::gate), N, C, I, false);
-    be.matmul_backward_input(dxn.act(), a.up.act(), matrix(P.up, &LayerWeights::up), N, C, I, true);
+    be.matmul_backward_input(dxn.act(), a.gate.act(), matrix(P.gate, &LayerWeights::gate), N, C, I, false, C);
+    be.matmul_backward_input(dxn.act(), a.up.act(), matrix(P.up, &LayerWeights::up), N, C, I, true, C);
     release({&LayerWeights::gate, &LayerWeights::up});
     Buffer xn2 = normalized(a.x_mid.act(), P.mlp_norm, N);
     weight_gradient(P.gate, a.gate.act(), xn2.act(), N, C, I, sink);
     weight_gradient(P.up, a.up.act(), xn2.act(), N, C, I, sink);
     adapter_backward(layer, LoraTarget::Gate, a.gate.act(), xn2.act(), dxn.act(), N, C, I, sink);
     adapter_backward(layer, LoraTarget::Up, a.up.act(), xn2.act(), dxn.act(), N, C, I, sink);
-    Buffer dnorm = norm_gradient(P.mlp_norm);
-    be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), a.x_mid.act(), norm_weight(P.mlp_norm), a.rstd2.f32(), N, C, true);
-    if (dnorm.get()) sink.consume(P.mlp_norm, 0, 1, dnorm.f32());
+    norm_backward(P.mlp_norm, dx, dxn.act(), a.x_mid.act(), a.rstd2.f32(), N, sink);
   }
-  a.gate.reset();
-  a.up.reset();
+  for (Buffer* b : {&a.gate, &a.up, &a.x_mid, &a.xn2, &a.rstd2}) b->reset();  // the MLP's, done with
 
   // ---- attention: x_mid = x_in + att_out @ w_o^T ----
   Buffer datt = be.alloc_act(int64_t(N) * QD, "layer gradients");  // (N, H, D)
-  be.matmul_backward_input(datt.act(), dx, matrix(P.o, &LayerWeights::o), N, QD, C, false);
+  be.matmul_backward_input(datt.act(), dx, matrix(P.o, &LayerWeights::o), N, QD, C, false, QD);
   release({&LayerWeights::o});
   weight_gradient(P.o, dx, a.att_out.act(), N, QD, C, sink);
   adapter_backward(layer, LoraTarget::O, dx, a.att_out.act(), datt.act(), N, QD, C, sink);
@@ -138,14 +137,13 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   Buffer dv = be.alloc_act(int64_t(N) * KVD, "layer gradients");
   be.attention_backward({dq.act(), dk.act(), dv.act(), datt.act(), a.att_out.act(), a.lse.f32(), a.q.act(), a.k.act(),
                          a.v.act(), db.doc_start.i32(), db.docs, db.B, db.T, H, KVH, D});
-  datt.reset();
-  a.lse.reset();
+  for (Buffer* b : {&datt, &a.lse, &a.q, &a.k, &a.v, &a.att_out}) b->reset();  // attention's, done with
   be.rope(dq.act(), db.positions.i32(), inv_freq_.f32(), N, H, D, true);
   be.rope(dk.act(), db.positions.i32(), inv_freq_.f32(), N, KVH, D, true);
   Buffer dxn = be.alloc_act(int64_t(N) * C, "layer gradients");  // (N, C)
-  be.matmul_backward_input(dxn.act(), dq.act(), matrix(P.q, &LayerWeights::q), N, C, QD, false);
-  be.matmul_backward_input(dxn.act(), dk.act(), matrix(P.k, &LayerWeights::k), N, C, KVD, true);
-  be.matmul_backward_input(dxn.act(), dv.act(), matrix(P.v, &LayerWeights::v), N, C, KVD, true);
+  be.matmul_backward_input(dxn.act(), dq.act(), matrix(P.q, &LayerWeights::q), N, C, QD, false, C);
+  be.matmul_backward_input(dxn.act(), dk.act(), matrix(P.k, &LayerWeights::k), N, C, KVD, true, C);
+  be.matmul_backward_input(dxn.act(), dv.act(), matrix(P.v, &LayerWeights::v), N, C, KVD, true, C);
   release({&LayerWeights::q, &LayerWeights::k, &LayerWeights::v});
   const Buffer xn1 = normalized(x_in, P.attn_norm, N);
   weight_gradient(P.q, dq.act(), xn1.act(), N, C, QD, sink);
@@ -154,9 +152,7 @@ void LlamaModel::layer_backward(int layer, CAct x_in, Act dx, const DeviceBatch&
   adapter_backward(layer, LoraTarget::Q, dq.act(), xn1.act(), dxn.act(), N, C, QD, sink);
   adapter_backward(layer, LoraTarget::K, dk.act(), xn1.act(), dxn.act(), N, C, KVD, sink);
   adapter_backward(layer, LoraTarget::V, dv.act(), xn1.act(), dxn.act(), N, C, KVD, sink);
-  Buffer dnorm = norm_gradient(P.attn_norm);
-  be.rmsnorm_backward(dx, dnorm.f32(), dxn.act(), x_in, norm_weight(P.attn_norm), a.rstd1.f32(), N, C, true);
-  if (dnorm.get()) sink.consume(P.attn_norm, 0, 1, dnorm.f32());
+  norm_backward(P.attn_norm, dx, dxn.act(), x_in, a.rstd1.f32(), N, sink);
 }
 
 Buffer LlamaModel::normalized(CAct x, int norm_param, int N) {
@@ -171,15 +167,26 @@ Buffer LlamaModel::norm_gradient(int norm_param) {
   return backend_.alloc(size_t(config_.hidden_size) * 4, "weight-gradient chunk");
 }
 
-void LlamaModel::weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink) {
+void LlamaModel::norm_backward(int norm_param, Act dx, CAct dxn, CAct x, const float* rstd, int N, GradSink& sink) {
+  Buffer dw = norm_gradient(norm_param);
+  backend_.rmsnorm_backward(dx, dw.f32(), dxn, x, norm_weight(norm_param), rstd, N, config_.hidden_size, true);
+  if (dw.get()) sink.consume(norm_param, 0, 1, dw.f32());
+}
+
+void LlamaModel::weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink, int row0) {
   if (params_[size_t(param)].frozen) return;
   const int chunk = int(std::clamp<int64_t>(int64_t(weight_grad_chunk_bytes / (size_t(I) * 4)), 1, O));
   Buffer dw = backend_.alloc(size_t(chunk) * I * 4, "weight-gradient chunk");  // (chunk, I)
   for (int r0 = 0; r0 < O; r0 += chunk) {
     const int rows = std::min(chunk, O - r0);
-    backend_.matmul_backward_weight(dw.f32(), dout + r0, inp, N, I, rows, false, O);
-    sink.consume(param, r0, rows, dw.f32());
+    backend_.matmul_backward_weight(dw.f32(), dout + r0, inp, N, I, rows, false, O, I);
+    sink.consume(param, row0 + r0, rows, dw.f32());
   }
+}
+
+void LlamaModel::deliver_rows(int param, const float* grad, int64_t rows, int64_t cols, GradSink& sink) {
+  const int64_t chunk = std::clamp<int64_t>(int64_t(weight_grad_chunk_bytes / (size_t(cols) * 4)), 1, rows);
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) sink.consume(param, r0, std::min(chunk, rows - r0), grad + r0 * cols);
 }
 
 void LlamaModel::head_weight_backward(CAct weight, CAct hidden, const float* lse, CAct dx0, const DeviceBatch& db,
@@ -198,7 +205,7 @@ void LlamaModel::head_weight_backward(CAct weight, CAct hidden, const float* lse
       const int n = std::min(nt, N - r0);
       be.matmul_forward(tile.act(), hidden + int64_t(r0) * C, w, n, C, rows);
       be.cross_entropy_backward(tile.act(), lse + r0, db.targets.i32() + r0, n, rows, v0, V, loss_scale);
-      be.matmul_backward_weight(dw.f32(), tile.act(), hidden + int64_t(r0) * C, n, C, rows, true, rows);
+      be.matmul_backward_weight(dw.f32(), tile.act(), hidden + int64_t(r0) * C, n, C, rows, true, rows, C);
     }
     if (dx0.ptr) be.embedding_backward(dw.f32(), dx0, db.groups_in(v0, rows), C, v0);
     sink.consume(param, v0, rows, dw.f32());

@@ -123,12 +123,12 @@ void LlamaModel::adapter_backward(int layer, LoraTarget t, CAct dout, CAct inp, 
     const DenseWeight a = dense(ia), b = dense(ib);
     const AdapterDown d = adapter_down(be, A, s, inp, N, I, a);
     Buffer du = be.alloc_act(int64_t(N) * r, "layer gradients");  // (N, r) = s dout B
-    be.matmul_backward_input(du.act(), dout, b.get(), N, r, O, false);
+    be.matmul_backward_input(du.act(), dout, b.get(), N, r, O, false, r);
     be.scale(du.act(), s, int64_t(N) * r);
-    be.matmul_backward_weight(dB.f32(), dout, d.u, N, r, O, false, O);  // dout^T u
+    be.matmul_backward_weight(dB.f32(), dout, d.u, N, r, O, false, O, r);  // dout^T u
     sink.consume(ib, 0, O, dB.f32());
-    be.matmul_backward_weight(dA.f32(), du.act(), inp, N, I, r, false, r);  // du^T inp
-    be.matmul_backward_input(dinp, du.act(), a.get(), N, I, r, true);
+    be.matmul_backward_weight(dA.f32(), du.act(), inp, N, I, r, false, r, I);  // du^T inp
+    be.matmul_backward_input(dinp, du.act(), a.get(), N, I, r, true, I);
   }
   sink.consume(ia, 0, r, dA.f32());
 }

@@ -244,18 +244,21 @@ class Backend {
   virtual void rope(Act x, const int32_t* pos, const float* inv_freq, int N, int H, int D, bool backward) = 0;
   virtual void attention_forward(const AttentionParams& p) = 0;
   virtual void attention_decode(const DecodeAttentionParams& p) = 0;
-  virtual void swiglu_forward(Act out, CAct gate, CAct up, int64_t n) = 0;
+  virtual void swiglu_forward(Act out, CAct gate, CAct up, int64_t n) = 0;  // out = silu(gate) * up; may alias gate
   virtual void residual_add(Act x, CAct y, int64_t n) = 0;
   // loss (N,) per row; a negative target (model/batch.h's kIgnoreIndex) gives 0; lse (N,) logsumexp, may be null
   virtual void cross_entropy_forward(float* loss, float* lse, CAct logits, const int32_t* targets, int N, int V) = 0;
 
   // ---- backward ops ----
-  // dinp (N, I) (+)= dout (N, O) @ weight (O, I)
-  virtual void matmul_backward_input(Act dinp, CAct dout, CAct weight, int N, int I, int O, bool accumulate) = 0;
+  // dinp (N, I) (+)= dout (N, O) @ weight (O, I); weight's rows are ld_weight apart (>= I): I columns of a wider
+  // matrix (the MLP's backward by intermediate columns).
+  virtual void matmul_backward_input(Act dinp, CAct dout, CAct weight, int N, int I, int O, bool accumulate,
+                                     int ld_weight) = 0;
   // dweight (O, I) (+)= dout (N, O)^T @ inp (N, I); the weight gradient is fp32 whatever the activations are. dout's
-  // rows are ld_dout apart (>= O): O columns of a wider gradient give the weight's rows in chunks.
+  // rows are ld_dout apart (>= O): O columns of a wider gradient give the weight's rows in chunks; dweight's are
+  // ld_dweight apart (>= I): I columns of a wider gradient.
   virtual void matmul_backward_weight(float* dweight, CAct dout, CAct inp, int N, int I, int O, bool accumulate,
-                                      int ld_dout) = 0;
+                                      int ld_dout, int ld_dweight) = 0;
   // dx (+)= d rmsnorm / dx; dw = d rmsnorm / dw (dw may be null)
   virtual void rmsnorm_backward(Act dx, float* dw, CAct dy, CAct x, const float* w, const float* rstd, int N, int C,
                                 bool accumulate_dx) = 0;

@@ -130,14 +130,15 @@ class FunctorBackend : public Backend {
   }
 
   // ---- backward ----
-  void matmul_backward_input(Act dinp, CAct dout, CAct weight, int N, int I, int O, bool accumulate) override {
+  void matmul_backward_input(Act dinp, CAct dout, CAct weight, int N, int I, int O, bool accumulate,
+                             int ld_weight) override {
     const OpScope scope(*this, "matmul_backward_input");
-    gemm({false, false, N, I, O, dout, O, weight, I, accumulate ? 1.0f : 0.0f, dinp, I});  // (N, O) @ (O, I)
+    gemm({false, false, N, I, O, dout, O, weight, ld_weight, accumulate ? 1.0f : 0.0f, dinp, I});  // (N, O) @ (O, I)
   }
-  void matmul_backward_weight(float* dweight, CAct dout, CAct inp, int N, int I, int O, bool accumulate,
-                              int ld_dout) override {
+  void matmul_backward_weight(float* dweight, CAct dout, CAct inp, int N, int I, int O, bool accumulate, int ld_dout,
+                              int ld_dweight) override {
     const OpScope scope(*this, "matmul_backward_weight");
-    gemm({true, false, O, I, N, dout, ld_dout, inp, I, accumulate ? 1.0f : 0.0f, dweight, I});  // (N, O)^T @ (N, I)
+    gemm({true, false, O, I, N, dout, ld_dout, inp, I, accumulate ? 1.0f : 0.0f, dweight, ld_dweight});  // (N, O)^T @ (N, I)
   }
   void rmsnorm_backward(Act dx, float* dw, CAct dy, CAct x, const float* w, const float* rstd, int N, int C,
                         bool accumulate_dx) override {

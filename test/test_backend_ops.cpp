@@ -239,17 +239,23 @@ const std::vector<OpCase>& op_cases() {
          b.be().matmul_forward(b.act_out(kGemmN * kGemmO), b.act_in(kGemmN * kGemmI), b.act_in(kGemmO * kGemmI, 0.1f),
                                kGemmN, kGemmI, kGemmO);
        }},
-      {Op::matmul_backward_input, "(77, 301) @ (301, 130), accumulating", {1e-5, 8e-3, 0},
+      {Op::matmul_backward_input, "(77, 301) @ (301, 130), accumulating; columns 30-129 of the same weight", {1e-5, 8e-3, 0},
        [](OpBench& b) {
-         b.be().matmul_backward_input(b.act_inout(kGemmN * kGemmI), b.act_in(kGemmN * kGemmO),
-                                      b.act_in(kGemmO * kGemmI, 0.1f), kGemmN, kGemmI, kGemmO, true);
+         const CAct dout = b.act_in(kGemmN * kGemmO), w = b.act_in(kGemmO * kGemmI, 0.1f);
+         b.be().matmul_backward_input(b.act_inout(kGemmN * kGemmI), dout, w, kGemmN, kGemmI, kGemmO, true, kGemmI);
+         b.be().matmul_backward_input(b.act_out(kGemmN * 100), dout, w + 30, kGemmN, 100, kGemmO, false, kGemmI);
        }},
-      {Op::matmul_backward_weight, "(77, 301)^T @ (77, 130), fp32 out; rows 100-299 of the same, accumulating",
+      {Op::matmul_backward_weight,
+       "(77, 301)^T @ (77, 130), fp32 out; rows 100-299 of the same, accumulating; into columns 30-129 of a gradient",
        {1e-5, 0, 1e-4},
        [](OpBench& b) {
          const CAct dout = b.act_in(kGemmN * kGemmO), inp = b.act_in(kGemmN * kGemmI);
-         b.be().matmul_backward_weight(b.f32_out(kGemmO * kGemmI), dout, inp, kGemmN, kGemmI, kGemmO, false, kGemmO);
-         b.be().matmul_backward_weight(b.f32_inout(200 * kGemmI), dout + 100, inp, kGemmN, kGemmI, 200, true, kGemmO);
+         b.be().matmul_backward_weight(b.f32_out(kGemmO * kGemmI), dout, inp, kGemmN, kGemmI, kGemmO, false, kGemmO,
+                                       kGemmI);
+         b.be().matmul_backward_weight(b.f32_inout(200 * kGemmI), dout + 100, inp, kGemmN, kGemmI, 200, true, kGemmO,
+                                       kGemmI);
+         b.be().matmul_backward_weight(b.f32_inout(kGemmO * kGemmI) + 30, dout, b.act_in(kGemmN * 100), kGemmN, 100,
+                                       kGemmO, false, kGemmO, kGemmI);
        }},
       {Op::embedding_forward, "37 tokens of a (3001, 1000) table", {0, 0, 0},
        [](OpBench& b) {

@@ -130,11 +130,11 @@ TEST_CASE("bf16 storage: each op equals the fp32 reference on the same inputs, r
     ref.matmul_forward(yf.data(), af.data(), wf.data(), N, I, C);
     be.matmul_forward(y.data(), a.data(), wt.data(), N, I, C);
     require_rounded(y, yf);
-    ref.matmul_backward_input(dxf.data(), dyf.data(), wf.data(), N, I, C, true);
-    be.matmul_backward_input(dx.data(), dy.data(), wt.data(), N, I, C, true);
+    ref.matmul_backward_input(dxf.data(), dyf.data(), wf.data(), N, I, C, true, I);
+    be.matmul_backward_input(dx.data(), dy.data(), wt.data(), N, I, C, true, I);
     require_rounded(dx, dxf);
-    ref.matmul_backward_weight(dwf.data(), dyf.data(), af.data(), N, I, C, false, C);
-    be.matmul_backward_weight(dw.data(), dy.data(), a.data(), N, I, C, false, C);
+    ref.matmul_backward_weight(dwf.data(), dyf.data(), af.data(), N, I, C, false, C, I);
+    be.matmul_backward_weight(dw.data(), dy.data(), a.data(), N, I, C, false, C, I);
     REQUIRE(dw == dwf);
   }
   SECTION("dequantizing an INT8 matrix into bf16") {

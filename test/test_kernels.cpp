@@ -191,7 +191,7 @@ TEST_CASE("GEMMs too few rows to share split by columns and match an fp64 refere
     std::vector<float> out(size_t(N) * O, NAN), ref(size_t(N) * O), dx(size_t(N) * C, NAN), dx_ref(size_t(N) * C);
     be.matmul_forward(out.data(), x.data(), w.data(), N, C, O);
     const auto dout = test::random_normal(size_t(N) * O, rng);
-    be.matmul_backward_input(dx.data(), dout.data(), w.data(), N, C, O, false);
+    be.matmul_backward_input(dx.data(), dout.data(), w.data(), N, C, O, false, C);
     for (int n = 0; n < N; ++n) {
       for (int o = 0; o < O; ++o) {
         double s = 0;

@@ -138,6 +138,7 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
       {"dequantized weights", "compute copies: the matrix in use, or one layer's kept from its recompute"},
       {"gathered weights", "dist.shard_weights: the INT8 matrix in use, every rank's rows"},
       {"weight-gradient chunk", "a chunk of rows of one matrix's gradient (32 MiB at most), or a vocabulary chunk of the head's"},
+      {"down-projection gradient", "long sequences: w_down's whole fp32 gradient while the MLP's backward takes it in pieces"},
       {"logits chunk", "a token chunk of full-vocabulary logits"},
       {"head activations", "final hidden states, logsumexp, residual-stream gradient"},
       {"optimizer scratch", "accumulated-gradient sums"},

@@ -23,6 +23,7 @@ struct Setting {
   std::optional<double> clip;  // small enough to scale every step's gradient down
   bool shard_weights = false;
   enum { None, GseLion, Fp32Adamw } lora = None;  // LoRA adapters on a frozen base, and their optimizer
+  bool mlp_pieces = false;  // the backward takes the MLP by blocks of intermediate columns (long sequences)
 };
 
 
@@ -64,11 +65,13 @@ TEST_CASE("N ranks with sharded state reach one process's weights and momentum b
   for (const Setting s : {Setting{true, 1, {}}, Setting{false, 2, {}}, Setting{true, 2, {}}, Setting{true, 1, 1e-3},
                           Setting{false, 2, 1e-3}, Setting{true, 1, {}, true}, Setting{true, 2, 1e-3, true},
                           Setting{false, 2, 1e-3, false, Setting::GseLion}, Setting{false, 1, {}, true, Setting::GseLion},
-                          Setting{false, 2, {}, false, Setting::Fp32Adamw}}) {
+                          Setting{false, 2, {}, false, Setting::Fp32Adamw},
+                          Setting{true, 2, 1e-3, true, Setting::None, true}}) {
     INFO("rank " << me << " of " << N << ", " << (s.grad_int8 ? "INT8" : "fp32") << " accumulators, "
                  << s.micro_per_rank << " micro-batches per rank, " << (s.clip ? "clipped" : "not clipped")
                  << (s.shard_weights ? ", weights sharded" : "")
                  << (s.lora == Setting::GseLion ? ", GSE LoRA with Lion" : s.lora == Setting::Fp32Adamw ? ", fp32 LoRA with AdamW" : "")
+                 << (s.mlp_pieces ? ", the MLP in pieces" : "")
                  << ", seed " << seed);
     WeightStorage storage{true, 0.02};
     if (s.lora != Setting::None) storage.lora = test::small_lora(s.lora == Setting::GseLion, 8, seed);
@@ -79,6 +82,7 @@ TEST_CASE("N ranks with sharded state reach one process's weights and momentum b
     os.seed = seed;
     os.adamw = s.lora == Setting::Fp32Adamw;
     LlamaModel ref(hf, be, storage), dp(hf, be, storage, s.shard_weights ? comm : nullptr);
+    if (s.mlp_pieces) ref.mlp_chunk_bytes = dp.mlp_chunk_bytes = 256;  // blocks of 2 columns of 24 tokens
     Optimizer ref_opt(ref, os), dp_opt(dp, os, RowShards{me, N});
     GradAccumulators ref_acc(ref, os), dp_acc(dp, os, RowShards{me, N}, s.micro_per_rank > 1);
     if (s.micro_per_rank == 1) CHECK(dp_acc.bytes() <= size_t(dp.params().size()));  // nothing kept but empty buffers
