@@ -23,27 +23,27 @@ bool mlp_has_adapters(const LayerParams& P) {
 
 int LlamaModel::mlp_forward_rows(int layer, int N) const {
   if (mlp_has_adapters(layer_params(layer))) return N;
-  const int64_t C = config_.hidden_size, I = config_.intermediate_size, a = int64_t(backend_.act_bytes(1));
-  const int64_t rows = std::clamp<int64_t>(int64_t(mlp_chunk_bytes) / (I * a), 1, N);
+  // In 64 bits: N is up to 2^24 tokens (trainer/config.cpp) and I up to 2^20.
+  const int64_t n = N, C = config_.hidden_size, I = config_.intermediate_size, a = int64_t(backend_.act_bytes(1));
+  const int64_t rows = std::clamp<int64_t>(int64_t(mlp_chunk_bytes) / (I * a), 1, n);
   // Whole: gate, up and their product (N, I), one matrix dequantized at a time. In pieces: a piece's gate (then
   // product) and up (rows, I), with the three matrices dequantized throughout.
-  const int64_t whole = 3 * N * I * a + C * I * a, pieces = 2 * rows * I * a + 3 * C * I * a;
+  const int64_t whole = 3 * n * I * a + C * I * a, pieces = 2 * rows * I * a + 3 * C * I * a;
   return pieces < whole ? int(rows) : N;
 }
 
 int LlamaModel::mlp_backward_columns(int layer, int N) const {
   const LayerParams& P = layer_params(layer);
-  const int I = config_.intermediate_size;
-  if (mlp_has_adapters(P)) return I;
-  const int64_t C = config_.hidden_size, a = int64_t(backend_.act_bytes(1));
-  int64_t cols = std::clamp<int64_t>(int64_t(mlp_chunk_bytes) / (int64_t(N) * a), 1, I);
+  if (mlp_has_adapters(P)) return config_.intermediate_size;
+  const int64_t n = N, C = config_.hidden_size, I = config_.intermediate_size, a = int64_t(backend_.act_bytes(1));
+  int64_t cols = std::clamp<int64_t>(int64_t(mlp_chunk_bytes) / (n * a), 1, I);
   if (cols > 64) cols -= cols % 64;  // whole tiles for the GEMMs
   // Whole: the recompute's gate and up, the product and its gradient (N, I), and the matrices as keep_layer_weights
   // holds them. In pieces: three (N, cols), the three matrices, and the down projection's fp32 gradient.
   const int64_t dense = C * I * a, down_grad = params_[size_t(P.down)].frozen ? 0 : C * I * 4;
-  const int64_t whole = 4 * N * I * a + (keep_layer_weights ? 3 : 1) * dense,
-                pieces = 3 * N * cols * a + 3 * dense + down_grad;
-  return pieces < whole ? int(cols) : I;
+  const int64_t whole = 4 * n * I * a + (keep_layer_weights ? 3 : 1) * dense,
+                pieces = 3 * n * cols * a + 3 * dense + down_grad;
+  return int(pieces < whole ? cols : I);
 }
 
 void LlamaModel::mlp_forward_by_rows(int layer, CAct xn2, CAct x_mid, Act x_out, Act proj, int N, int rows) {
