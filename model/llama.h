@@ -154,7 +154,8 @@ class LlamaModel {
   // The batch in backend memory; with token_groups, also its positions grouped by token (the embedding gradient).
   DeviceBatch upload(const Batch& batch, bool token_groups = false);
   // x_out = layer(x_in), keeping nothing. Without x_out (the backward's recompute), the forward stops before the
-  // down projection and returns the activations layer_backward reads. With a cache (generation, B = 1)
+  // down projection (before gate and up where the backward takes the MLP in pieces) and returns the activations
+  // layer_backward reads. With a cache (generation, B = 1)
   // the batch's keys and values are appended to it and attention runs against everything cached. With `keep`,
   // the dequantized matrices stay there (the backward pass reads them); else each is dropped after its GEMM.
   LayerActs layer_forward(int layer, CAct x_in, Act x_out, const DeviceBatch& db, KvCache* cache = nullptr,

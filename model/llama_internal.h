@@ -20,7 +20,8 @@ struct LlamaModel::DeviceBatch {
 
 // What one layer's backward pass needs from its recomputed forward pass.
 struct LlamaModel::LayerActs {
-  Buffer xn1, rstd1, q, k, v, lse, att_out, x_mid, xn2, rstd2, gate, up;  // xn1, xn2: freed after their GEMMs
+  // xn1, xn2: freed after their GEMMs, but xn2 kept (and gate, up not made) when the backward takes the MLP in pieces
+  Buffer xn1, rstd1, q, k, v, lse, att_out, x_mid, xn2, rstd2, gate, up;
 };
 
 // One layer's matrices in the form its GEMMs read (DenseWeight), kept from the recompute for the backward pass.
