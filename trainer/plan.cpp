@@ -135,7 +135,7 @@ MemoryPlan plan_with(const RunConfig& cfg, const LlamaConfig& arch, const PlanTa
       {"layer-input stack", "input of every layer, layers x tokens x hidden, in train.stack_dtype; the residual stream"},
       {"layer activations", "one layer's recomputed forward, attention logsumexp included"},
       {"layer gradients", "one layer's activation gradients"},
-      {"dequantized weights", "compute copies: the matrix in use, or one layer's kept from its recompute"},
+      {"dequantized weights", "compute copies: the matrix in use, one layer's kept from its recompute, or the MLP's three while it runs in pieces"},
       {"gathered weights", "dist.shard_weights: the INT8 matrix in use, every rank's rows"},
       {"weight-gradient chunk", "a chunk of rows of one matrix's gradient (32 MiB at most), or a vocabulary chunk of the head's"},
       {"down-projection gradient", "long sequences: w_down's whole fp32 gradient while the MLP's backward takes it in pieces"},
