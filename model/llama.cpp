@@ -180,6 +180,10 @@ void LlamaModel::load_weight(int param, const float* host) {
 DenseWeight LlamaModel::dense(int param, DType as) const {
   const Param& p = params_[size_t(param)];
   DenseWeight d;
+  if (!dense_held_.empty() && as == backend_.act_dtype() && dense_held_[size_t(param)].ptr.ptr) {
+    d.ptr = dense_held_[size_t(param)].ptr;  // a view of the held copy
+    return d;
+  }
   if (!p.quantized() && !p.is_gse() && as == DType::F32) {
     d.ptr = p.fp32.f32();
     return d;
@@ -217,6 +221,21 @@ HybridMatrix LlamaModel::gathered(int param) const {
   gather(whole.col, p.int8.col, k * whole.col_bytes);
   set_uniform_row_ptr(backend_, whole);
   return whole;
+}
+
+LlamaModel::DenseHold LlamaModel::hold_dense_weights() {
+  auto copied = [&](const Param& p) {  // dense() would make a copy of it
+    return p.shape.size() == 2 && (p.quantized() || p.is_gse() || backend_.act_dtype() != DType::F32);
+  };
+  size_t bytes = 0;
+  for (const Param& p : params_) bytes += copied(p) ? backend_.act_bytes(p.numel()) : 0;
+  if (shard_over_ || !dense_held_.empty() || bytes == 0 || bytes > backend_.available_bytes() / 2) return DenseHold{};
+  std::vector<DenseWeight> held(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (copied(params_[i])) held[i] = dense(int(i));
+  }
+  dense_held_ = std::move(held);
+  return DenseHold{this};
 }
 
 CAct LlamaModel::dense_into(DenseWeight& slot, int param) const {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dist/row_shards.h"
@@ -93,6 +94,25 @@ class LlamaModel {
   DenseWeight dense(int param, DType as) const;
   // `slot` = dense(param), the slot's previous copy freed first: one matrix of workspace at a time.
   CAct dense_into(DenseWeight& slot, int param) const;
+
+  // Generation and scoring read every matrix once per token. While the hold this returns lives, nothing updates the
+  // weights and dense() serves every matrix from one dequantized copy made here. The hold is empty (each use
+  // dequantizes again, as in training) where that copy would take more than half the memory available, with
+  // sharded weights (the ranks could decide differently), or inside another hold.
+  class DenseHold {
+   public:
+    explicit DenseHold(LlamaModel* model = nullptr) : model_(model) {}
+    DenseHold(DenseHold&& o) noexcept : model_(std::exchange(o.model_, nullptr)) {}
+    DenseHold& operator=(DenseHold&&) = delete;
+    ~DenseHold() {
+      if (model_) model_->dense_held_.clear();
+    }
+    bool holds() const { return model_ != nullptr; }
+
+   private:
+    LlamaModel* model_;
+  };
+  [[nodiscard]] DenseHold hold_dense_weights();
   // A parameter's values as fp32 on the host (dequantized for INT8), and the reverse: stores host values,
   // quantizing them when the parameter is INT8.
   std::vector<float> read_weight(int param) const;
@@ -211,6 +231,7 @@ class LlamaModel {
   RowShards weight_shards_;
   Buffer inv_freq_;
   std::vector<Param> params_;  // in llama_tensor_specs order
+  std::vector<DenseWeight> dense_held_;  // by parameter, while a DenseHold lives (hold_dense_weights)
   int embedding_ = -1, final_norm_ = -1, head_ = -1;
   std::vector<LayerParams> layers_;
 };

@@ -138,6 +138,42 @@ TEST_CASE("cuda: a prompt and the tokens after it decode on the GPU as on the CP
   }
 }
 
+// Generation holds one dequantized copy of the INT8 model instead of dequantizing every matrix for every token:
+// the same logits bit for bit, each matrix dequantized once, and nothing held once the hold ends.
+TEST_CASE("generation dequantizes each INT8 matrix once while it holds them, with the same logits", "[generate][quant]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  const HfModel hf(test::fixture("gqa_tied"));
+  CpuBackend be;
+  LlamaModel model(hf, be, WeightStorage{true, 0.02});
+  int64_t matrices = 0;
+  for (const Param& p : model.params()) matrices += p.quantized();
+  REQUIRE(matrices > 0);
+  const std::vector<int32_t> prompt = test::random_ids(20, model.config().vocab_size, rng);
+  const std::vector<int32_t> next = test::random_ids(5, model.config().vocab_size, rng);
+  auto decode_all = [&] {
+    KvCache cache = model.new_kv_cache(25);
+    std::vector<std::vector<float>> out{model.decode(prompt, cache)};
+    for (int32_t t : next) out.push_back(model.decode({t}, cache));
+    return out;
+  };
+  OpProfile prof;
+  be.set_profile(&prof);
+  const auto plain = decode_all();
+  const int64_t per_use = prof.ops["dequantize_hybrid"].calls;
+  CHECK(per_use >= 6 * matrices);  // every matrix at every decode call (a tied one twice)
+  {
+    const LlamaModel::DenseHold hold = model.hold_dense_weights();
+    REQUIRE(hold.holds());
+    CHECK_FALSE(model.hold_dense_weights().holds());  // one hold at a time
+    CHECK(decode_all() == plain);
+    CHECK(prof.ops["dequantize_hybrid"].calls == per_use + matrices);
+  }
+  const size_t live = be.memory().current_bytes;
+  CHECK(decode_all() == plain);  // dequantized per use again, and nothing left held
+  CHECK(prof.ops["dequantize_hybrid"].calls == 2 * per_use + matrices);
+  CHECK(be.memory().current_bytes == live);
+}
+
 TEST_CASE("greedy generation picks the argmax of the uncached forward pass at every step", "[generate]") {
   test::GoldenCase c("gqa_tied");
   const Tokenizer tok(test::fixture("gqa_tied"));

@@ -67,6 +67,7 @@ Generation generate_tokens(LlamaModel& model, const Tokenizer& tok, const Prompt
   }
   Generation g;
   g.prompt = prompt.tokens;
+  const LlamaModel::DenseHold hold = model.hold_dense_weights();  // each matrix dequantized once, not per token
   KvCache cache = model.new_kv_cache(int(g.prompt.size()) + o.max_new_tokens);
   std::mt19937_64 rng(o.seed);
   std::vector<float> logits = model.decode(g.prompt, cache);

@@ -23,6 +23,7 @@ TaskResult score_exact_match(LlamaModel& model, const Tokenizer& tok, const std:
   gen.max_new_tokens = o.max_new_tokens;
   gen.temperature = 0;  // greedy: the score is a property of the model, not of a seed
   TaskResult r;
+  const LlamaModel::DenseHold hold = model.hold_dense_weights();  // each matrix dequantized once for every record
   for_each_jsonl_line(path, [&](const std::string& line, long lineno) {
     if (o.limit > 0 && r.examples >= o.limit) return;
     std::vector<Turn> turns = parse_line(path, lineno, line, o.format);
