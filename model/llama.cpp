@@ -184,7 +184,7 @@ DenseWeight LlamaModel::dense(int param, DType as) const {
     d.ptr = dense_held_[size_t(param)].ptr;  // a view of the held copy
     return d;
   }
-  if (!p.quantized() && !p.is_gse() && as == DType::F32) {
+  if (!dense_copies(p, as)) {
     d.ptr = p.fp32.f32();
     return d;
   }
@@ -224,9 +224,7 @@ HybridMatrix LlamaModel::gathered(int param) const {
 }
 
 LlamaModel::DenseHold LlamaModel::hold_dense_weights() {
-  auto copied = [&](const Param& p) {  // dense() would make a copy of it
-    return p.shape.size() == 2 && (p.quantized() || p.is_gse() || backend_.act_dtype() != DType::F32);
-  };
+  auto copied = [&](const Param& p) { return p.shape.size() == 2 && dense_copies(p, backend_.act_dtype()); };
   size_t bytes = 0;
   for (const Param& p : params_) bytes += copied(p) ? backend_.act_bytes(p.numel()) : 0;
   if (shard_over_ || !dense_held_.empty() || bytes == 0 || bytes > backend_.available_bytes() / 2) return DenseHold{};

@@ -2,6 +2,7 @@
 // LlamaForCausalLM composed from backend ops: the forward pass, and a backward pass that recomputes one layer
 // at a time from a stack of layer inputs and hands each parameter's gradient to a GradSink as soon as it is
 // final. Activations and the compute copies of weights are in the backend's activation dtype (bf16 on the GPU).
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -92,6 +93,8 @@ class LlamaModel {
   // The weight in the activation dtype (or `as`): INT8 weights dequantized, fp32 ones converted when needed.
   DenseWeight dense(int param) const { return dense(param, backend_.act_dtype()); }
   DenseWeight dense(int param, DType as) const;
+  // Whether dense() makes a copy: INT8 or GSE storage, or fp32 wanted in another type.
+  static bool dense_copies(const Param& p, DType as) { return p.quantized() || p.is_gse() || as != DType::F32; }
   // `slot` = dense(param), the slot's previous copy freed first: one matrix of workspace at a time.
   CAct dense_into(DenseWeight& slot, int param) const;
 
@@ -208,6 +211,10 @@ class LlamaModel {
   // dW (O, I) = dout (N, O)^T @ inp (N, I) of a layer matrix's rows [row0, row0 + O) (none when it is frozen),
   // delivered in chunks of weight_grad_chunk_bytes.
   void weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink, int row0 = 0);
+  // Rows of a weight gradient's chunk (of `rows` of `cols` floats): weight_grad_chunk_bytes at most, one row at least.
+  int64_t gradient_chunk_rows(int64_t cols, int64_t rows) const {
+    return std::clamp<int64_t>(int64_t(weight_grad_chunk_bytes / (size_t(cols) * 4)), 1, rows);
+  }
   // rows (rows, cols) of a parameter's whole fp32 gradient in backend memory, to the sink in chunks of
   // weight_grad_chunk_bytes.
   void deliver_rows(int param, const float* grad, int64_t rows, int64_t cols, GradSink& sink);

@@ -175,7 +175,7 @@ void LlamaModel::norm_backward(int norm_param, Act dx, CAct dxn, CAct x, const f
 
 void LlamaModel::weight_gradient(int param, CAct dout, CAct inp, int N, int I, int O, GradSink& sink, int row0) {
   if (params_[size_t(param)].frozen) return;
-  const int chunk = int(std::clamp<int64_t>(int64_t(weight_grad_chunk_bytes / (size_t(I) * 4)), 1, O));
+  const int chunk = int(gradient_chunk_rows(I, O));
   Buffer dw = backend_.alloc(size_t(chunk) * I * 4, "weight-gradient chunk");  // (chunk, I)
   for (int r0 = 0; r0 < O; r0 += chunk) {
     const int rows = std::min(chunk, O - r0);
@@ -185,7 +185,7 @@ void LlamaModel::weight_gradient(int param, CAct dout, CAct inp, int N, int I, i
 }
 
 void LlamaModel::deliver_rows(int param, const float* grad, int64_t rows, int64_t cols, GradSink& sink) {
-  const int64_t chunk = std::clamp<int64_t>(int64_t(weight_grad_chunk_bytes / (size_t(cols) * 4)), 1, rows);
+  const int64_t chunk = gradient_chunk_rows(cols, rows);
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) sink.consume(param, r0, std::min(chunk, rows - r0), grad + r0 * cols);
 }
 
