@@ -37,7 +37,7 @@ int LlamaModel::mlp_backward_columns(int layer, int N) const {
   if (mlp_has_adapters(P)) return config_.intermediate_size;
   const int64_t n = N, C = config_.hidden_size, I = config_.intermediate_size, a = int64_t(backend_.act_bytes(1));
   int64_t cols = std::clamp<int64_t>(int64_t(mlp_chunk_bytes) / (n * a), 1, I);
-  if (cols > 64) cols -= cols % 64;  // whole tiles for the GEMMs
+  if (cols < I && cols > 64) cols -= cols % 64;  // whole tiles for the GEMMs; never split an I that fits
   // Whole: the recompute's gate and up, the product and its gradient (N, I), and the matrices as keep_layer_weights
   // holds them. In pieces: three (N, cols), the three matrices, and the down projection's fp32 gradient.
   const int64_t dense = C * I * a, down_grad = params_[size_t(P.down)].frozen ? 0 : C * I * 4;
